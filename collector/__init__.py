@@ -1,0 +1,1 @@
+"""heatwatch collector: MQTT in, validated readings out to the store, acknowledged only once durable."""

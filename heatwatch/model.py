@@ -1,0 +1,24 @@
+"""The one record type every part exchanges with storage.
+
+A ``Point`` is an InfluxDB-shaped record (measurement, tags, fields, time) so that
+the same value travels unchanged from the collector to every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+FieldValue = float | int | str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, FieldValue]
+    ts_ns: int  # UTC, nanoseconds since the epoch
+
+    def series_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        """Identity of the series; the same key and time overwrite (idempotent writes)."""
+        return self.measurement, tuple(sorted(self.tags.items()))

@@ -1,0 +1,129 @@
+"""The storage contract every backend fulfils (sqlite, influxdb1, influxdb2).
+
+Writes are idempotent: the same series (measurement + tags) and timestamp overwrite, so an
+MQTT redelivery never duplicates a reading. ``write`` returns only once the points are
+durable; a backend that cannot reach its server raises ``StoreUnavailable`` so the collector
+spools instead of losing them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from heatwatch.model import Point
+
+Where = Mapping[str, str | Sequence[str]]
+
+HOURLY_COLUMNS = ("hour", "mean", "min", "max", "count")
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached now; retry later (the collector spools meanwhile)."""
+
+
+class StoreError(Exception):
+    """The store refused the request; retrying the same request will not help."""
+
+
+def hour_offset_s(tz: ZoneInfo, at: datetime) -> int:
+    """Seconds past the UTC hour at which local hours start (0 for Asia/Shanghai, 1800 for India)."""
+    off = tz.utcoffset(at.replace(tzinfo=None))
+    return int(off.total_seconds() if off else 0) % 3600
+
+
+class Store(ABC):
+    name: str = "store"
+
+    @abstractmethod
+    def write(self, points: Sequence[Point]) -> None:
+        """Store points durably, or raise StoreUnavailable / StoreError."""
+
+    @abstractmethod
+    def query(
+        self,
+        measurement: str,
+        start: datetime,
+        end: datetime,
+        where: Where | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Raw points in [start, end): column ``time`` (UTC), tag columns, field columns; sorted by time."""
+
+    @abstractmethod
+    def hourly(
+        self,
+        measurement: str,
+        field: str,
+        start: datetime,
+        end: datetime,
+        tz: ZoneInfo,
+        by: str,
+        where: Where | None = None,
+    ) -> pd.DataFrame:
+        """Per ``by`` tag and local clock hour [h, h+1): mean, min, max, count — computed in the database.
+
+        Columns: ``by``, ``hour`` (UTC timestamp of the hour's start), mean, min, max, count.
+        Only hours with readings appear.
+        """
+
+    @abstractmethod
+    def last(
+        self,
+        measurement: str,
+        field: str,
+        by: str,
+        where: Where | None = None,
+        before: datetime | None = None,
+        lookback: timedelta = timedelta(days=30),
+    ) -> pd.DataFrame:
+        """The latest value per ``by`` tag: columns ``by``, ``time``, ``value``."""
+
+    @abstractmethod
+    def count(
+        self,
+        measurement: str,
+        start: datetime,
+        end: datetime,
+        where: Where | None = None,
+        field: str | None = None,
+    ) -> int:
+        """Number of points (of ``field`` when given) in [start, end)."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def empty_hourly(by: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            by: pd.Series([], dtype=object),
+            "hour": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "mean": pd.Series([], dtype=float),
+            "min": pd.Series([], dtype=float),
+            "max": pd.Series([], dtype=float),
+            "count": pd.Series([], dtype="int64"),
+        }
+    )
+
+
+def where_values(where: Where | None) -> list[tuple[str, list[str]]]:
+    out: list[tuple[str, list[str]]] = []
+    for key, val in (where or {}).items():
+        vals = [val] if isinstance(val, str) else list(val)
+        out.append((key, vals))
+    return out
