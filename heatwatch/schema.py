@@ -46,3 +46,16 @@ FIELDS: dict[str, tuple[str, ...]] = {
     WEATHER: WEATHER_FIELDS,
     FORECAST: FORECAST_FIELDS,
 }
+
+# --- derived measurements (written by analytics, control, alerts; charted by Grafana) ---------
+COMMUNITY_STATS = "community_stats"  # tags: community; fields: weighted_mean_c, plain_mean_c, homes_registered,
+#   homes_reporting, edge_homes, middle_homes, edge_share, edge_weight, homes_below_standard, status (str)
+HOME_STATUS = "home_status"  # tags: home_id, community, building; fields: mean_c, min_hourly_c, hours_below,
+#   longest_run_h, threshold_c, below (0/1), rule (str)
+SENSOR_HEALTH = "sensor_health"  # tags: home_id, community, finding; fields: value, detail (str)
+IMBALANCE = "imbalance"  # tags: community; fields: building_spread_c, entrance_spread_c, edge_middle_gap_c
+PROPOSALS = "proposals"  # tags: station_id, kind; fields: proposal_id, status, current_c, proposed_c, delta_c, reason
+ALERTS = "alerts"  # tags: category, community, station_id; fields: alert_id, home_id, status, content
+COLLECTOR_REJECTS = "collector_rejects"  # tags: collector_id, reason; fields: count
+# COLLECTOR: tags collector_id; fields: received, stored, rejected, spooled, replayed, spool_bytes,
+#   queue_depth, batch_latency_ms

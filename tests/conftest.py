@@ -1,0 +1,42 @@
+"""Shared fixtures: real Mosquitto and influxd servers, started per test session on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import Influxd, Mosquitto
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """A shared broker; tests use unique topic prefixes / client ids to stay apart."""
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker of the test's own, for tests that stop or restart it."""
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
+    """A shared influxd; tests use their own database names."""
+    server = Influxd(tmp_path_factory.mktemp("influxd")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_influxd(tmp_path: Path) -> Iterator[Influxd]:
+    """An influxd of the test's own, for tests that stop it mid-stream."""
+    server = Influxd(tmp_path / "influxd").start()
+    yield server
+    server.stop()
