@@ -180,6 +180,9 @@ def load_homes(path: Path) -> dict[str, Home]:
         community = row["community"]
         if not community:
             raise RegistryError(f"{where} column community: empty")
+        for col in ("community", "building", "entrance"):
+            if any(ord(c) < 0x20 for c in row.get(col, "")):
+                raise RegistryError(f"{where} column {col}: contains a line break or control character")
         floor = _int(row["floor"], where, "floor", 1)
         floors = _int(row["floors"], where, "floors", 1)
         if floor > floors:

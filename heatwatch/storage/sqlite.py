@@ -20,7 +20,15 @@ import pandas as pd
 
 from heatwatch import schema
 from heatwatch.model import Point
-from heatwatch.storage.base import Store, StoreError, StoreUnavailable, Where, empty_hourly, hour_offset_s, where_values
+from heatwatch.storage.base import (
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Where,
+    empty_hourly,
+    hour_offset_s,
+    where_values,
+)
 from heatwatch.timeutil import to_ns
 
 H_NS = 3_600 * 1_000_000_000
@@ -57,9 +65,8 @@ class SqliteStore(Store):
     def _create(self) -> None:
         with self._lock:
             for meas, (tags, fields, ident) in _TYPED.items():
-                cols = ", ".join(
-                    [f"{_q(t)} TEXT NOT NULL DEFAULT ''" for t in tags] + [f"{_q(f)}" for f in fields] + ["ts_ns INTEGER NOT NULL"]
-                )
+                tag_cols = [f"{_q(t)} TEXT NOT NULL DEFAULT ''" for t in tags]
+                cols = ", ".join([*tag_cols, *(_q(f) for f in fields), "ts_ns INTEGER NOT NULL"])
                 pk = ", ".join([*(_q(c) for c in ident), "ts_ns"])
                 self._db.execute(f"CREATE TABLE IF NOT EXISTS {_q(meas)} ({cols}, PRIMARY KEY ({pk})) WITHOUT ROWID")
                 self._db.execute(f"CREATE INDEX IF NOT EXISTS {_q(meas + '_ts')} ON {_q(meas)} (ts_ns)")

@@ -1,0 +1,290 @@
+"""The collector: MQTT messages → validated Points → store (or spool) → then, and only then, PUBACK.
+
+One worker thread owns batching, storage and acknowledgement, so the order is always
+store-durably-then-ack. Memory is bounded three ways: MQTT 5 Receive Maximum (the broker
+never has more unacknowledged messages in flight to us), a bounded hand-over queue (the paho
+thread blocks, TCP pushes back), and a bounded spool (when full, we stop acknowledging).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from collector.codec import Codec, Reject
+from collector.deadletter import deadletter, deadletter_topic
+from collector.spool import Spool
+from collector.topics import subscriptions
+from collector.transport import Inbound, Subscriber
+from heatwatch import schema
+from heatwatch.config import Config
+from heatwatch.model import Point
+from heatwatch.registry import Registry
+from heatwatch.storage import Store, StoreError, StoreUnavailable
+from heatwatch.timeutil import Clock, to_ns, utc_now
+
+log = logging.getLogger("heatwatch.collector")
+
+IDLE_FLUSH_S = 0.005  # a pause this long means the broker is waiting for our acks: flush now
+
+
+@dataclass
+class Stats:
+    received: int = 0  # MQTT messages
+    readings: int = 0  # points decoded
+    stored: int = 0  # points written to the store (incl. replayed)
+    rejected: int = 0  # readings / payloads dead-lettered
+    spooled: int = 0  # points written to the spool
+    replayed: int = 0  # points moved from spool to store
+    acked: int = 0
+    ack_skipped: int = 0  # acks dropped because the connection changed (message will be redelivered)
+    batches: int = 0
+    last_batch_ms: float = 0.0
+    rejects_by_reason: Counter[str] = field(default_factory=Counter)
+
+
+class Collector:
+    def __init__(self, cfg: Config, registry: Registry, store: Store, clock: Clock = utc_now) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.codec = Codec(cfg, registry)
+        c = cfg.collector
+        self.collector_id = c.collector_id or cfg.mqtt.client_id
+        self.spool = Spool(cfg.spool_dir, int(c.spool_max_mb * 1024 * 1024))
+        self.queue: queue.Queue[Inbound] = queue.Queue(maxsize=c.queue_max)
+        # flush before the broker's in-flight window (Receive Maximum) is exhausted
+        self.max_batch_msgs = max(1, min(c.batch_size, cfg.mqtt.receive_maximum // 2 or 1))
+        self.stats_lock = threading.Lock()
+        self.stats = Stats()
+        self.subscriber = Subscriber(
+            cfg, subscriptions(cfg.mqtt.topic_prefix, cfg.mqtt.shared_group), self._enqueue, client_id=cfg.mqtt.client_id
+        )
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._run, name="collector-worker", daemon=True)
+        self._store_down_until = 0.0
+        self._last_metrics = time.monotonic()
+        self._spool_warned_at = 0.0
+        self._dl_topic = deadletter_topic(cfg.mqtt.topic_prefix)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> Collector:
+        if len(self.spool):
+            log.warning("spool holds %d batches (%d readings) from before; replaying when the store answers",
+                        self.spool.batches, self.spool.points)
+        self._worker.start()
+        self.subscriber.start()
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        return self.subscriber.subscribed.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Graceful: stop consuming, store and ack what was received, then disconnect."""
+        self.subscriber.stop_consuming()
+        self._stop.set()
+        self._worker.join(timeout)
+        try:
+            self._write_metrics(force=True)
+        except Exception:
+            log.exception("final metrics write failed")
+        time.sleep(0.05)  # let paho send the last PUBACKs before DISCONNECT
+        self.subscriber.disconnect()
+        self.spool.close()
+        log.info("collector stopped: %s", self.snapshot())
+
+    def snapshot(self) -> dict[str, object]:
+        with self.stats_lock:
+            s = self.stats
+            return {
+                "received": s.received, "readings": s.readings, "stored": s.stored, "rejected": s.rejected,
+                "spooled": s.spooled, "replayed": s.replayed, "acked": s.acked, "ack_skipped": s.ack_skipped,
+                "batches": s.batches, "last_batch_ms": round(s.last_batch_ms, 1),
+                "spool_batches": self.spool.batches, "spool_points": self.spool.points, "spool_bytes": self.spool.bytes,
+                "queue_depth": self.queue.qsize(), "rejects_by_reason": dict(s.rejects_by_reason),
+                "connected": self.subscriber.connected.is_set(),
+            }
+
+    # --- paho thread ---------------------------------------------------------------------------
+    def _enqueue(self, msg: Inbound) -> None:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(msg, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    # --- worker thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = self._collect_batch()
+            if batch:
+                try:
+                    self._process(batch)
+                except Exception:
+                    log.exception("unexpected error processing a batch of %d messages; they stay unacked", len(batch))
+                    time.sleep(self.cfg.collector.store_retry_s)
+            elif self.spool.batches:
+                self._replay()
+            if self._stop.is_set() and self.queue.empty():
+                if batch:
+                    continue
+                break
+            self._write_metrics()
+
+    def _collect_batch(self) -> list[Inbound]:
+        c = self.cfg.collector
+        batch: list[Inbound] = []
+        try:
+            batch.append(self.queue.get(timeout=0.2))
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + c.batch_interval_s
+        while len(batch) < self.max_batch_msgs:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.queue.get(timeout=min(IDLE_FLUSH_S, remaining)))
+            except queue.Empty:
+                break
+        return batch
+
+    def _process(self, batch: list[Inbound]) -> None:
+        t0 = time.perf_counter()
+        now_ns = to_ns(self.clock())
+        points: list[Point] = []
+        dead: list[tuple[str, bytes, Reject]] = []
+        for msg in batch:
+            res = self.codec.decode(msg.topic, msg.payload, now_ns)
+            points.extend(res.points)
+            for rej in res.rejects:
+                dead.append((msg.topic, msg.payload, rej))
+        if not self._store(points, dead, now_ns):
+            log.warning("shutting down with %d messages unstored; they stay unacknowledged for redelivery", len(batch))
+            return
+        for topic, payload, rej in dead:
+            self.subscriber.client.publish(self._dl_topic, deadletter(topic, payload, rej, now_ns), qos=1)
+            log.info("rejected %s on %s: %s", rej.code, topic, rej.reason)
+        acked = skipped = 0
+        for msg in batch:
+            if self.subscriber.ack(msg.generation, msg.mid, msg.qos):
+                acked += 1
+            else:
+                skipped += 1
+        with self.stats_lock:
+            s = self.stats
+            s.received += len(batch)
+            s.readings += len(points)
+            s.rejected += len(dead)
+            s.rejects_by_reason.update(r.code for _, _, r in dead)
+            s.acked += acked
+            s.ack_skipped += skipped
+            s.batches += 1
+            s.last_batch_ms = (time.perf_counter() - t0) * 1000
+
+    def _store(self, points: list[Point], dead: list[tuple[str, bytes, Reject]], now_ns: int) -> bool:
+        """True once ``points`` are durable in the store or the spool (or dead-lettered); False on shutdown."""
+        if not points:
+            return True
+        while True:
+            if self.spool.batches:
+                self._replay()
+            if not self.spool.batches and time.monotonic() >= self._store_down_until:
+                try:
+                    self._write_isolating(points, dead)
+                    return True
+                except StoreUnavailable as exc:
+                    self._store_down_until = time.monotonic() + self.cfg.collector.store_retry_s
+                    log.error("store unavailable (%s); spooling to %s", exc, self.spool.path)
+            if self.spool.has_room():
+                self.spool.append(points)
+                with self.stats_lock:
+                    self.stats.spooled += len(points)
+                self._warn_spool()
+                return True
+            if self._stop.is_set():
+                return False
+            # spool full: keep the messages unacknowledged (the broker holds the backlog) and wait
+            log.critical(
+                "SPOOL FULL (%d bytes, limit %d) and store unavailable: not acknowledging; backlog stays at the broker",
+                self.spool.bytes, self.spool.max_bytes,
+            )
+            time.sleep(self.cfg.collector.store_retry_s)
+            self._store_down_until = 0.0
+
+    def _write_isolating(self, points: Sequence[Point], dead: list[tuple[str, bytes, Reject]]) -> None:
+        """Write; when the store refuses the batch, bisect to dead-letter only the points it refuses."""
+        try:
+            self.store.write(points)
+            with self.stats_lock:
+                self.stats.stored += len(points)
+        except StoreError as exc:
+            if len(points) == 1:
+                p = points[0]
+                topic = f"{self.cfg.mqtt.topic_prefix}/{p.measurement}/{next(iter(p.tags.values()), '')}"
+                element = {"measurement": p.measurement, "tags": dict(p.tags), "fields": dict(p.fields), "ts_ns": p.ts_ns}
+                dead.append((topic, b"", Reject("store_rejected", str(exc)[:300], 0, element)))
+                return
+            mid = len(points) // 2
+            self._write_isolating(points[:mid], dead)
+            self._write_isolating(points[mid:], dead)
+
+    def _replay(self) -> None:
+        if time.monotonic() < self._store_down_until:
+            return
+        while True:
+            head = self.spool.oldest()
+            if head is None:
+                log.info("spool drained")
+                return
+            seq, pts = head
+            try:
+                dead: list[tuple[str, bytes, Reject]] = []
+                self._write_isolating(pts, dead)
+            except StoreUnavailable as exc:
+                self._store_down_until = time.monotonic() + self.cfg.collector.store_retry_s
+                log.warning("store still unavailable (%s); %d batches wait in the spool", exc, self.spool.batches)
+                return
+            for topic, payload, rej in dead:
+                self.subscriber.client.publish(self._dl_topic, deadletter(topic, payload, rej, to_ns(self.clock())), qos=1)
+            self.spool.remove(seq)
+            with self.stats_lock:
+                self.stats.replayed += len(pts)
+            if self._stop.is_set() and not self.queue.empty():
+                return
+
+    def _warn_spool(self) -> None:
+        fill = self.spool.bytes / self.spool.max_bytes
+        now = time.monotonic()
+        if now - self._spool_warned_at > 10:
+            self._spool_warned_at = now
+            log.error("spool %.0f%% full: %d batches, %d readings waiting for the store", fill * 100, self.spool.batches,
+                      self.spool.points)
+
+    def _write_metrics(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_metrics < self.cfg.collector.metrics_interval_s:
+            return
+        self._last_metrics = now
+        snap = self.snapshot()
+        ts = to_ns(self.clock())
+        tags = {"collector_id": self.collector_id}
+        fields: dict[str, float | int | str | bool] = {
+            k: int(snap[k]) for k in ("received", "readings", "stored", "rejected", "spooled", "replayed", "queue_depth")  # type: ignore[call-overload]
+        }
+        fields["spool_bytes"] = int(snap["spool_bytes"])  # type: ignore[call-overload]
+        fields["batch_latency_ms"] = float(snap["last_batch_ms"])  # type: ignore[arg-type]
+        pts = [Point(schema.COLLECTOR, tags, fields, ts)]
+        by_reason: dict[str, int] = snap["rejects_by_reason"]  # type: ignore[assignment]
+        pts += [Point(schema.COLLECTOR_REJECTS, {**tags, "reason": r}, {"count": n}, ts) for r, n in by_reason.items()]
+        log.info("collector %s", {k: v for k, v in snap.items() if k != "rejects_by_reason"})
+        try:
+            self.store.write(pts)
+        except (StoreUnavailable, StoreError) as exc:
+            log.warning("could not write collector metrics: %s", exc)

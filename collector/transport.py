@@ -1,0 +1,172 @@
+"""MQTT transport: a paho-mqtt 2.x client set up for at-least-once delivery.
+
+Persistent session (stable client id, clean_start=False + session expiry on MQTT 5,
+clean_session=False on 3.1.1), manual acknowledgement, subscriptions renewed in on_connect,
+reconnect with capped backoff. Messages are handed on with the connection *generation* they
+arrived on: a PUBACK for a message of an earlier connection must not be sent on a later one
+(its packet id may by then name a different message); the broker redelivers it instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from heatwatch.config import Config
+
+log = logging.getLogger("heatwatch.mqtt")
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+def make_client(cfg: Config, client_id: str | None = None, persistent: bool = True, manual_ack: bool = False) -> mqtt.Client:
+    """A configured paho client (protocol, credentials, TLS, backoff); not yet connected."""
+    m = cfg.mqtt
+    v5 = m.protocol == "5"
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id if client_id is not None else m.client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else not persistent,
+        manual_ack=manual_ack,
+    )
+    password = cfg.secret("mqtt", "password")
+    if m.username:
+        client.username_pw_set(m.username, password)
+    if m.tls:
+        client.tls_set(
+            ca_certs=str(m.ca_file) if m.ca_file else None,
+            certfile=str(m.cert_file) if m.cert_file else None,
+            keyfile=str(m.key_file) if m.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        client.tls_insecure_set(m.tls_insecure)
+    client.reconnect_delay_set(min_delay=max(1, int(m.reconnect_min_s)), max_delay=max(1, int(m.reconnect_max_s)))
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    return client
+
+
+def connect_properties(cfg: Config, persistent: bool = True) -> Properties | None:
+    if cfg.mqtt.protocol != "5":
+        return None
+    props = Properties(PacketTypes.CONNECT)
+    if persistent:
+        props.SessionExpiryInterval = cfg.mqtt.session_expiry_s
+    props.ReceiveMaximum = cfg.mqtt.receive_maximum
+    return props
+
+
+class Subscriber:
+    """Keeps a persistent, manually acknowledged subscription and hands messages to ``on_inbound``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        filters: list[str],
+        on_inbound: Callable[[Inbound], None],
+        client_id: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.filters = filters
+        self.on_inbound = on_inbound
+        self.client = make_client(cfg, client_id, persistent=True, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.generation = 0
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.session_lost = 0  # times the broker had no session for us on reconnect
+        self.connects = 0
+        self._lock = threading.Lock()
+        self.accepting = True
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        m = self.cfg.mqtt
+        v5 = m.protocol == "5"
+        kwargs: dict[str, Any] = {"keepalive": m.keepalive_s}
+        if v5:
+            kwargs["clean_start"] = False
+            kwargs["properties"] = connect_properties(self.cfg)
+        self.client.connect_async(m.host, m.port, **kwargs)
+        self.client.loop_start()
+
+    def stop_consuming(self) -> None:
+        """New messages are left unacknowledged at the broker (redelivered to the next session)."""
+        self.accepting = False
+
+    def disconnect(self) -> None:
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    # --- acks --------------------------------------------------------------------------------
+    def ack(self, generation: int, mid: int, qos: int) -> bool:
+        """Acknowledge a stored message; False when its connection is gone (the broker will redeliver)."""
+        if qos == 0:
+            return True
+        with self._lock:
+            if generation != self.generation or not self.connected.is_set():
+                return False
+            rc = self.client.ack(mid, qos)
+        return rc == mqtt.MQTT_ERR_SUCCESS
+
+    # --- callbacks (paho network thread) -----------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connect refused by %s:%s: %s", self.cfg.mqtt.host, self.cfg.mqtt.port, reason_code)
+            return
+        with self._lock:
+            self.generation += 1
+            self.connects += 1
+            self.connected.set()
+        present = bool(getattr(flags, "session_present", False))
+        if self.connects > 1 and not present:
+            self.session_lost += 1
+            log.warning(
+                "MQTT reconnected WITHOUT a persistent session (broker restarted without persistence, or the "
+                "session expired): messages published while we were away may be gone"
+            )
+        log.info("MQTT connected to %s:%s (session present: %s)", self.cfg.mqtt.host, self.cfg.mqtt.port, present)
+        self.subscribed.clear()
+        client.subscribe([(f, int(self.cfg.mqtt.qos)) for f in self.filters])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        bad = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
+        if bad:
+            log.error("MQTT subscription refused: %s (check the broker ACL for %s)", bad, self.filters)
+        else:
+            self.subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        with self._lock:
+            self.connected.clear()
+        if self.accepting:
+            log.warning("MQTT disconnected (%s); reconnecting with backoff", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if not self.accepting:
+            return
+        # MQTT topics are UTF-8 by the spec; a broken one is kept readable for the dead letter
+        topic = bytes(msg._topic).decode("utf-8", errors="replace")
+        self.on_inbound(Inbound(self.generation, msg.mid, msg.qos, topic, bytes(msg.payload)))

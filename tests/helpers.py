@@ -1,0 +1,137 @@
+"""Test helpers: registries, configs and a paced QoS 1 publisher that survives broker restarts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from heatwatch.config import Config, load_config
+from heatwatch.registry import Home, Registry, Station, write_homes, write_stations
+
+COMMUNITIES = ("幸福小区", "阳光花园", "Riverside")
+
+
+def make_homes(n: int, communities: Iterable[str] = COMMUNITIES, floors: int = 6) -> list[Home]:
+    comms = list(communities)
+    homes = []
+    for i in range(n):
+        floor = i % floors + 1
+        homes.append(
+            Home(
+                home_id=f"H{i:06d}",
+                community=comms[i % len(comms)],
+                building=f"{i // 24 % 10 + 1}号楼",
+                entrance=str(i // 12 % 2 + 1),
+                floor=floor,
+                floors=floors,
+                gable=(i // floors) % 4 == 0,
+                kind="residential",
+                min_temp_c=None,
+                station_id=f"S{i % len(comms) + 1}",
+                address=f"{comms[i % len(comms)]} {i // 24 % 10 + 1}号楼 {floor}0{i % 2 + 1}",
+                contact="138-0000-0000",
+            )
+        )
+    return homes
+
+
+def make_registry_files(tmp: Path, n: int) -> tuple[Path, Path]:
+    homes = make_homes(n)
+    stations = [
+        Station(f"S{i + 1}", f"{c}换热站", (c,), 35.0, 75.0) for i, c in enumerate(COMMUNITIES)
+    ]
+    hp, sp = tmp / "homes.csv", tmp / "stations.csv"
+    write_homes(hp, homes)
+    write_stations(sp, stations)
+    return hp, sp
+
+
+def registry_for(n: int) -> Registry:
+    homes = make_homes(n)
+    stations = {f"S{i + 1}": Station(f"S{i + 1}", f"{c}换热站", (c,), 35.0, 75.0) for i, c in enumerate(COMMUNITIES)}
+    return Registry({h.home_id: h for h in homes}, stations)
+
+
+def config(tmp: Path, port: int, **sections: dict[str, Any]) -> Config:
+    base: dict[str, dict[str, Any]] = {
+        "general": {"data_dir": str(tmp / "data")},
+        "mqtt": {"port": port, "client_id": f"hw-test-{tmp.name}"[:60], "reconnect_min_s": 1, "reconnect_max_s": 2},
+        "collector": {"batch_interval_s": 0.2, "metrics_interval_s": 1.0, "store_retry_s": 0.5},
+    }
+    for k, v in sections.items():
+        base.setdefault(k, {}).update(v)
+    return load_config(environ={}, overrides=base)
+
+
+class Publisher:
+    """QoS 1 publisher with a persistent session: what is not acknowledged is resent after a reconnect."""
+
+    def __init__(self, port: int, client_id: str, protocol: int = mqtt.MQTTv311, max_inflight: int = 200) -> None:
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+            clean_session=False if protocol == mqtt.MQTTv311 else None,
+        )
+        self.client.max_inflight_messages_set(max_inflight)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(1, 2)
+        self.acked = 0
+        self._lock = threading.Lock()
+        self.client.on_publish = self._on_publish
+        kwargs: dict[str, Any] = {}
+        if protocol == mqtt.MQTTv5:
+            kwargs["clean_start"] = False
+        self.client.connect("127.0.0.1", port, keepalive=10, **kwargs)
+        self.client.loop_start()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        with self._lock:
+            self.acked += 1
+
+    def publish(self, topic: str, body: Any, qos: int = 1) -> None:
+        payload = body if isinstance(body, bytes) else orjson.dumps(body)
+        self.client.publish(topic, payload, qos=qos)
+
+    def wait_all(self, n: int, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.acked >= n:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"only {self.acked} of {n} publishes acknowledged")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class Listener:
+    """Collects messages on a topic filter (e.g. the dead-letter topic)."""
+
+    def __init__(self, port: int, topic: str, protocol: int = mqtt.MQTTv311) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=protocol)
+        self.ready = threading.Event()
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, bytes(m.payload)))
+        self.client.on_subscribe = lambda *a: self.ready.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not self.ready.wait(10):
+            raise TimeoutError("listener did not subscribe")
+
+    def wait_for(self, n: int, timeout: float = 20.0) -> list[tuple[str, bytes]]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.messages)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
