@@ -123,7 +123,8 @@ def test_dashboards_cover_the_issue() -> None:
     community = boards["influxql/heatwatch-community.json"]
     homes = next(p for p in community["panels"] if p["title"].startswith("Homes by temperature"))
     assert homes["type"] == "table" and homes["options"]["sortBy"] == [{"displayName": "temp_c", "desc": False}]
-    assert "edge_share" in text["influxql/heatwatch-community.json"] and "sensor_health" in text["influxql/heatwatch-community.json"]
+    community_text = text["influxql/heatwatch-community.json"]
+    assert "edge_share" in community_text and "sensor_health" in community_text
     stations = boards["influxql/heatwatch-stations.json"]
     assert any(a.get("name") == "Proposals" and "proposals" in a["query"] for a in stations["annotations"]["list"])
     for f in ("supply_c", "return_c", "flow_m3h", "supply_kpa"):
@@ -155,9 +156,8 @@ def _balanced(q: str) -> bool:
     for ch in _strip_strings(q):
         if ch in "([{":
             stack.append(ch)
-        elif ch in pairs:
-            if not stack or stack.pop() != pairs[ch]:
-                return False
+        elif ch in pairs and (not stack or stack.pop() != pairs[ch]):
+            return False
     return not stack
 
 
@@ -280,7 +280,8 @@ def realistic_lines() -> list[str]:
             "proposal_id": f"P-{sid}-1", "status": "applied", "current_c": 62.0, "proposed_c": 64.5, "delta_c": 2.5,
             "reason": f"{community} 加权平均 16.9 °C 低于 18 °C"}, t))
         lines.append(_line(schema.ALERTS, {"category": "community_cold", "community": community, "station_id": sid}, {
-            "alert_id": f"A-{i}", "home_id": "", "status": "open", "content": f"{community} 室温不达标"}, t + timedelta(minutes=5)))
+            "alert_id": f"A-{i}", "home_id": "", "status": "open", "content": f"{community} 室温不达标"},
+            t + timedelta(minutes=5)))
     for k in range(24 * 60 // 2):
         t = START + timedelta(minutes=2 * k)
         for cid in ("collector-a", "collector-b"):
