@@ -172,12 +172,40 @@ class AnalyticsSettings(_Section):
     warm_above_c: float = 28.0
 
 
+class StationDesign(_Section):
+    """Design point of a station's quality-regulation heating curve (docs/CONTROL.md), plus its habits."""
+
+    indoor_c: float = 18.0  # t_n
+    outdoor_design_c: float = -9.0  # t_out_design
+    supply_design_c: float = 60.0  # t_s' (secondary network, radiators)
+    return_design_c: float = 45.0  # t_r'
+    b: float = Field(0.3, ge=0, le=1)  # radiator exponent - 1
+    lead_time_h: float = Field(12.0, ge=0)  # thermal lag to beat before a cold snap
+    auto_apply: bool | None = None  # None: follow [control] auto_apply
+
+
 class ControlSettings(_Section):
     recheck_after_h: float = Field(48.0, gt=0)
     max_step_c: float = Field(3.0, gt=0)
     warm_ceiling_c: float = 22.0
     auto_apply: bool = False
     jobstore_url: str = ""  # default: sqlite:///<data_dir>/jobs.sqlite
+    # --- owned by control/ (issue 5); see docs/CONTROL.md --------------------------------------
+    db_path: Path | None = None  # default: <data_dir>/control.sqlite
+    design: StationDesign = StationDesign()
+    stations: dict[str, StationDesign] = Field(default_factory=dict)  # per station_id; unset keys from design
+    feedback_gain: float = Field(3.0, ge=0)  # supply °C per °C the weighted mean is under target
+    shortfall_margin_c: float = Field(0.0, ge=0)  # weighted mean under target - margin = shortfall
+    imbalance_spread_c: float = Field(2.0, gt=0)  # building spread that means imbalance, not shortfall
+    emergency_drop_c: float = Field(1.0, gt=0)  # worse by this since applying: new proposal despite recheck
+    recheck_window_h: float = Field(24.0, gt=0)  # analytics window before apply and at the recheck
+    min_change_c: float = Field(0.5, ge=0)  # smaller supply changes are not proposed
+    forecast_file: Path | None = None  # Open-Meteo hourly JSON; default: the store's forecast measurement
+    coldsnap_threshold_c: float = -15.0
+    coldsnap_drop_c: float = Field(8.0, gt=0)
+    coldsnap_horizon_h: float = Field(72.0, gt=0)
+    coldsnap_interval_min: float = Field(60.0, gt=0)
+    ramp_interval_h: float = Field(3.0, gt=0)  # between ramp steps of a pre-adjustment
 
 
 class AlertsSettings(_Section):
@@ -186,6 +214,23 @@ class AlertsSettings(_Section):
     webhook_url: str = ""
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
+    # --- owned by control/alerts (issue 5); see docs/CONTROL.md -------------------------------
+    webhook_retries: int = Field(3, ge=0)
+    webhook_backoff_s: float = Field(1.0, ge=0)
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    redeliver_interval_s: float = Field(60.0, gt=0)
+    home_check_h: float = Field(24.0, gt=0)  # home temperature check deadline
+    urgent_response_h: float = Field(2.0, gt=0)  # "not warm" urgent response deadline
+    urgent_below_c: float = Field(2.0, ge=0)  # this far under the threshold = urgent
+    station_response_h: float = Field(1.0, gt=0)
+    outage_notice_h: float = Field(8.0, gt=0)  # longer outages must be announced to users
+    outage_after_min: float = Field(30.0, gt=0)  # no station reading this long = outage
+    under_curve_c: float = Field(8.0, gt=0)  # supply this far under the heating curve = station fault
+    min_diff_kpa: float = Field(20.0, ge=0)  # supply - return pressure under this = pressure drop
+    recover_margin_c: float = Field(0.5, ge=0)
+    recover_hold_h: float = Field(2.0, ge=0)
+    storm_min_homes: int = Field(5, ge=2)  # this many new cold homes under one community = one incident
+    responsible_unit: str = ""  # default: the station's name
 
 
 class Config(BaseModel):
