@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from control.curve import auto_apply_for, bound_supply, design_for, feedback_supply, heating_curve, relative_load
@@ -47,7 +49,7 @@ def test_b_zero_is_linear_in_load() -> None:
 
 def test_curve_is_monotonic_in_outdoor_temperature() -> None:
     temps = [heating_curve(D, t / 2).supply_c for t in range(-40, 37)]
-    assert all(a >= b for a, b in zip(temps, temps[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(temps))
 
 
 def test_bad_design_and_outdoor_named() -> None:

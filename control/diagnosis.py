@@ -1,0 +1,218 @@
+"""Diagnose before prescribing: shortfall, imbalance, isolated cold homes, or too warm.
+
+Pure: analytics results and station readings in, proposals out. The rules (docs/CONTROL.md):
+
+1. weighted mean above the warm ceiling → ``lower_supply`` (energy);
+2. cold buildings beside warm ones (or a building spread ≥ ``imbalance_spread_c``) → ``balancing``
+   naming the valves to open and throttle, not hotter water;
+3. weighted mean under target − margin → ``supply`` raise from the heating curve + indoor feedback;
+4. a community at target with homes below standard → one ``home_visit`` per home.
+
+Supply changes are bounded (max step, station range) and held back while the station's recheck is
+pending, unless the weighted mean has fallen ``emergency_drop_c`` under its value when the change
+was applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance
+from control.curve import bound_supply, design_for, feedback_supply, heating_curve
+from control.proposal import Proposal, new_proposal_id
+from heatwatch.config import Config
+from heatwatch.registry import Registry, Station
+
+
+@dataclass(frozen=True, slots=True)
+class StationState:
+    """The station as last measured; None where no reading is available."""
+
+    station: Station
+    supply_c: float | None = None
+    return_c: float | None = None
+    outdoor_c: float | None = None
+
+
+def _r(x: float | None, nd: int = 1) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _is_imbalanced(imb: Imbalance | None, target_c: float, spread_c: float) -> bool:
+    if imb is None or not imb.cold_buildings:
+        return False
+    if imb.warm_buildings:
+        return True
+    warm_enough = [b for b, m in imb.building_means_c.items() if m >= target_c]
+    return bool(warm_enough) and (imb.building_spread_c or 0.0) >= spread_c
+
+
+def _balancing(st: Station, stats: CommunityStats, imb: Imbalance, target_c: float, now: datetime) -> Proposal:
+    warm = list(imb.warm_buildings) or sorted(b for b, m in imb.building_means_c.items() if m >= target_c)
+    cold = list(imb.cold_buildings)
+    means = ", ".join(f"{b} {m:.1f} °C" for b, m in sorted(imb.building_means_c.items()))
+    reason = (
+        f"{stats.community}: hydraulic imbalance, not a supply shortfall — buildings {', '.join(cold)} are under "
+        f"{target_c:.1f} °C while {', '.join(warm) or 'others'} are warm (spread {imb.building_spread_c or 0:.1f} °C; {means}). "
+        f"Open the balancing valves of {', '.join(cold)}, throttle {', '.join(warm) or 'the warm buildings'}, "
+        f"check filters; keep {st.name or st.station_id}'s supply temperature."
+    )
+    evidence: dict[str, Any] = {
+        "weighted_mean_c": _r(stats.weighted_mean_c, 2),
+        "building_means_c": {b: round(m, 2) for b, m in imb.building_means_c.items()},
+        "building_spread_c": _r(imb.building_spread_c, 2),
+        "entrance_spread_c": _r(imb.entrance_spread_c, 2),
+        "open_valves": cold,
+        "throttle_valves": warm,
+    }
+    return Proposal(
+        new_proposal_id(), st.station_id, "balancing", stats.community, _r(imb.building_spread_c, 2), None, None,
+        evidence, reason, now, now, targets=(stats.community,), before_c=_r(stats.weighted_mean_c, 2),
+    )
+
+
+def _home_visit(st: Station, hb: HomeBelow, address: str, stats: CommunityStats, now: datetime) -> Proposal:
+    where = address or f"{hb.community} {hb.building}"
+    reason = (
+        f"{where} (home {hb.home_id}): {hb.hours_below} h under {hb.threshold_c:.1f} °C (mean {hb.mean_c:.1f} °C, "
+        f"lowest hour {hb.min_hourly_c:.1f} °C) while {hb.community} averages {stats.weighted_mean_c or 0:.1f} °C — "
+        "an isolated cold home: visit, clean the filter, check the radiator valves and air, measure room by room."
+    )
+    evidence: dict[str, Any] = {
+        "home_mean_c": round(hb.mean_c, 2),
+        "min_hourly_c": round(hb.min_hourly_c, 2),
+        "threshold_c": hb.threshold_c,
+        "hours_below": hb.hours_below,
+        "longest_run_h": hb.longest_run_h,
+        "rule": hb.rule,
+        "community_weighted_mean_c": _r(stats.weighted_mean_c, 2),
+    }
+    return Proposal(
+        new_proposal_id(), st.station_id, "home_visit", hb.community, round(hb.mean_c, 2), None, None, evidence,
+        reason, now, now, home_id=hb.home_id, targets=(hb.home_id,), before_c=round(hb.mean_c, 2),
+    )
+
+
+def _supply(
+    cfg: Config, state: StationState, needs: list[CommunityStats], kind: str, now: datetime, note: str = ""
+) -> Proposal | None:
+    st = state.station
+    design = design_for(cfg, st.station_id)
+    target = cfg.standard.target_c
+    curve = heating_curve(design, state.outdoor_c).supply_c if state.outdoor_c is not None else None
+    wanted_per: dict[str, float] = {}
+    for cs in needs:
+        assert cs.weighted_mean_c is not None
+        base_opts = [x for x in (curve, state.supply_c) if x is not None]
+        if not base_opts:
+            return None
+        base = max(base_opts) if kind == "supply" else min(base_opts)
+        wanted_per[cs.community] = feedback_supply(base, target, cs.weighted_mean_c, cfg.control.feedback_gain)
+    # one setpoint serves every community: enough for the coldest, or the smallest cut that keeps all warm
+    wanted = max(wanted_per.values())
+    b = bound_supply(state.supply_c, wanted, cfg.control.max_step_c, st.supply_min_c, st.supply_max_c)
+    current = state.supply_c
+    delta = None if current is None else round(b.proposed_c - current, 1)
+    if delta is not None and (abs(delta) < cfg.control.min_change_c or (kind == "supply") != (delta > 0)):
+        return None
+    worst = min(needs, key=lambda c: c.weighted_mean_c or 0.0) if kind == "supply" else max(
+        needs, key=lambda c: c.weighted_mean_c or 0.0
+    )
+    wm = worst.weighted_mean_c or 0.0
+    names = ", ".join(c.community for c in needs)
+    curve_txt = (
+        f"heating curve {curve:.1f} °C at {state.outdoor_c:.1f} °C outdoors" if curve is not None and state.outdoor_c is not None
+        else "no outdoor temperature, so from the current supply"
+    )
+    limits = f"; limited by {', '.join(b.limited_by)}" if b.limited_by else ""
+    now_txt = f"{current:.1f}" if current is not None else "unknown"
+    if kind == "supply":
+        why = (
+            f"{names}: weighted mean {wm:.1f} °C is {target - wm:.1f} °C under the {target:.1f} °C target with "
+            f"{worst.homes_below_standard} homes below standard spread across the community"
+        )
+        verb = "raise"
+    else:
+        why = f"{names}: weighted mean {wm:.1f} °C is above the {cfg.control.warm_ceiling_c:.1f} °C ceiling (energy)"
+        verb = "lower"
+    reason = (
+        f"{why}; {verb} {st.name or st.station_id} supply from {now_txt} to {b.proposed_c:.1f} °C "
+        f"({curve_txt}, indoor feedback {cfg.control.feedback_gain:g}×{target - wm:+.1f}{limits}){note}."
+    )
+    evidence: dict[str, Any] = {
+        "weighted_mean_c": {c.community: _r(c.weighted_mean_c, 2) for c in needs},
+        "homes_below_standard": {c.community: c.homes_below_standard for c in needs},
+        "edge_share": {c.community: _r(c.edge_share, 3) for c in needs},
+        "target_c": target,
+        "outdoor_c": _r(state.outdoor_c),
+        "curve_supply_c": _r(curve, 2),
+        "current_supply_c": _r(current),
+        "current_return_c": _r(state.return_c),
+        "wanted_supply_c": round(wanted, 2),
+        "limited_by": list(b.limited_by),
+    }
+    return Proposal(
+        new_proposal_id(), st.station_id, kind, worst.community if len(needs) == 1 else "",  # type: ignore[arg-type]
+        _r(current), b.proposed_c, delta, evidence, reason, now, now,
+        targets=tuple(c.community for c in needs), before_c=_r(wm, 2),
+    )
+
+
+def diagnose(
+    result: AnalysisResult,
+    registry: Registry,
+    cfg: Config,
+    states: Mapping[str, StationState],
+    pending: Mapping[str, float | None],
+    now: datetime,
+) -> list[Proposal]:
+    """Proposals for every station in ``states``; ``pending`` maps a station with a pending supply
+    recheck to the weighted mean measured before that change (None when unknown)."""
+    target = cfg.standard.target_c
+    ceiling = cfg.control.warm_ceiling_c
+    stats = {c.community: c for c in result.communities}
+    imbs = {i.community: i for i in result.imbalance}
+    below: dict[str, list[HomeBelow]] = {}
+    for hb in result.homes_below_standard:
+        below.setdefault(hb.community, []).append(hb)
+    out: list[Proposal] = []
+    for sid, state in states.items():
+        st = state.station
+        short: list[CommunityStats] = []
+        warm: list[CommunityStats] = []
+        for name in st.communities:
+            cs = stats.get(name)
+            if cs is None or cs.weighted_mean_c is None or cs.status == "insufficient_sample":
+                continue  # no evidence, no prescription
+            wm = cs.weighted_mean_c
+            imb = imbs.get(name)
+            if wm > ceiling:
+                warm.append(cs)
+            elif _is_imbalanced(imb, target, cfg.control.imbalance_spread_c):
+                assert imb is not None
+                out.append(_balancing(st, cs, imb, target, now))
+            elif wm < target - cfg.control.shortfall_margin_c:
+                short.append(cs)
+            else:
+                for hb in below.get(name, []):
+                    home = registry.homes.get(hb.home_id)
+                    out.append(_home_visit(st, hb, home.address if home else "", cs, now))
+        note = ""
+        if sid in pending:
+            baseline = pending[sid]
+            worst = min((c.weighted_mean_c or 0.0 for c in short), default=None)
+            if worst is None or baseline is None or worst > baseline - cfg.control.emergency_drop_c:
+                continue  # wait for the recheck of the last change
+            note = f" — emergency: {baseline - worst:.1f} °C colder than before the pending change"
+        if short:
+            p = _supply(cfg, state, short, "supply", now, note)
+        elif warm and len(warm) == len([n for n in st.communities if n in stats]):
+            p = _supply(cfg, state, warm, "lower_supply", now)
+        else:
+            p = None
+        if p is not None:
+            out.append(p)
+    return out

@@ -1,0 +1,83 @@
+"""A proposal: one change heatwatch asks a station operator or a dispatcher to make, with its evidence.
+
+Lifecycle ``proposed → approved | rejected → applied → rechecked`` (outcome improved | not_improved).
+Records are frozen; a status change is a new record via ``dataclasses.replace`` plus a history row.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from heatwatch.timeutil import rfc3339
+
+Kind = Literal["supply", "balancing", "home_visit", "lower_supply"]
+Status = Literal["proposed", "approved", "rejected", "applied", "rechecked"]
+Outcome = Literal["improved", "not_improved"]
+KINDS: tuple[str, ...] = ("supply", "balancing", "home_visit", "lower_supply")
+STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "applied", "rechecked")
+SETPOINT_KINDS = frozenset({"supply", "lower_supply"})  # applying these publishes a setpoint
+OPEN = frozenset({"proposed", "approved"})
+
+# allowed transitions: operator actions and the recheck
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "proposed": frozenset({"approved", "rejected"}),
+    "approved": frozenset({"applied", "rejected"}),
+    "applied": frozenset({"rechecked"}),
+    "rejected": frozenset(),
+    "rechecked": frozenset(),
+}
+
+
+class TransitionError(ValueError):
+    """An action that the proposal's current status does not allow."""
+
+
+def new_proposal_id() -> str:
+    return "P" + secrets.token_hex(5)
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    proposal_id: str
+    station_id: str
+    kind: Kind
+    community: str  # "" when the proposal covers the whole station
+    current_c: float | None  # supply now (supply kinds); building spread (balancing); home mean (home_visit)
+    proposed_c: float | None  # the new supply setpoint; None for on-site work
+    delta_c: float | None
+    evidence: dict[str, Any]
+    reason: str
+    created_at: datetime
+    effective_at: datetime
+    status: Status = "proposed"
+    home_id: str = ""
+    origin: str = "analytics"  # analytics | cold_snap
+    outcome: Outcome | None = None
+    applied_at: datetime | None = None
+    recheck_due_at: datetime | None = None
+    before_c: float | None = None  # weighted mean (or home mean) over the window before applying
+    after_c: float | None = None  # the same at the recheck
+    updated_at: datetime | None = None
+    note: str = ""
+    targets: tuple[str, ...] = field(default=())  # communities (or home) the recheck re-analyses
+
+    @property
+    def is_setpoint(self) -> bool:
+        return self.kind in SETPOINT_KINDS
+
+    def check_transition(self, to: str) -> None:
+        if to not in TRANSITIONS[self.status]:
+            allowed = ", ".join(sorted(TRANSITIONS[self.status])) or "nothing (final)"
+            raise TransitionError(f"proposal {self.proposal_id} is {self.status}; it can move to {allowed}, not {to}")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready (RFC 3339 times, Chinese names intact when dumped with ensure_ascii=False)."""
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, datetime):
+                out[k] = rfc3339(v)
+        out["targets"] = list(self.targets)
+        return out
