@@ -35,20 +35,15 @@ class Inbound:
     payload: bytes
 
 
-def make_client(cfg: Config, client_id: str | None = None, persistent: bool = True, manual_ack: bool = False) -> mqtt.Client:
-    """A configured paho client (protocol, credentials, TLS, backoff); not yet connected."""
+_negotiated: dict[tuple[str, int], str] = {}
+_neg_lock = threading.Lock()
+UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes: 3.1.1 "unacceptable protocol version", 5 "unsupported protocol version"
+
+
+def _setup_auth(client: mqtt.Client, cfg: Config) -> None:
     m = cfg.mqtt
-    v5 = m.protocol == "5"
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id if client_id is not None else m.client_id,
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else not persistent,
-        manual_ack=manual_ack,
-    )
-    password = cfg.secret("mqtt", "password")
     if m.username:
-        client.username_pw_set(m.username, password)
+        client.username_pw_set(m.username, cfg.secret("mqtt", "password"))
     if m.tls:
         client.tls_set(
             ca_certs=str(m.ca_file) if m.ca_file else None,
@@ -57,6 +52,57 @@ def make_client(cfg: Config, client_id: str | None = None, persistent: bool = Tr
             cert_reqs=ssl.CERT_REQUIRED,
         )
         client.tls_insecure_set(m.tls_insecure)
+
+
+def resolve_protocol(cfg: Config, timeout: float = 10.0) -> str:
+    """The MQTT version to speak: as configured, or for "auto" 5 unless the broker refuses it."""
+    m = cfg.mqtt
+    if m.protocol != "auto":
+        return m.protocol
+    key = (m.host, m.port)
+    with _neg_lock:
+        if key in _negotiated:
+            return _negotiated[key]
+        result: dict[str, int] = {}
+        done = threading.Event()
+        probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        _setup_auth(probe, cfg)
+
+        def on_connect(c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
+            result["rc"] = int(rc.value)
+            done.set()
+
+        probe.on_connect = on_connect
+        try:
+            probe.connect(m.host, m.port, keepalive=10)
+            probe.loop_start()
+            done.wait(timeout)
+        except OSError:
+            return "5"  # broker not reachable yet: keep 5, the caller's reconnect loop reports it
+        finally:
+            probe.disconnect()
+            probe.loop_stop()
+        if "rc" not in result:
+            return "5"
+        version = "3.1.1" if result["rc"] in UNSUPPORTED_PROTOCOL else "5"
+        if version == "3.1.1":
+            log.info("broker %s:%s does not speak MQTT 5; using MQTT 3.1.1", m.host, m.port)
+        _negotiated[key] = version
+        return version
+
+
+def make_client(cfg: Config, client_id: str | None = None, persistent: bool = True, manual_ack: bool = False) -> mqtt.Client:
+    """A configured paho client (protocol, credentials, TLS, backoff); not yet connected."""
+    m = cfg.mqtt
+    v5 = resolve_protocol(cfg) == "5"
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id if client_id is not None else m.client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else not persistent,
+        manual_ack=manual_ack,
+    )
+    _setup_auth(client, cfg)
     client.reconnect_delay_set(min_delay=max(1, int(m.reconnect_min_s)), max_delay=max(1, int(m.reconnect_max_s)))
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
@@ -64,7 +110,7 @@ def make_client(cfg: Config, client_id: str | None = None, persistent: bool = Tr
 
 
 def connect_properties(cfg: Config, persistent: bool = True) -> Properties | None:
-    if cfg.mqtt.protocol != "5":
+    if resolve_protocol(cfg) != "5":
         return None
     props = Properties(PacketTypes.CONNECT)
     if persistent:
@@ -102,7 +148,7 @@ class Subscriber:
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         m = self.cfg.mqtt
-        v5 = m.protocol == "5"
+        v5 = resolve_protocol(self.cfg) == "5"
         kwargs: dict[str, Any] = {"keepalive": m.keepalive_s}
         if v5:
             kwargs["clean_start"] = False

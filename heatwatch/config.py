@@ -52,7 +52,8 @@ class GeneralSettings(_Section):
 class MqttSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    protocol: Literal["5", "3.1.1"] = "5"
+    # "auto": MQTT 5, falling back to 3.1.1 when the broker refuses 5 (e.g. the embedded amqtt broker)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
     client_id: str = "heatwatch-collector"
     username: str | None = None
     password: SecretStr | None = None
