@@ -207,6 +207,7 @@ class ControlSettings(_Section):
     coldsnap_horizon_h: float = Field(72.0, gt=0)
     coldsnap_interval_min: float = Field(60.0, gt=0)
     ramp_interval_h: float = Field(3.0, gt=0)  # between ramp steps of a pre-adjustment
+    improve_min_c: float = Field(0.3, ge=0)  # a recheck needs this much warming (or the target) to count
 
 
 class AlertsSettings(_Section):

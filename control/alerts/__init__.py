@@ -1,0 +1,1 @@
+"""Low-temperature alerts to dispatch as work orders: rules, dedupe and storms, sinks with an outbox."""
