@@ -27,7 +27,7 @@ pytestmark = pytest.mark.mosquitto
 class Collect:
     """A paho subscriber that keeps every message it gets."""
 
-    def __init__(self, port: int, topic: str, protocol: int = mqtt.MQTTv5) -> None:
+    def __init__(self, port: int, topic: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._ready = threading.Event()
         self._lock = threading.Lock()
