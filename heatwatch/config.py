@@ -171,6 +171,9 @@ class AnalyticsSettings(_Section):
     stuck_after_h: float = Field(6.0, gt=0)
     jump_c_per_h: float = Field(6.0, gt=0)
     warm_above_c: float = 28.0
+    no_sensor_after_days: float = Field(30.0, gt=0)  # no sensor reading this long = home without a sensor
+    imbalance_warm_margin_c: float = Field(2.0, ge=0)  # building mean over target + this = warm building
+    imbalance_min_homes: int = Field(1, ge=1)  # reporting homes a building/entrance needs to enter the spread
 
 
 class StationDesign(_Section):
