@@ -51,6 +51,7 @@ proposals = Table(
     Column("created_at", String, nullable=False, index=True),
     Column("effective_at", String, nullable=False),
     Column("applied_at", String),
+    Column("published_at", String),  # when the setpoint went out on MQTT
     Column("recheck_due_at", String),
     Column("updated_at", String),
 )

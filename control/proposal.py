@@ -57,6 +57,7 @@ class Proposal:
     origin: str = "analytics"  # analytics | cold_snap
     outcome: Outcome | None = None
     applied_at: datetime | None = None
+    published_at: datetime | None = None
     recheck_due_at: datetime | None = None
     before_c: float | None = None  # weighted mean (or home mean) over the window before applying
     after_c: float | None = None  # the same at the recheck

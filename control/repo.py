@@ -46,6 +46,7 @@ def _row(p: Proposal) -> dict[str, Any]:
         "created_at": db.ts(p.created_at),
         "effective_at": db.ts(p.effective_at),
         "applied_at": db.ts(p.applied_at),
+        "published_at": db.ts(p.published_at),
         "recheck_due_at": db.ts(p.recheck_due_at),
         "updated_at": db.ts(p.updated_at),
     }
@@ -73,6 +74,7 @@ def _from_row(r: Any) -> Proposal:
         origin=m["origin"],
         outcome=m["outcome"],
         applied_at=db.parse_ts(m["applied_at"]),
+        published_at=db.parse_ts(m["published_at"]),
         recheck_due_at=db.parse_ts(m["recheck_due_at"]),
         before_c=m["before_c"],
         after_c=m["after_c"],
@@ -160,6 +162,19 @@ class ProposalRepo:
                 continue
             out.append(p)
         return out
+
+    def mark_published(self, proposal_id: str, at: datetime) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(db.proposals)
+                .where(db.proposals.c.proposal_id == proposal_id, db.proposals.c.published_at.is_(None))
+                .values(published_at=db.ts(at))
+            )
+        return res.rowcount == 1
+
+    def unpublished(self) -> list[Proposal]:
+        """Applied setpoint changes whose message has not gone out yet (effective later, or the broker was down)."""
+        return [p for p in self.find(statuses=["applied", "rechecked"]) if p.is_setpoint and p.published_at is None]
 
     def pending_rechecks(self) -> list[Proposal]:
         return sorted(self.find(statuses=["applied"]), key=lambda p: p.recheck_due_at or p.created_at)

@@ -1,0 +1,488 @@
+"""The control loop: what ``heatwatch run`` calls each analytics cycle, and the operator actions.
+
+``ControlLoop.evaluate(result)`` turns an analytics result into proposals (diagnosis) and work
+orders (alerts), sweeps overdue rechecks and setpoints, and delivers queued alert messages.
+``start()`` runs the scheduler (persistent rechecks, cold-snap job, outbox redelivery).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from analytics.results import AnalysisResult
+from control import rechecks
+from control.alerts.dispatch import Dispatcher
+from control.alerts.model import Candidate, WorkOrder
+from control.alerts.repo import AlertRepo
+from control.alerts.rules import Observation, StationReading, observe_analysis, observe_stations, unit_of
+from control.alerts.sinks import JsonlSink, MqttSink, Sink, WebhookSink
+from control.alerts.tracker import plan
+from control.coldsnap import ForecastError, detect, forecast_from_store, load_openmeteo, plan_ramp
+from control.curve import auto_apply_for, design_for, heating_curve
+from control.db import db_path, open_engine
+from control.diagnosis import StationState, diagnose
+from control.outcome import judge, measured
+from control.proposal import OPEN, SETPOINT_KINDS, Proposal, new_proposal_id
+from control.publish import Publisher, PublishError, setpoint_payload, setpoint_topic
+from control.repo import ProposalRepo
+from heatwatch import schema
+from heatwatch.config import Config
+from heatwatch.model import FieldValue, Point
+from heatwatch.registry import Registry
+from heatwatch.storage.base import Store, StoreError, StoreUnavailable
+from heatwatch.timeutil import Clock, rfc3339, to_ns, utc_now
+
+log = logging.getLogger("heatwatch.control")
+AnalyzeFn = Callable[..., AnalysisResult]
+STATION_FIELDS = ("supply_c", "return_c", "supply_kpa", "return_kpa", "flow_m3h")
+PUBLISH_NOW = timedelta(minutes=1)  # setpoints effective sooner than this go out at once
+
+
+class ApplyError(Exception):
+    """The change could not be applied (e.g. the broker did not acknowledge the setpoint)."""
+
+
+def configured_sinks(cfg: Config) -> list[str]:
+    names = ["jsonl"]
+    if cfg.alerts.mqtt:
+        names.append("mqtt")
+    if cfg.alerts.webhook_url:
+        names.append("webhook")
+    return names
+
+
+def jsonl_path(cfg: Config) -> Path:
+    return cfg.alerts.jsonl_path or cfg.general.data_dir / "alerts.jsonl"
+
+
+def build_sinks(cfg: Config, publisher: Publisher | None) -> dict[str, Sink]:
+    sinks: dict[str, Sink] = {"jsonl": JsonlSink(jsonl_path(cfg))}
+    if cfg.alerts.mqtt and publisher is not None:
+        sinks["mqtt"] = MqttSink(publisher, cfg.mqtt.topic_prefix)
+    if cfg.alerts.webhook_url:
+        a = cfg.alerts
+        sinks["webhook"] = WebhookSink(
+            a.webhook_url, cfg.secret("alerts", "webhook_secret"), a.webhook_retries, a.webhook_backoff_s, a.webhook_timeout_s
+        )
+    return sinks
+
+
+@dataclass
+class CycleReport:
+    proposals: list[Proposal] = field(default_factory=list)
+    opened: list[WorkOrder] = field(default_factory=list)
+    resolved: list[WorkOrder] = field(default_factory=list)
+    rechecked: list[Proposal] = field(default_factory=list)
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        cfg: Config,
+        registry: Registry,
+        store: Store,
+        clock: Clock = utc_now,
+        publisher: Publisher | None = None,
+        *,
+        analyze: AnalyzeFn | None = None,
+        time_scale: float = 1.0,
+        sinks: Mapping[str, Sink] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+        self.publisher = publisher
+        self._analyze = analyze
+        self.time_scale = time_scale  # simulated seconds per wall second (accelerated runs)
+        self.engine = open_engine(db_path(cfg))
+        self.proposals = ProposalRepo(self.engine)
+        self.alerts = AlertRepo(self.engine, configured_sinks(cfg))
+        self.dispatcher = Dispatcher(
+            self.alerts, sinks if sinks is not None else build_sinks(cfg, publisher), clock, cfg.alerts.redeliver_interval_s
+        )
+        self.scheduler: Any = None
+        self._lock = threading.RLock()
+        self._last_means: dict[str, float] = {}
+
+    # --- the analytics cycle --------------------------------------------------------------------
+    def evaluate(self, result: AnalysisResult) -> CycleReport:
+        report = CycleReport()
+        with self._lock:
+            now = self.clock()
+            readings = self.read_stations(now)
+            self._last_means.update({c.community: c.weighted_mean_c for c in result.communities if c.weighted_mean_c is not None})
+            states = {
+                sid: StationState(st, *(self._reading_values(readings.get(sid))))
+                for sid, st in self.registry.stations.items()
+            }
+            pending = {p.station_id: p.before_c for p in self.proposals.pending_rechecks() if p.is_setpoint}
+            window_h = round((result.window_to - result.window_from).total_seconds() / 3600, 3)
+            for p in diagnose(result, self.registry, self.cfg, states, pending, now):
+                if self._duplicate(p):
+                    continue
+                p = replace(p, evidence={**p.evidence, "window_h": window_h})
+                self._add(p)
+                report.proposals.append(p)
+            obs = observe_analysis(result, self.registry, self.cfg)
+            st_obs = observe_stations(readings, self.registry, self.cfg, now)
+            merged = Observation(obs.candidates + st_obs.candidates, {**obs.healthy, **st_obs.healthy})
+            pl = plan(self.alerts.open_alerts(), merged, self.registry, self.cfg, now)
+            self.alerts.record(pl.opened, pl.updated, pl.resolved, pl.recovering, at=now)
+            self._write_alert_points([*pl.opened, *pl.updated, *pl.resolved], now)
+            report.opened, report.resolved = pl.opened, pl.resolved
+        for p in report.proposals:
+            if auto_apply_for(self.cfg, p.station_id):
+                self._auto_apply(p.proposal_id)
+        self.publish_due_setpoints()
+        report.rechecked = self.run_due_rechecks(by="sweep")
+        self.dispatcher.deliver_due()
+        return report
+
+    def _reading_values(self, r: StationReading | None) -> tuple[float | None, float | None, float | None]:
+        return (None, None, None) if r is None else (r.supply_c, r.return_c, r.outdoor_c)
+
+    def _duplicate(self, p: Proposal) -> bool:
+        if p.kind in SETPOINT_KINDS:
+            return bool([q for q in self.proposals.find(statuses=OPEN, station_id=p.station_id, kinds=SETPOINT_KINDS)])
+        if p.kind == "home_visit":
+            return bool(self.proposals.open_for(p.station_id, ["home_visit"], home_id=p.home_id))
+        return bool(self.proposals.open_for(p.station_id, [p.kind], community=p.community))
+
+    def _add(self, p: Proposal, actor: str = "heatwatch") -> None:
+        self.proposals.add(p, actor)
+        self._write_proposal_point(p, p.created_at)
+        log.info("proposal %s (%s, %s): %s", p.proposal_id, p.kind, p.station_id, p.reason)
+
+    def _auto_apply(self, proposal_id: str) -> None:
+        try:
+            self.approve(proposal_id, actor="auto_apply", note="auto-apply is on for this station")
+            self.apply(proposal_id, actor="auto_apply")
+        except ApplyError as exc:
+            log.error("auto-apply of %s failed: %s (it stays approved)", proposal_id, exc)
+
+    # --- station readings -----------------------------------------------------------------------
+    def read_stations(self, now: datetime) -> dict[str, StationReading]:
+        sids = list(self.registry.stations)
+        if not sids:
+            return {}
+        before = now + timedelta(seconds=1)
+        vals: dict[str, dict[str, tuple[datetime, float]]] = {}
+        outdoor: dict[str, float] = {}
+        try:
+            for f in STATION_FIELDS:
+                df = self.store.last(schema.STATION, f, "station_id", where={"station_id": sids}, before=before,
+                                     lookback=timedelta(days=7))
+                for sid, t, v in df.itertuples(index=False):
+                    vals.setdefault(str(sid), {})[f] = (t.to_pydatetime(), float(v))
+            sites = sorted({st.weather_site for st in self.registry.stations.values()})
+            df = self.store.last(schema.WEATHER, "temp_c", "site_id", where={"site_id": sites}, before=before,
+                                 lookback=timedelta(hours=6))
+            outdoor = {str(s): float(v) for s, _, v in df.itertuples(index=False)}
+        except (StoreUnavailable, StoreError) as exc:
+            log.warning("station readings unavailable: %s", exc)
+        out = {}
+        for sid, fs in vals.items():
+            st = self.registry.stations.get(sid)
+            last = fs.get("supply_c", max(fs.values()))[0]
+            v = {f: fs[f][1] for f in STATION_FIELDS if f in fs}
+            out[sid] = StationReading(
+                sid, last, v.get("supply_c"), v.get("return_c"), v.get("supply_kpa"), v.get("return_kpa"),
+                v.get("flow_m3h"), outdoor.get(st.weather_site) if st else None,
+            )
+        return out
+
+    # --- operator actions -----------------------------------------------------------------------
+    def approve(self, proposal_id: str, actor: str = "operator", note: str = "") -> Proposal:
+        with self._lock:
+            p = self.proposals.move(proposal_id, "approved", self.clock(), actor, note)
+            self._write_proposal_point(p, self.clock())
+            return p
+
+    def reject(self, proposal_id: str, actor: str = "operator", note: str = "") -> Proposal:
+        with self._lock:
+            p = self.proposals.move(proposal_id, "rejected", self.clock(), actor, note)
+            self._write_proposal_point(p, self.clock())
+            return p
+
+    def apply(self, proposal_id: str, actor: str = "operator", note: str = "") -> Proposal:
+        """Publish the setpoint (now, or at its effective time) and schedule the recheck."""
+        with self._lock:
+            p = self.proposals.get(proposal_id)
+            p.check_transition("applied")
+            now = self.clock()
+            publish_now = p.is_setpoint and p.effective_at <= now + PUBLISH_NOW
+            if publish_now:
+                self._publish(p, now)
+            due = max(now, p.effective_at) + timedelta(hours=self.cfg.control.recheck_after_h)
+            new = self.proposals.move(
+                proposal_id, "applied", now, actor, note, applied_at=now, recheck_due_at=due,
+                published_at=now if publish_now else None,
+            )
+            self._schedule("recheck", new.proposal_id, due)
+            if p.is_setpoint and not publish_now:
+                self._schedule("setpoint", new.proposal_id, p.effective_at)
+            self._write_proposal_point(new, now)
+            return new
+
+    def _publish(self, p: Proposal, now: datetime) -> None:
+        if p.proposed_c is None:
+            raise ApplyError(f"proposal {p.proposal_id} has no supply temperature to publish")
+        if self.publisher is None:
+            raise ApplyError("no MQTT publisher: cannot send the setpoint (is [mqtt] configured?)")
+        body = setpoint_payload(p.proposal_id, p.station_id, p.proposed_c, p.effective_at, now, p.reason)
+        try:
+            self.publisher.publish(setpoint_topic(self.cfg, p.station_id), body, qos=1, retain=True)
+        except PublishError as exc:
+            raise ApplyError(f"setpoint for {p.station_id} not acknowledged by the broker: {exc}") from None
+
+    def publish_setpoint(self, proposal_id: str) -> bool:
+        """Send an applied setpoint whose effective time has come (job or sweep); once."""
+        with self._lock:
+            p = self.proposals.get(proposal_id)
+            if not p.is_setpoint or p.published_at is not None or p.status not in ("applied", "rechecked"):
+                return False
+            now = self.clock()
+            try:
+                self._publish(p, now)
+            except ApplyError as exc:
+                log.error("%s; will retry on the next cycle", exc)
+                return False
+            return self.proposals.mark_published(proposal_id, now)
+
+    def publish_due_setpoints(self) -> None:
+        now = self.clock()
+        for p in self.proposals.unpublished():
+            if p.effective_at <= now + PUBLISH_NOW:
+                self.publish_setpoint(p.proposal_id)
+
+    def _wall(self, at: datetime) -> datetime:
+        """A clock time as the wall time APScheduler waits for (accelerated clocks run faster)."""
+        return utc_now() + (at - self.clock()) / self.time_scale
+
+    def _schedule(self, kind: str, proposal_id: str, at: datetime) -> None:
+        wall = self._wall(at)
+        if self.scheduler is not None and self.scheduler.running:
+            rechecks.add_persistent(self.scheduler, kind, proposal_id, wall)
+        else:
+            rechecks.schedule_offline(self.cfg, kind, proposal_id, wall)
+
+    # --- rechecks -------------------------------------------------------------------------------
+    def analyze(self, start: datetime, end: datetime, community: str) -> AnalysisResult:
+        fn = self._analyze
+        if fn is None:
+            from analytics.engine import analyze as fn  # type: ignore[import-not-found,no-redef,unused-ignore]
+        assert fn is not None
+        return fn(self.store, self.registry, self.cfg, start, end, community=community, now=end)
+
+    def recheck(self, proposal_id: str, by: str = "sweep") -> Proposal | None:
+        """Re-run analytics over a comparable window, record before/after; exactly once per proposal."""
+        with self._lock:
+            p = self.proposals.get(proposal_id)
+            if p.status != "applied":
+                return None
+            now = self.clock()
+            window_h = float(p.evidence.get("window_h") or self.cfg.control.recheck_window_h)
+            changed = max(p.applied_at or now, p.effective_at)
+            since_h = (now - changed).total_seconds() / 3600
+            if 0 < since_h < window_h:
+                window_h = since_h  # only the time after the change counts
+            start = now - timedelta(hours=window_h)
+            if p.kind == "home_visit":
+                home = self.registry.homes.get(p.home_id)
+                comms = [home.community] if home else [p.community]
+            else:
+                comms = list(p.targets) or [p.community]
+            results = [self.analyze(start, now, c) for c in comms if c]
+            after = measured(p, results)
+            c = self.cfg.control
+            outcome = judge(p, after, self.cfg.standard.target_c, c.warm_ceiling_c, c.improve_min_c)
+            detail = {"by": by, "window_h": round(window_h, 4), "communities": comms}
+            new = self.proposals.record_recheck(p, outcome, None if after is None else round(after, 2), (start, now), now, detail)
+            if new is None:
+                return None
+            self._write_proposal_point(new, now)
+            log.info("recheck of %s: %s (before %s °C, after %s °C)", proposal_id, outcome, p.before_c, new.after_c)
+            if outcome == "not_improved":
+                self._alert_not_improved(new, now)
+        self.dispatcher.deliver_due()
+        return new
+
+    def run_due_rechecks(self, by: str = "sweep") -> list[Proposal]:
+        now = self.clock()
+        done = []
+        for p in self.proposals.pending_rechecks():
+            if p.recheck_due_at is not None and p.recheck_due_at <= now:
+                r = self.recheck(p.proposal_id, by=by)
+                if r is not None:
+                    done.append(r)
+        return done
+
+    def _alert_not_improved(self, p: Proposal, now: datetime) -> None:
+        st = self.registry.stations.get(p.station_id)
+        home = self.registry.homes.get(p.home_id) if p.home_id else None
+        where = (home.address if home else "") or p.community or (st.name if st else p.station_id)
+        a = self.cfg.alerts
+        cand = Candidate(
+            key=f"recheck_not_improved:{p.proposal_id}", category="recheck_not_improved",
+            content=(
+                f"{where}: the {p.kind} change {p.proposal_id} applied {rfc3339(p.applied_at or now, self.cfg.general.tz)} "
+                f"did not help — before {p.before_c} °C, after {p.after_c} °C. Original reason: {p.reason}"
+            ),
+            evidence={"proposal_id": p.proposal_id, "kind": p.kind, "before_c": p.before_c, "after_c": p.after_c,
+                      "proposed_c": p.proposed_c},
+            station_id=p.station_id, community=p.community, home_id=p.home_id, address=where,
+            contact=home.contact if home else "", responsible_unit=unit_of(self.cfg, st, p.station_id),
+            deadline_h=a.home_check_h if p.kind == "home_visit" else a.station_response_h, severity="urgent",
+            source="heatwatch recheck",
+        )
+        order = WorkOrder.from_candidate(cand, now)
+        self.alerts.record(opened=[order], at=now)
+        self._write_alert_points([order], now)
+
+    # --- cold snap ------------------------------------------------------------------------------
+    def run_coldsnap(self) -> list[Proposal]:
+        """Pre-adjust stations before a forecast cold snap: ramped supply proposals from the curve."""
+        c = self.cfg.control
+        with self._lock:
+            now = self.clock()
+            horizon = timedelta(hours=c.coldsnap_horizon_h)
+            from_file = None
+            if c.forecast_file is not None:
+                try:
+                    from_file = load_openmeteo(c.forecast_file)
+                except ForecastError as exc:
+                    log.error("cold-snap check skipped: %s", exc)
+                    return []
+            readings = self.read_stations(now)
+            made: list[Proposal] = []
+            for sid, st in self.registry.stations.items():
+                try:
+                    fc = from_file if from_file is not None else forecast_from_store(self.store, st.weather_site, now, horizon)
+                except (StoreUnavailable, StoreError) as exc:
+                    log.warning("forecast for %s unavailable: %s", st.weather_site, exc)
+                    continue
+                r = readings.get(sid)
+                snap = detect(fc, now, r.outdoor_c if r else None, c.coldsnap_threshold_c, c.coldsnap_drop_c, horizon)
+                if snap is None or self._coldsnap_planned(sid, now):
+                    continue
+                design = design_for(self.cfg, sid)
+                curve = heating_curve(design, snap.min_c).supply_c
+                target = min(st.supply_max_c, curve)
+                current = r.supply_c if r and r.supply_c is not None else None
+                if current is None:
+                    if r is None or r.outdoor_c is None:
+                        continue
+                    current = round(heating_curve(design, r.outdoor_c).supply_c, 1)
+                if target - current < c.min_change_c:
+                    continue
+                last = snap.arrival - timedelta(hours=design.lead_time_h)
+                steps = plan_ramp(current, target, c.max_step_c, last, timedelta(hours=c.ramp_interval_h), now)
+                prev = current
+                before = min((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
+                tz = self.cfg.general.tz
+                why = (
+                    f"under the {c.coldsnap_threshold_c:g} °C threshold" if snap.trigger == "threshold"
+                    else f"a {snap.reference_c - snap.min_c:.1f} °C drop"
+                )
+                for k, (at, value) in enumerate(steps, start=1):
+                    reason = (
+                        f"Cold snap: forecast {snap.min_c:.1f} °C at {rfc3339(snap.min_at, tz)} ({why}), "
+                        f"arriving {rfc3339(snap.arrival, tz)}; step {k}/{len(steps)}: raise {st.name or sid} supply "
+                        f"{prev:.1f} → {value:.1f} °C from {rfc3339(at, tz)} (heating curve {curve:.1f} °C at "
+                        f"{snap.min_c:.1f} °C, {design.lead_time_h:g} h ahead for the buildings' thermal lag)."
+                    )
+                    p = Proposal(
+                        new_proposal_id(), sid, "supply", st.communities[0] if len(st.communities) == 1 else "",
+                        prev, value, round(value - prev, 1),
+                        {
+                            "arrival": rfc3339(snap.arrival), "forecast_min_c": snap.min_c,
+                            "forecast_min_at": rfc3339(snap.min_at),
+                            "trigger": snap.trigger, "reference_c": snap.reference_c, "curve_supply_c": round(curve, 2),
+                            "lead_time_h": design.lead_time_h, "step": k, "steps": len(steps),
+                            "window_h": c.recheck_window_h,
+                        },
+                        reason, now, at, origin="cold_snap", targets=tuple(st.communities),
+                        before_c=None if before is None else round(before, 2),
+                    )
+                    self._add(p)
+                    made.append(p)
+                    prev = value
+        for p in made:
+            if auto_apply_for(self.cfg, p.station_id):
+                self._auto_apply(p.proposal_id)
+        return made
+
+    def _coldsnap_planned(self, station_id: str, now: datetime) -> bool:
+        """A ramp already proposed or applied and not yet past: do not plan it again every hour."""
+        for p in self.proposals.find(statuses=[*OPEN, "applied"], station_id=station_id, kinds=["supply"]):
+            if p.origin == "cold_snap" and p.effective_at >= now - timedelta(hours=self.cfg.control.ramp_interval_h):
+                return True
+        return False
+
+    # --- scheduler ------------------------------------------------------------------------------
+    def start(self) -> ControlLoop:
+        rechecks.activate(self)
+        self.scheduler = rechecks.build_scheduler(self.cfg)
+        wall_now = utc_now()
+        self.scheduler.add_job(
+            self._coldsnap_job, "interval", minutes=self.cfg.control.coldsnap_interval_min, id="coldsnap",
+            jobstore="memory", replace_existing=True, next_run_time=wall_now + timedelta(seconds=5),
+        )
+        self.scheduler.add_job(
+            self.dispatcher.deliver_due, "interval", seconds=self.cfg.alerts.redeliver_interval_s, id="alerts-redeliver",
+            jobstore="memory", replace_existing=True,
+        )
+        self.scheduler.start()
+        return self
+
+    def _coldsnap_job(self) -> None:
+        try:
+            self.run_coldsnap()
+        except Exception:  # a job must not die silently; the next run tries again
+            log.exception("cold-snap job failed")
+
+    def shutdown(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        rechecks.activate(None)
+        self.engine.dispose()
+
+    # --- store points for Grafana ---------------------------------------------------------------
+    def _write(self, points: list[Point]) -> None:
+        if not points:
+            return
+        try:
+            self.store.write(points)
+        except (StoreUnavailable, StoreError) as exc:
+            log.warning("could not write %d control point(s) to the store: %s", len(points), exc)
+
+    def _write_proposal_point(self, p: Proposal, at: datetime) -> None:
+        fields: dict[str, FieldValue] = {"proposal_id": p.proposal_id, "status": p.status, "reason": p.reason}
+        for k in ("current_c", "proposed_c", "delta_c", "before_c", "after_c"):
+            v = getattr(p, k)
+            if v is not None:
+                fields[k] = float(v)
+        if p.outcome:
+            fields["outcome"] = p.outcome
+        # the nanosecond offset keeps same-instant events of one series apart (idempotent writes overwrite)
+        ns = to_ns(at) + sum(p.proposal_id.encode()) % 997
+        self._write([Point(schema.PROPOSALS, {"station_id": p.station_id, "kind": p.kind}, fields, ns)])
+
+    def _write_alert_points(self, orders: list[WorkOrder], at: datetime) -> None:
+        pts = [
+            Point(
+                schema.ALERTS,
+                {"category": o.category, "community": o.community, "station_id": o.station_id},
+                {"alert_id": o.alert_id, "home_id": o.home_id, "status": o.status, "content": o.content},
+                to_ns(at) + i,
+            )
+            for i, o in enumerate(orders)
+        ]
+        self._write(pts)
