@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -77,7 +78,7 @@ KIND_RESIDENTIAL, KIND_BUNGALOW, KIND_CONTRACT = 0, 1, 2
 
 
 def thresholds(
-    kind_code: npt.NDArray[np.int8],
+    kind_code: npt.NDArray[Any],
     contract_c: FloatArray,
     day_min_c: float,
     night_min_c: float,
@@ -184,7 +185,7 @@ def details(values: FloatArray, thr_day: FloatArray, thr_night: FloatArray, day:
     )
 
 
-def rule_names(kind_code: npt.NDArray[np.int8], day_under: BoolArray, night_under: BoolArray) -> list[str]:
+def rule_names(kind_code: npt.NDArray[Any], day_under: BoolArray, night_under: BoolArray) -> list[str]:
     """Which rule applied: residential_day / residential_night / residential (both) / bungalow / contract."""
     res = np.where(day_under & night_under, "residential", np.where(night_under, "residential_night", "residential_day"))
     out = np.where(kind_code == KIND_BUNGALOW, "bungalow", np.where(kind_code == KIND_CONTRACT, "contract", res))

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+import pandas as pd
+
 CommunityStatus = Literal["ok", "cold", "insufficient_sample"]
 Rule = Literal["residential_day", "residential_night", "residential", "bungalow", "contract"]
 Finding = Literal["stale", "stuck", "jump", "warm", "no_sensor"]
@@ -81,3 +83,6 @@ class AnalysisResult:
     imbalance: list[Imbalance] = field(default_factory=list)
     # per-home window temperature (mean of hourly means) for homes that reported; used by control/reports
     home_means_c: dict[str, float] = field(default_factory=dict)
+    # one row per reporting home (home_status columns: home_id, community, building, mean_c, min_hourly_c,
+    # hours_below, longest_run_h, threshold_c, below, rule); None when not computed
+    homes: pd.DataFrame | None = field(default=None, repr=False, compare=False)

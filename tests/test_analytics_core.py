@@ -1,0 +1,191 @@
+"""The definitions of issue 4, pinned with hand-computed cases on the pure functions (analytics.core)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analytics import core
+
+NAN = np.nan
+SH = ZoneInfo("Asia/Shanghai")
+
+
+def stats(means: list[float], edge: list[bool], below: list[bool] | None = None, **kw: float) -> core.CommunityArrays:
+    n = len(means)
+    return core.community_stats(
+        np.zeros(n, dtype=np.int64), 1, np.array(edge, dtype=bool), np.array(means, dtype=float),
+        np.array(below or [False] * n, dtype=bool), **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_edge_share_below_40_percent_weights_edge_homes_to_40() -> None:
+    # e = 1 (14.0), m = 4 (20.0 each): s = 0.2 < 0.4 → 0.40 × 14 + 0.60 × 20 = 5.6 + 12 = 17.6
+    c = stats([14.0, 20.0, 20.0, 20.0, 20.0], [True, False, False, False, False])
+    assert c.edge[0] == 1 and c.middle[0] == 4 and c.edge_share[0] == pytest.approx(0.2)
+    assert c.weighted_mean_c[0] == pytest.approx(17.6)
+    assert c.plain_mean_c[0] == pytest.approx(18.8)  # (14 + 80) / 5
+    assert c.edge_weight[0] == pytest.approx(0.40)
+    assert core.STATUSES[c.status[0]] == "cold"  # 17.6 < 18 although the plain mean says 18.8
+
+
+def test_edge_share_exactly_40_percent_is_the_plain_mean() -> None:
+    # e = 2 (14, 16), m = 3 (20 each): s = 2/5 = 0.40 ≥ 0.40 → plain mean (30 + 60) / 5 = 18.0
+    c = stats([14.0, 16.0, 20.0, 20.0, 20.0], [True, True, False, False, False])
+    assert c.edge_share[0] == 0.4
+    assert c.weighted_mean_c[0] == pytest.approx(18.0) == c.plain_mean_c[0]
+    assert c.edge_weight[0] == pytest.approx(0.4)
+    assert core.STATUSES[c.status[0]] == "ok"  # 18.0 is not under 18.0
+
+
+def test_edge_share_above_40_percent_is_the_plain_mean() -> None:
+    # e = 4 (15 each), m = 2 (21 each): s = 0.667 → plain (60 + 42) / 6 = 17.0; weighting would give 18.6
+    c = stats([15.0, 15.0, 15.0, 15.0, 21.0, 21.0], [True] * 4 + [False] * 2)
+    assert c.weighted_mean_c[0] == pytest.approx(17.0) == c.plain_mean_c[0]
+    assert c.edge_weight[0] == pytest.approx(4 / 6)
+
+
+def test_no_edge_home_is_insufficient_sample_with_plain_mean_still_reported() -> None:
+    c = stats([19.0, 20.0, 21.0, 22.0, 23.0], [False] * 5)
+    assert core.STATUSES[c.status[0]] == "insufficient_sample"
+    assert np.isnan(c.weighted_mean_c[0]) and c.plain_mean_c[0] == pytest.approx(21.0)
+    assert c.edge_weight[0] == 0.0
+
+
+def test_no_middle_home_is_the_plain_mean() -> None:
+    c = stats([17.0, 18.0, 19.0, 20.0, 21.0], [True] * 5)
+    assert c.weighted_mean_c[0] == pytest.approx(19.0) and c.edge_weight[0] == 1.0
+    assert core.STATUSES[c.status[0]] == "ok"
+
+
+def test_fewer_homes_than_min_sample_is_insufficient_but_weighted_mean_is_computed() -> None:
+    # e = 1 (16), m = 3 (20): s = 0.25 → 0.4 × 16 + 0.6 × 20 = 18.4; only 4 < 5 homes
+    c = stats([16.0, 20.0, 20.0, 20.0], [True, False, False, False])
+    assert c.weighted_mean_c[0] == pytest.approx(18.4)
+    assert core.STATUSES[c.status[0]] == "insufficient_sample"
+    c3 = stats([16.0, 20.0, 20.0, 20.0], [True, False, False, False], min_sample=4)
+    assert core.STATUSES[c3.status[0]] == "ok"
+
+
+def test_only_reporting_homes_count_and_share_of_cold_homes_makes_a_community_cold() -> None:
+    # 7 registered, 2 silent (NaN). Reporting: e = 2 (18, 18), m = 3 (19, 19, 19) → plain 18.6 (ok by mean)
+    means = [18.0, 18.0, 19.0, 19.0, 19.0, NAN, NAN]
+    edge = [True, True, False, False, False, True, False]
+    ok = stats(means, edge, [True, False, False, False, False, True, True])
+    assert ok.registered[0] == 7 and ok.reporting[0] == 5 and ok.below[0] == 1  # silent homes are never below
+    assert ok.weighted_mean_c[0] == pytest.approx(18.6) and core.STATUSES[ok.status[0]] == "ok"  # 1/5 = 0.2 ≤ 0.25
+    cold = stats(means, edge, [True, True, False, False, False, False, False])
+    assert core.STATUSES[cold.status[0]] == "cold"  # 2/5 = 0.4 > 0.25
+
+
+def test_several_communities_in_one_pass() -> None:
+    codes = np.array([0, 0, 1, 1, 1])
+    c = core.community_stats(codes, 2, np.array([True, False, True, False, False]), np.array([10.0, 20.0, 16.0, 22.0, 22.0]),
+                             np.zeros(5, bool), min_sample=1)
+    # community 0: s = 0.5 → plain 15; community 1: s = 1/3 → 0.4 × 16 + 0.6 × 22 = 19.6
+    assert c.weighted_mean_c.tolist() == pytest.approx([15.0, 19.6])
+
+
+def scan_one(row: list[float], day: list[bool], thr_day: float = 18.0, thr_night: float = 16.0, k: int = 2) -> tuple[core.Scan, core.Details]:
+    v = np.asfortranarray(np.array([row], dtype=float))
+    d = np.array(day, dtype=bool)
+    td, tn = np.array([thr_day]), np.array([thr_night])
+    return core.scan(v, td, tn, d, k), core.details(v, td, tn, d, k)
+
+
+def test_below_needs_consecutive_hours_and_a_missing_hour_ends_the_run() -> None:
+    day = [True] * 6
+    s, d = scan_one([17.0, 19.0, 17.5, NAN, 17.9, 19.0], day)
+    assert not s.below[0] and s.longest_run_h[0] == 1 and d.hours_below[0] == 3 and d.first_below[0] == -1
+    s, d = scan_one([19.0, 17.0, 17.5, NAN, 17.9, 17.0], day)
+    assert s.below[0] and s.longest_run_h[0] == 2 and d.hours_below[0] == 4
+    assert d.first_below[0] == 1 and d.min_hourly_c[0] == 17.0 and d.threshold_c[0] == 18.0
+    # window temperature = mean of the 5 hourly means present
+    assert s.mean_c[0] == pytest.approx((19 + 17 + 17.5 + 17.9 + 17) / 5) and s.n_hours[0] == 5
+
+
+def test_day_and_night_thresholds_and_rule_names() -> None:
+    # hours: night, night, day, day; 17 °C is fine at night (16) and under by day (18)
+    s, d = scan_one([17.0, 17.0, 17.0, 17.0], [False, False, True, True])
+    assert s.below[0] and d.hours_below[0] == 2 and d.first_below[0] == 2
+    assert core.rule_names(np.array([0]), d.day_under, d.night_under) == ["residential_day"]
+    s, d = scan_one([15.0, 15.0, 19.0, 19.0], [False, False, True, True])
+    assert core.rule_names(np.array([0]), d.day_under, d.night_under) == ["residential_night"]
+    assert d.threshold_c[0] == 16.0
+    s, d = scan_one([15.0, 15.0, 17.0, 19.0], [False, False, True, True])
+    assert s.longest_run_h[0] == 3 and core.rule_names(np.array([0]), d.day_under, d.night_under) == ["residential"]
+    assert d.threshold_c[0] == 16.0  # the lowest threshold among the hours under
+
+
+def test_thresholds_per_kind() -> None:
+    kinds = np.array([core.KIND_RESIDENTIAL, core.KIND_BUNGALOW, core.KIND_CONTRACT], dtype=np.int8)
+    day, night = core.thresholds(kinds, np.array([NAN, NAN, 20.5]), 18.0, 16.0, 16.0)
+    assert day.tolist() == [18.0, 16.0, 20.5] and night.tolist() == [16.0, 16.0, 20.5]
+    assert core.rule_names(kinds, np.ones(3, bool), np.zeros(3, bool)) == ["residential_day", "bungalow", "contract"]
+
+
+def test_hour_grid_and_day_hours_are_local() -> None:
+    # 2026-01-10 04:00 .. 08:00 Asia/Shanghai = 2026-01-09 20:00 .. 2026-01-10 00:00 UTC
+    start, end = datetime(2026, 1, 9, 20, 0, tzinfo=UTC), datetime(2026, 1, 10, 0, 0, tzinfo=UTC)
+    g = core.hour_grid(start, end, SH)
+    assert len(g) == 4
+    assert core.day_hours(g, SH, 6, 21).tolist() == [False, False, True, True]
+    # India (+05:30): hours start at :30 UTC; a window starting 00:10 UTC begins with the 23:30 UTC hour
+    g2 = core.hour_grid(datetime(2026, 1, 10, 0, 10, tzinfo=UTC), datetime(2026, 1, 10, 2, 0, tzinfo=UTC), ZoneInfo("Asia/Kolkata"))
+    assert [int(x // 1_000_000_000) % 3600 for x in g2] == [1800, 1800, 1800]
+    assert len(g2) == 3
+
+
+def test_hourly_matrix_scatters_and_drops_unknown_homes() -> None:
+    import pandas as pd
+
+    grid = np.array([0, core.H_NS, 2 * core.H_NS])
+    m = core.hourly_matrix(["b", "a", "zz", "a"], [core.H_NS, 0, 0, 5 * core.H_NS], [1.0, 2.0, 3.0, 4.0], pd.Index(["a", "b"]), grid)
+    assert m.flags.f_contiguous
+    np.testing.assert_array_equal(m, [[2.0, NAN, NAN], [NAN, 1.0, NAN]])
+
+
+def reference_longest(row: list[float], thr: list[float]) -> int:
+    best = run = 0
+    for v, t in zip(row, thr, strict=True):
+        run = run + 1 if v == v and v < t else 0
+        best = max(best, run)
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.floats(10, 25)), min_size=5, max_size=5), min_size=1, max_size=8),
+       st.lists(st.booleans(), min_size=5, max_size=5), st.integers(1, 4))
+def test_scan_matches_a_plain_loop(rows: list[list[float | None]], day: list[bool], k: int) -> None:
+    v = np.asfortranarray(np.array([[NAN if x is None else x for x in r] for r in rows], dtype=float))
+    n = len(rows)
+    td, tn = np.full(n, 18.0), np.full(n, 16.0)
+    s = core.scan(v, td, tn, np.array(day), k)
+    for i, r in enumerate(v.tolist()):
+        thr = [18.0 if d else 16.0 for d in day]
+        lr = reference_longest(r, thr)
+        assert s.longest_run_h[i] == lr and s.below[i] == (lr >= k)
+        present = [x for x in r if x == x]
+        assert s.n_hours[i] == len(present)
+        if present:
+            assert s.mean_c[i] == pytest.approx(sum(present) / len(present))
+        else:
+            assert np.isnan(s.mean_c[i])
+
+
+def test_scan_blocks_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(7)
+    v = np.asfortranarray(rng.normal(17.5, 1.5, (50, 12)))
+    v[rng.random(v.shape) < 0.1] = NAN
+    day = np.arange(12) >= 4
+    td, tn = np.full(50, 18.0), np.full(50, 16.0)
+    whole = core.scan(v, td, tn, day, 2)
+    monkeypatch.setattr(core, "BLOCK", 7)
+    blocked = core.scan(v, td, tn, day, 2)
+    np.testing.assert_array_equal(whole.longest_run_h, blocked.longest_run_h)
+    np.testing.assert_allclose(whole.mean_c, blocked.mean_c)
