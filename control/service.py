@@ -28,7 +28,7 @@ from control.curve import auto_apply_for, design_for, heating_curve
 from control.db import db_path, open_engine
 from control.diagnosis import StationState, diagnose
 from control.outcome import judge, measured
-from control.proposal import OPEN, SETPOINT_KINDS, Proposal, new_proposal_id
+from control.proposal import OPEN, SETPOINT_KINDS, STATUSES, Proposal, new_proposal_id
 from control.publish import Publisher, PublishError, setpoint_payload, setpoint_topic
 from control.repo import ProposalRepo
 from heatwatch import schema
@@ -472,7 +472,7 @@ class ControlLoop:
         if p.outcome:
             fields["outcome"] = p.outcome
         # the nanosecond offset keeps same-instant events of one series apart (idempotent writes overwrite)
-        ns = to_ns(at) + sum(p.proposal_id.encode()) % 997
+        ns = to_ns(at) + STATUSES.index(p.status) * 1000 + sum(p.proposal_id.encode()) % 997
         self._write([Point(schema.PROPOSALS, {"station_id": p.station_id, "kind": p.kind}, fields, ns)])
 
     def _write_alert_points(self, orders: list[WorkOrder], at: datetime) -> None:
