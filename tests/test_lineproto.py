@@ -16,11 +16,11 @@ from heatwatch.storage.lineproto import encode, encode_lines
 
 # text that stresses escaping: Chinese, separators, quotes, backslashes, spaces (no \n \r \t: those are errors)
 _TRICKY = st.sampled_from(list('阳光小区楼,= "\\abc_-.中文'))
-name_text = st.text(alphabet=st.one_of(_TRICKY, st.characters(blacklist_categories=("Cs", "Cc"))), min_size=1, max_size=12)
+name_text = st.text(alphabet=st.one_of(_TRICKY, st.characters(exclude_categories=["Cs", "Cc"])), min_size=1, max_size=12)
 clean_name = name_text.filter(lambda s: not s.endswith("\\"))
 tag_value = st.one_of(st.just(""), clean_name)
 string_field = st.text(
-    alphabet=st.one_of(_TRICKY, st.sampled_from(["\n", "\t", "\r"]), st.characters(blacklist_categories=("Cs",))),
+    alphabet=st.one_of(_TRICKY, st.sampled_from(["\n", "\t", "\r"]), st.characters(exclude_categories=["Cs"])),
     max_size=20,
 )
 field_value = st.one_of(
