@@ -91,7 +91,9 @@ def test_several_communities_in_one_pass() -> None:
     assert c.weighted_mean_c.tolist() == pytest.approx([15.0, 19.6])
 
 
-def scan_one(row: list[float], day: list[bool], thr_day: float = 18.0, thr_night: float = 16.0, k: int = 2) -> tuple[core.Scan, core.Details]:
+def scan_one(
+    row: list[float], day: list[bool], thr_day: float = 18.0, thr_night: float = 16.0, k: int = 2
+) -> tuple[core.Scan, core.Details]:
     v = np.asfortranarray(np.array([row], dtype=float))
     d = np.array(day, dtype=bool)
     td, tn = np.array([thr_day]), np.array([thr_night])
@@ -136,7 +138,8 @@ def test_hour_grid_and_day_hours_are_local() -> None:
     assert len(g) == 4
     assert core.day_hours(g, SH, 6, 21).tolist() == [False, False, True, True]
     # India (+05:30): hours start at :30 UTC; a window starting 00:10 UTC begins with the 23:30 UTC hour
-    g2 = core.hour_grid(datetime(2026, 1, 10, 0, 10, tzinfo=UTC), datetime(2026, 1, 10, 2, 0, tzinfo=UTC), ZoneInfo("Asia/Kolkata"))
+    kolkata = ZoneInfo("Asia/Kolkata")
+    g2 = core.hour_grid(datetime(2026, 1, 10, 0, 10, tzinfo=UTC), datetime(2026, 1, 10, 2, 0, tzinfo=UTC), kolkata)
     assert [int(x // 1_000_000_000) % 3600 for x in g2] == [1800, 1800, 1800]
     assert len(g2) == 3
 
@@ -145,7 +148,8 @@ def test_hourly_matrix_scatters_and_drops_unknown_homes() -> None:
     import pandas as pd
 
     grid = np.array([0, core.H_NS, 2 * core.H_NS])
-    m = core.hourly_matrix(["b", "a", "zz", "a"], [core.H_NS, 0, 0, 5 * core.H_NS], [1.0, 2.0, 3.0, 4.0], pd.Index(["a", "b"]), grid)
+    hours = [core.H_NS, 0, 0, 5 * core.H_NS]
+    m = core.hourly_matrix(["b", "a", "zz", "a"], hours, [1.0, 2.0, 3.0, 4.0], pd.Index(["a", "b"]), grid)
     assert m.flags.f_contiguous
     np.testing.assert_array_equal(m, [[2.0, NAN, NAN], [NAN, 1.0, NAN]])
 
