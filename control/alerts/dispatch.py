@@ -8,6 +8,7 @@ import threading
 from collections.abc import Mapping
 from datetime import timedelta
 
+from control import db
 from control.alerts.repo import AlertRepo
 from control.alerts.sinks import Sink, SinkError
 from heatwatch.timeutil import Clock
@@ -25,14 +26,19 @@ class Dispatcher:
         self._lock = threading.Lock()
 
     def deliver_due(self) -> int:
-        """Send every due message, oldest first; a failing sink is skipped for the rest of the round."""
+        """Send due messages oldest first, per sink in order: a sink that fails, or whose oldest message
+        is still backing off, is skipped for the rest of the round so nothing overtakes it."""
         sent = 0
         with self._lock:
             down: set[str] = set()
-            for row in self.repo.due(self.clock()):
+            now_txt = db.ts(self.clock())
+            for row in self.repo.due():
                 name = row["sink"]
                 sink = self.sinks.get(name)
                 if sink is None or name in down:
+                    continue
+                if row["next_attempt_at"] > now_txt:
+                    down.add(name)
                     continue
                 body = row["payload"].encode("utf-8")
                 category = json.loads(row["payload"])["alert"]["category"]

@@ -117,13 +117,11 @@ class AlertRepo:
         return new
 
     # --- outbox ---------------------------------------------------------------------------------
-    def due(self, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
-        q = (
-            select(db.outbox)
-            .where(db.outbox.c.delivered_at.is_(None), db.outbox.c.next_attempt_at <= db.ts(now))
-            .order_by(db.outbox.c.id)
-            .limit(limit)
-        )
+    def due(self, now: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """Undelivered rows, oldest first; only those due at ``now`` when given."""
+        q = select(db.outbox).where(db.outbox.c.delivered_at.is_(None)).order_by(db.outbox.c.id).limit(limit)
+        if now is not None:
+            q = q.where(db.outbox.c.next_attempt_at <= db.ts(now))
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
