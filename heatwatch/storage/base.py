@@ -121,6 +121,31 @@ def empty_hourly(by: str) -> pd.DataFrame:
     )
 
 
+# fields of the input measurements that are integers; every other declared field is a float
+INT_FIELDS = frozenset({("forecast", "issued_s")})
+
+
+def typed_frame(
+    measurement: str, df: pd.DataFrame, tags: Sequence[str], fields: Sequence[str]
+) -> pd.DataFrame:
+    """Raw-query result of an input measurement in the one shape every backend returns.
+
+    Columns ``time`` (datetime64[ns, UTC]), the tags ('' when absent), the fields (float64,
+    or Int64 for integer fields), in that order — also when there are no rows.
+    """
+    out = pd.DataFrame(index=df.index)
+    out["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True) if len(df) else pd.Series(
+        [], dtype="datetime64[ns, UTC]"
+    )
+    for t in tags:
+        col = df[t] if t in df.columns else pd.Series([""] * len(df), index=df.index, dtype=object)
+        out[t] = col.where(col.notna(), "").astype(object)
+    for f in fields:
+        col = df[f] if f in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
+        out[f] = pd.to_numeric(col).astype("Int64" if (measurement, f) in INT_FIELDS else "float64")
+    return out.reset_index(drop=True)
+
+
 def where_values(where: Where | None) -> list[tuple[str, list[str]]]:
     out: list[tuple[str, list[str]]] = []
     for key, val in (where or {}).items():
