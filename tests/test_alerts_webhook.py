@@ -118,8 +118,10 @@ def test_sink_down_keeps_alerts_in_outbox_and_redelivers_in_order(tmp_path: Path
     port = free_port()
     repo = AlertRepo(open_engine(tmp_path / "c.sqlite"), ["webhook", "jsonl"])
     clock = Clock()
-    sinks: dict[str, Sink] = {"webhook": WebhookSink(f"http://127.0.0.1:{port}/hook", SECRET, retries=1, backoff_s=0.01, timeout_s=2),
-             "jsonl": JsonlSink(tmp_path / "alerts.jsonl")}
+    sinks: dict[str, Sink] = {
+        "webhook": WebhookSink(f"http://127.0.0.1:{port}/hook", SECRET, retries=1, backoff_s=0.01, timeout_s=2),
+        "jsonl": JsonlSink(tmp_path / "alerts.jsonl"),
+    }
     d = Dispatcher(repo, sinks, clock, retry_s=30)
     a, b = order(1), order(2)
     repo.record(opened=[a, b], at=T0)
