@@ -1,8 +1,8 @@
 """Visit plan (访民问暖, DOMAIN.md 000 section 五): which homes staff visit to measure by hand.
 
-Rules: top, ground and gable homes make up at least ``edge_share_min`` (40 %) of the visits; the
-visits spread over buildings and over top / ground / gable / middle; homes flagged cold, stale or
-without a sensor come first. Deterministic: the same registry and flags give the same plan (ties
+Rules: top, ground and gable homes make up at least ``edge_share_min`` (40 %) of the visits (about
+that share unless flagged edge homes push it up); the visits spread over buildings and over
+top / ground / gable / middle; homes flagged cold, stale or without a sensor come first. Deterministic: the same registry and flags give the same plan (ties
 broken by home id), so a plan can be re-printed and checked.
 """
 
@@ -108,12 +108,16 @@ def plan_visits(
     def prio(hs: Sequence[Home]) -> np.ndarray:
         return np.array([sum(FLAG_PRIORITY.get(f, 0) for f in flags.get(h.home_id, ())) for h in hs], dtype=np.int64)
 
-    # 1. the edge minimum, from edge homes; 2. the rest from all remaining homes (edge or middle):
-    #    flagged first, then whatever spreads the plan over buildings and locations
+    # 1. the edge minimum, from edge homes; 2. the rest from middle homes and flagged edge homes,
+    #    flagged first, spread over buildings; 3. other edge homes only when middle homes run out
     picked_edge = [edge[i] for i in _pick(edge, n_edge, prio(edge), taken_b, taken_l)]
     first = {h.home_id for h in picked_edge}
-    rest = [h for h in homes if h.home_id not in first]
-    picked_rest = [rest[i] for i in _pick(rest, size - n_edge, prio(rest), taken_b, taken_l)]
+    pool = [h for h in homes if h.home_id not in first and (not h.edge or flags.get(h.home_id))]
+    picked_rest = [pool[i] for i in _pick(pool, size - n_edge, prio(pool), taken_b, taken_l)]
+    first |= {h.home_id for h in picked_rest}
+    if len(first) < size:
+        last = [h for h in homes if h.home_id not in first]
+        picked_rest += [last[i] for i in _pick(last, size - len(first), prio(last), taken_b, taken_l)]
     chosen = sorted([*picked_edge, *picked_rest], key=lambda h: (h.building, h.entrance, h.floor, h.home_id))
     visits = [
         Visit(h.home_id, h.building, h.entrance, h.floor, h.location, h.edge, tuple(flags.get(h.home_id, ())), h.address)
