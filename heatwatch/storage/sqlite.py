@@ -21,12 +21,14 @@ import pandas as pd
 from heatwatch import schema
 from heatwatch.model import Point
 from heatwatch.storage.base import (
+    INT_FIELDS,
     Store,
     StoreError,
     StoreUnavailable,
     Where,
     empty_hourly,
     hour_offset_s,
+    typed_frame,
     where_values,
 )
 from heatwatch.timeutil import to_ns
@@ -162,8 +164,9 @@ class SqliteStore(Store):
             unknown = set(want) - set(fields_c)
             if unknown:
                 raise StoreError(f"{measurement} has no field(s) {sorted(unknown)}")
-            sel = ", ".join([_q(c) for c in (*tags_c, *want)] + ["ts_ns"])
+            sel = ", ".join([_q(c) for c in (*tags_c, *want)] + ["ts_ns AS time"])
             df = self._read_sql(f"SELECT {sel} FROM {_q(measurement)} WHERE {cond} ORDER BY ts_ns", params)
+            return typed_frame(measurement, df, tags_c, want)
         else:
             raw = self._read_sql(f"SELECT tags, fields, ts_ns FROM points WHERE {cond} ORDER BY ts_ns", params)
             recs = []
@@ -206,6 +209,8 @@ class SqliteStore(Store):
         df.columns = [by, "hour", "mean", "min", "max", "count"]
         df["hour"] = pd.to_datetime(df["hour"].astype("int64"), unit="ns", utc=True)
         df["count"] = df["count"].astype("int64")
+        for c in ("mean", "min", "max"):
+            df[c] = df[c].astype("float64")
         return df
 
     def last(
@@ -220,6 +225,8 @@ class SqliteStore(Store):
         end = before or datetime.now().astimezone()
         cond, params = self._where_sql(measurement, end - lookback, end, where)
         if measurement in _TYPED:
+            if by not in _TYPED[measurement][0] or field not in _TYPED[measurement][1]:
+                raise StoreError(f"{measurement} has no tag {by!r} or field {field!r}")
             val, key, table = _q(field), _q(by), _q(measurement)
         else:
             val, key, table = f"json_extract(fields, '$.\"{field}\"')", f"json_extract(tags, '$.\"{by}\"')", "points"
@@ -227,6 +234,8 @@ class SqliteStore(Store):
         sql = f"SELECT {key} AS k, MAX(ts_ns) AS t, {val} AS v FROM {table} WHERE {cond} AND {val} IS NOT NULL GROUP BY k"
         df = self._read_sql(sql, params)
         df.columns = [by, "time", "value"]
+        if measurement in _TYPED and (measurement, field) not in INT_FIELDS:
+            df["value"] = df["value"].astype("float64")
         df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
         return df.sort_values(by).reset_index(drop=True)
 
@@ -241,6 +250,8 @@ class SqliteStore(Store):
         cond, params = self._where_sql(measurement, start, end, where)
         table = _q(measurement) if measurement in _TYPED else "points"
         if field and measurement in _TYPED:
+            if field not in _TYPED[measurement][1]:
+                raise StoreError(f"{measurement} has no field {field!r}")
             cond += f" AND {_q(field)} IS NOT NULL"
         elif field:
             cond += f" AND json_extract(fields, '$.\"{field}\"') IS NOT NULL"

@@ -1,0 +1,386 @@
+"""One storage contract, the same cases on every backend present.
+
+sqlite always; influxdb1 against the real influxd of the session (a fresh database per test);
+influxdb2 only when HEATWATCH_TEST_INFLUXDB2_URL/_TOKEN/_ORG point at a real InfluxDB 2.x.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+import urllib3
+
+from heatwatch import schema
+from heatwatch.config import load_config
+from heatwatch.model import Point
+from heatwatch.storage import open_store
+from heatwatch.storage.base import Store, StoreError, StoreUnavailable
+from heatwatch.storage.influxdb1 import Influxdb1Store
+from heatwatch.timeutil import to_ns
+from tests.servers import Influxd
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+KOLKATA = ZoneInfo("Asia/Kolkata")
+T0 = datetime(2026, 1, 10, 0, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+S = 1_000_000_000
+INFLUX2_ENV = ("HEATWATCH_TEST_INFLUXDB2_URL", "HEATWATCH_TEST_INFLUXDB2_TOKEN", "HEATWATCH_TEST_INFLUXDB2_ORG")
+TRICKY = ("阳光小区", 'a,b=c "d" \\e f', "东 区,=", "Riverside")
+
+
+def ns(dt: datetime) -> int:
+    return to_ns(dt)
+
+
+def indoor(home: str, at: datetime, temp: float, community: str = "阳光小区", **fields: float) -> Point:
+    tags = {"home_id": home, "community": community, "building": "1号楼", "source": "sensor"}
+    return Point(schema.INDOOR, tags, {"temp_c": temp, **fields}, ns(at))
+
+
+# --- backends -------------------------------------------------------------------------------
+def _influxdb2_store() -> Iterator[Store]:
+    if not all(os.environ.get(k) for k in INFLUX2_ENV):
+        pytest.skip("influxdb2: set HEATWATCH_TEST_INFLUXDB2_URL/_TOKEN/_ORG to run against a real InfluxDB 2.x")
+    from heatwatch.storage.influxdb2 import Influxdb2Store
+    from influxdb_client import InfluxDBClient
+
+    url, token, org = (os.environ[k] for k in INFLUX2_ENV)
+    bucket = f"heatwatch_test_{uuid.uuid4().hex[:10]}"
+    with InfluxDBClient(url=url, token=token, org=org) as admin:
+        created = admin.buckets_api().create_bucket(bucket_name=bucket, org=org)
+        store = Influxdb2Store(url, org, bucket, token, timeout_s=20)
+        try:
+            yield store
+        finally:
+            store.close()
+            admin.buckets_api().delete_bucket(created)
+
+
+@pytest.fixture(params=["sqlite", "influxdb1", "influxdb2"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        from heatwatch.storage.sqlite import SqliteStore
+
+        s: Store = SqliteStore(tmp_path / "store.sqlite", "NORMAL")
+        yield s
+        s.close()
+    elif request.param == "influxdb1":
+        server: Influxd = request.getfixturevalue("influxd")
+        db = f"contract_{uuid.uuid4().hex[:12]}"
+        s = Influxdb1Store(server.url, db, timeout_s=30)
+        yield s
+        s.close()
+        urllib3.PoolManager().request("POST", server.url + "/query", fields={"q": f'DROP DATABASE "{db}"'},
+                                      encode_multipart=False)
+    else:
+        yield from _influxdb2_store()
+
+
+@pytest.fixture(params=["influxdb1", "influxdb2"])
+def influx_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Only the InfluxDB backends: typed fields and line-protocol limits are theirs."""
+    if request.param == "influxdb1":
+        server: Influxd = request.getfixturevalue("influxd")
+        db = f"contract_{uuid.uuid4().hex[:12]}"
+        s = Influxdb1Store(server.url, db, timeout_s=30)
+        yield s
+        s.close()
+    else:
+        yield from _influxdb2_store()
+
+
+# --- raw round trips ------------------------------------------------------------------------
+def test_round_trip_every_input_measurement(store: Store) -> None:
+    at = T0 + timedelta(hours=3)
+    pts = [
+        indoor("H1", at, 18.37, rh=41.5, battery_v=3.01),
+        indoor("H2", at + timedelta(seconds=1, microseconds=123), 0.1 + 0.2),
+        Point(schema.STATION, {"station_id": "站1"}, {
+            "supply_c": 61.25, "return_c": 44.0, "supply_kpa": 512.5, "return_kpa": 300.0, "flow_m3h": 123.456,
+            "primary_supply_c": 98.5, "primary_return_c": 55.125,
+        }, ns(at)),
+        Point(schema.WEATHER, {"site_id": "沈阳"}, {"temp_c": -17.3}, ns(at)),
+        Point(schema.FORECAST, {"site_id": "沈阳"}, {"temp_c": -21.0, "issued_s": 1_768_000_000}, ns(at + DAY)),
+    ]
+    store.write(pts)
+    df = store.query(schema.INDOOR, T0, T0 + DAY)
+    assert list(df.columns) == ["time", *schema.INDOOR_TAGS, *schema.INDOOR_FIELDS]
+    assert str(df["time"].dtype) == "datetime64[ns, UTC]"
+    assert all(df[c].dtype == "float64" for c in schema.INDOOR_FIELDS)
+    assert df["time"].tolist() == [pd.Timestamp(at), pd.Timestamp(at + timedelta(seconds=1, microseconds=123))]
+    assert df["temp_c"].tolist() == [18.37, 0.1 + 0.2]  # exact, not rounded
+    assert df.loc[0, "rh"] == 41.5 and df.loc[0, "battery_v"] == 3.01
+    assert pd.isna(df.loc[1, "rh"])
+    assert df["building"].tolist() == ["1号楼", "1号楼"]
+
+    st = store.query(schema.STATION, T0, T0 + DAY)
+    assert list(st.columns) == ["time", "station_id", *schema.STATION_FIELDS]
+    assert st.iloc[0].to_dict() == {"time": pd.Timestamp(at), "station_id": "站1", **pts[2].fields}
+
+    w = store.query(schema.WEATHER, T0, T0 + DAY)
+    assert w[["site_id", "temp_c"]].values.tolist() == [["沈阳", -17.3]]
+    fc = store.query(schema.FORECAST, T0, T0 + 2 * DAY, where={"site_id": "沈阳"})
+    assert fc["temp_c"].tolist() == [-21.0] and int(fc.loc[0, "issued_s"]) == 1_768_000_000
+    assert fc["time"].tolist() == [pd.Timestamp(at + DAY)]
+
+
+def test_same_series_and_time_overwrites(store: Store) -> None:
+    at = T0 + timedelta(hours=1)
+    store.write([indoor("H1", at, 17.0)])
+    store.write([indoor("H1", at, 19.5)])  # an MQTT redelivery with a corrected value
+    store.write([indoor("H1", at, 19.5), indoor("H1", at + timedelta(minutes=1), 20.0)])
+    df = store.query(schema.INDOOR, T0, T0 + DAY)
+    assert df["temp_c"].tolist() == [19.5, 20.0]
+    assert store.count(schema.INDOOR, T0, T0 + DAY) == 2
+
+
+def test_chinese_and_separator_characters_in_tags(store: Store) -> None:
+    at = T0 + timedelta(hours=2)
+    store.write([indoor(f"户 {i},={i}", at, 18.0 + i, community=c) for i, c in enumerate(TRICKY)])
+    df = store.query(schema.INDOOR, T0, T0 + DAY)
+    assert sorted(df["community"]) == sorted(TRICKY)
+    for i, c in enumerate(TRICKY):
+        one = store.query(schema.INDOOR, T0, T0 + DAY, where={"community": c})
+        assert one[["home_id", "temp_c"]].values.tolist() == [[f"户 {i},={i}", 18.0 + i]], c
+        assert store.count(schema.INDOOR, T0, T0 + DAY, where={"home_id": f"户 {i},={i}"}) == 1
+
+
+def test_derived_measurement_strings_ints_and_field_selection(store: Store) -> None:
+    at = T0 + timedelta(hours=5)
+    content = '小区 "幸福" 3号楼 \\ 供暖不热,\n第二行 = ok'
+    store.write([
+        Point(schema.ALERTS, {"category": "cold_home", "community": "幸福小区", "station_id": "S1"},
+              {"alert_id": "A-1", "home_id": "H1", "status": "open", "content": content}, ns(at)),
+        Point(schema.COLLECTOR, {"collector_id": "c1"}, {"received": 12, "batch_latency_ms": 3.0}, ns(at)),
+        Point("派生 m,x", {"k": "v"}, {"value": 1.0}, ns(at)),
+    ])
+    a = store.query(schema.ALERTS, T0, T0 + DAY)
+    row = a.iloc[0]
+    assert row["content"] == content and row["alert_id"] == "A-1" and row["community"] == "幸福小区"
+    assert row["time"] == pd.Timestamp(at)
+    c = store.query(schema.COLLECTOR, T0, T0 + DAY)
+    assert c.loc[0, "received"] == 12 and c["received"].dtype.kind == "i"  # an integer field stays an integer
+    assert c["batch_latency_ms"].dtype == "float64" and c.loc[0, "batch_latency_ms"] == 3.0
+    only = store.query(schema.ALERTS, T0, T0 + DAY, fields=["status"])
+    assert "status" in only.columns and "content" not in only.columns and "community" in only.columns
+    assert store.query("派生 m,x", T0, T0 + DAY)["value"].tolist() == [1.0]
+    filtered = store.query(schema.ALERTS, T0, T0 + DAY, where={"community": ["幸福小区", "x"]})
+    assert len(filtered) == 1
+    assert store.query(schema.ALERTS, T0, T0 + DAY, where={"community": "别的"}).empty
+
+
+def test_where_single_values_and_lists(store: Store) -> None:
+    at = T0 + timedelta(hours=4)
+    store.write([indoor(f"H{i}", at + timedelta(minutes=i), 15.0 + i, community=TRICKY[i % 3]) for i in range(9)])
+    one = store.query(schema.INDOOR, T0, T0 + DAY, where={"home_id": "H4"})
+    assert one["temp_c"].tolist() == [19.0]
+    lst = store.query(schema.INDOOR, T0, T0 + DAY, where={"home_id": ["H1", "H7", "nope"]})
+    assert lst["home_id"].tolist() == ["H1", "H7"]  # sorted by time
+    both = store.query(schema.INDOOR, T0, T0 + DAY, where={"community": [TRICKY[0], TRICKY[1]], "home_id": ["H0", "H1", "H2"]})
+    assert both["home_id"].tolist() == ["H0", "H1"]
+    assert store.query(schema.INDOOR, T0, T0 + DAY, where={"home_id": []}).empty
+    assert store.count(schema.INDOOR, T0, T0 + DAY, where={"community": TRICKY[2]}) == 3
+    # time range is [start, end)
+    assert store.count(schema.INDOOR, at + timedelta(minutes=2), at + timedelta(minutes=5)) == 3
+    with pytest.raises(StoreError, match="no tag 'floor'"):
+        store.query(schema.INDOOR, T0, T0 + DAY, where={"floor": "3"})
+    with pytest.raises(StoreError, match="no field"):
+        store.query(schema.INDOOR, T0, T0 + DAY, fields=["pressure"])
+
+
+# --- aggregates -----------------------------------------------------------------------------
+def test_hourly_uses_local_clock_hours_shanghai(store: Store) -> None:
+    day = datetime(2026, 1, 12, tzinfo=SHANGHAI)
+    t_0559 = day.replace(hour=5, minute=59, second=59)
+    t_0600 = day.replace(hour=6)
+    t_0630 = day.replace(hour=6, minute=30)
+    store.write([
+        indoor("H1", t_0559, 15.0), indoor("H1", t_0600, 18.0), indoor("H1", t_0630, 19.0),
+        indoor("H2", t_0600, 21.0, community="幸福小区"),
+    ])
+    start, end = day.astimezone(UTC), (day + DAY).astimezone(UTC)
+    h = store.hourly(schema.INDOOR, "temp_c", start, end, SHANGHAI, "community")
+    assert list(h.columns) == ["community", "hour", "mean", "min", "max", "count"]
+    assert str(h["hour"].dtype) == "datetime64[ns, UTC]" and h["count"].dtype == "int64"
+    rows = [(r.community, r.hour.tz_convert(SHANGHAI).hour, r.mean, r.min, r.max, r.count) for r in h.itertuples()]
+    assert rows == [
+        ("幸福小区", 6, 21.0, 21.0, 21.0, 1),
+        ("阳光小区", 5, 15.0, 15.0, 15.0, 1),  # 05:59:59 is still night
+        ("阳光小区", 6, 18.5, 18.0, 19.0, 2),
+    ]
+    assert h.loc[2, "hour"] == pd.Timestamp(datetime(2026, 1, 11, 22, tzinfo=UTC))  # 06:00 CST = 22:00 UTC
+    by_home = store.hourly(schema.INDOOR, "temp_c", start, end, SHANGHAI, "home_id", where={"community": "阳光小区"})
+    assert by_home["home_id"].tolist() == ["H1", "H1"] and by_home["count"].tolist() == [1, 2]
+
+
+def test_hourly_half_hour_zone(store: Store) -> None:
+    base = datetime(2026, 1, 12, 10, 30, tzinfo=UTC)  # 16:00 IST (+05:30): local hours start at :30 UTC
+    store.write([
+        indoor("H1", base - timedelta(seconds=1), 10.0),  # 15:59:59 IST
+        indoor("H1", base, 20.0),  # 16:00 IST
+        indoor("H1", base + timedelta(minutes=59), 25.0),  # 16:59 IST
+        indoor("H1", base + timedelta(hours=1), 30.0),  # 17:00 IST
+    ])
+    h = store.hourly(schema.INDOOR, "temp_c", base - timedelta(hours=3), base + timedelta(hours=3), KOLKATA, "home_id")
+    assert h["hour"].tolist() == [pd.Timestamp("2026-01-12 09:30Z"), pd.Timestamp("2026-01-12 10:30Z"),
+                                  pd.Timestamp("2026-01-12 11:30Z")]
+    assert h["mean"].tolist() == [10.0, 22.5, 30.0] and h["count"].tolist() == [1, 2, 1]
+    assert [t.tz_convert(KOLKATA).hour for t in h["hour"]] == [15, 16, 17]
+
+
+def test_hourly_of_a_derived_measurement(store: Store) -> None:
+    start = T0 + timedelta(hours=16)  # 00:00 CST
+    store.write([
+        Point(schema.COMMUNITY_STATS, {"community": c}, {"weighted_mean_c": v, "status": "ok", "homes_reporting": 5},
+              ns(start + timedelta(minutes=m)))
+        for c, m, v in [("幸福小区", 0, 18.0), ("幸福小区", 15, 19.0), ("幸福小区", 75, 17.0), ("阳光小区", 5, 20.5)]
+    ])
+    h = store.hourly(schema.COMMUNITY_STATS, "weighted_mean_c", start, start + DAY, SHANGHAI, "community")
+    assert [(r.community, r.hour, r.mean, r.count) for r in h.itertuples()] == [
+        ("幸福小区", pd.Timestamp(start), 18.5, 2),
+        ("幸福小区", pd.Timestamp(start + timedelta(hours=1)), 17.0, 1),
+        ("阳光小区", pd.Timestamp(start), 20.5, 1),
+    ]
+    assert h["min"].dtype == "float64"
+
+
+def test_last_value_per_tag(store: Store) -> None:
+    at = T0 + timedelta(hours=6)
+    store.write([
+        indoor("H1", at, 18.0), indoor("H1", at + timedelta(minutes=10), 18.5),
+        indoor("H2", at + timedelta(minutes=5), 21.0, community="幸福小区"),
+        indoor("H1", at + timedelta(hours=2), 30.0),  # after `before`
+    ])
+    last = store.last(schema.INDOOR, "temp_c", "home_id", before=at + timedelta(hours=1))
+    assert list(last.columns) == ["home_id", "time", "value"]
+    assert last.values.tolist() == [["H1", pd.Timestamp(at + timedelta(minutes=10)), 18.5],
+                                    ["H2", pd.Timestamp(at + timedelta(minutes=5)), 21.0]]
+    by_comm = store.last(schema.INDOOR, "temp_c", "community", where={"community": "幸福小区"}, before=at + DAY)
+    assert by_comm["value"].tolist() == [21.0]
+    old = store.last(schema.INDOOR, "temp_c", "home_id", before=at + DAY, lookback=timedelta(hours=1))
+    assert old.empty and list(old.columns) == ["home_id", "time", "value"]
+
+
+def test_count(store: Store) -> None:
+    at = T0 + timedelta(hours=7)
+    store.write([indoor(f"H{i}", at + timedelta(seconds=i), 19.0, **({"rh": 40.0} if i % 2 else {})) for i in range(10)])
+    store.write([Point(schema.SENSOR_HEALTH, {"home_id": f"H{i}", "community": "c", "finding": "stale"},
+                       {"value": float(i)} if i % 2 else {"detail": "no data"}, ns(at)) for i in range(4)])
+    assert store.count(schema.INDOOR, T0, T0 + DAY) == 10
+    assert store.count(schema.INDOOR, T0, T0 + DAY, field="rh") == 5
+    assert store.count(schema.INDOOR, T0, T0 + DAY, where={"home_id": ["H1", "H2"]}) == 2
+    assert store.count(schema.INDOOR, T0 + DAY, T0 + 2 * DAY) == 0
+    assert store.count(schema.SENSOR_HEALTH, T0, T0 + DAY, field="value") == 2
+    assert store.count(schema.SENSOR_HEALTH, T0, T0 + DAY, where={"home_id": "H3"}) == 1
+
+
+def test_empty_results_keep_their_columns(store: Store) -> None:
+    q = store.query(schema.INDOOR, T0, T0 + DAY)
+    assert q.empty and list(q.columns) == ["time", *schema.INDOOR_TAGS, *schema.INDOOR_FIELDS]
+    assert str(q["time"].dtype) == "datetime64[ns, UTC]" and q["temp_c"].dtype == "float64"
+    sq = store.query(schema.STATION, T0, T0 + DAY, fields=["supply_c"])
+    assert list(sq.columns) == ["time", "station_id", "supply_c"]
+    h = store.hourly(schema.INDOOR, "temp_c", T0, T0 + DAY, SHANGHAI, "community")
+    assert h.empty and list(h.columns) == ["community", "hour", "mean", "min", "max", "count"]
+    hd = store.hourly(schema.COMMUNITY_STATS, "weighted_mean_c", T0, T0 + DAY, SHANGHAI, "community")
+    assert hd.empty and list(hd.columns) == ["community", "hour", "mean", "min", "max", "count"]
+    d = store.query(schema.ALERTS, T0, T0 + DAY)
+    assert d.empty and "time" in d.columns and str(d["time"].dtype) == "datetime64[ns, UTC]"
+    assert store.count(schema.ALERTS, T0, T0 + DAY) == 0
+
+
+def test_large_batch_round_trip(store: Store) -> None:
+    n, homes = 50_000, 1000
+    pts = [
+        indoor(f"H{i % homes:04d}", T0 + timedelta(seconds=i // homes * 60 + i % homes / 1000),
+               round(15 + (i * 7919 % 1000) / 100, 2), community=f"小区{i % 7}")
+        for i in range(n)
+    ]
+    store.write(pts)
+    assert store.count(schema.INDOOR, T0, T0 + DAY) == n
+    df = store.query(schema.INDOOR, T0, T0 + DAY)
+    assert len(df) == n
+    got = dict(zip(zip(df["home_id"], df["time"].astype("int64"), strict=True), df["temp_c"], strict=True))
+    want = {(p.tags["home_id"], p.ts_ns): p.fields["temp_c"] for p in pts}
+    assert got == want
+    assert df["time"].is_monotonic_increasing
+
+
+# --- InfluxDB specifics ---------------------------------------------------------------------
+def test_field_type_conflict_is_a_store_error(influx_store: Store) -> None:
+    at = T0 + timedelta(hours=8)
+    influx_store.write([Point(schema.COLLECTOR_REJECTS, {"collector_id": "c", "reason": "x"}, {"count": 3}, ns(at))])
+    with pytest.raises(StoreError, match="conflict") as err:
+        influx_store.write([Point(schema.COLLECTOR_REJECTS, {"collector_id": "c", "reason": "x"}, {"count": "three"},
+                                  ns(at + timedelta(seconds=1)))])
+    assert not isinstance(err.value, StoreUnavailable)
+
+
+def test_whole_floats_stay_float_fields(influx_store: Store) -> None:
+    at = T0 + timedelta(hours=9)
+    influx_store.write([indoor("H1", at, 21.0)])  # encoded "temp_c=21": a float in line protocol
+    influx_store.write([indoor("H1", at + timedelta(minutes=1), 21.5)])  # no type conflict
+    assert influx_store.query(schema.INDOOR, T0, T0 + DAY)["temp_c"].tolist() == [21.0, 21.5]
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "x\r", "tab\there", "ends with \\"])
+def test_unrepresentable_tag_value_is_refused_with_its_name(influx_store: Store, bad: str) -> None:
+    with pytest.raises(StoreError, match="tag 'home_id'"):
+        influx_store.write([indoor(bad, T0, 20.0)])
+
+
+def test_influxdb1_from_config_and_escaped_database_name(influxd: Influxd, tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("unused-without-auth\n")
+    cfg = load_config(environ={
+        "HEATWATCH_STORAGE_BACKEND": "influxdb1",
+        "HEATWATCH_INFLUXDB1_URL": influxd.url,
+        "HEATWATCH_INFLUXDB1_DATABASE": "热 数据-1",
+        "HEATWATCH_INFLUXDB1_PASSWORD_FILE": str(pw),
+        "HEATWATCH_INFLUXDB1_USERNAME": "reader",
+    })
+    with open_store(cfg) as st:
+        assert isinstance(st, Influxdb1Store)
+        st.ping()
+        st.write([indoor("H1", T0, 18.0)])
+        assert st.count(schema.INDOOR, T0, T0 + DAY) == 1
+
+
+def test_influxdb1_bad_url_is_a_config_error() -> None:
+    from heatwatch.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"influxdb1\.url"):
+        Influxdb1Store("localhost:8086", "db")
+
+
+def test_influxdb1_unavailable_while_down_then_recovers(own_influxd: Influxd) -> None:
+    st = Influxdb1Store(own_influxd.url, "outage", timeout_s=3)
+    st.write([indoor("H1", T0, 18.0)])
+    own_influxd.stop()
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        st.write([indoor("H1", T0 + timedelta(minutes=1), 18.5)])
+    with pytest.raises(StoreUnavailable):
+        st.query(schema.INDOOR, T0, T0 + DAY)
+    with pytest.raises(StoreUnavailable):
+        st.ping()
+    own_influxd.start()
+    st.ping()
+    st.write([indoor("H1", T0 + timedelta(minutes=1), 18.5)])
+    assert st.query(schema.INDOOR, T0, T0 + DAY)["temp_c"].tolist() == [18.0, 18.5]
+    st.close()
+
+
+def test_influxdb1_query_error_is_a_store_error(influxd: Influxd) -> None:
+    st = Influxdb1Store(influxd.url, f"err_{uuid.uuid4().hex[:8]}")
+    st.write([Point(schema.ALERTS, {"community": "c"}, {"content": "text"}, ns(T0))])
+    with pytest.raises(StoreError, match="InfluxDB query failed") as err:
+        st.hourly(schema.ALERTS, "content", T0, T0 + DAY, SHANGHAI, "community")  # mean of a string
+    assert not isinstance(err.value, StoreUnavailable)
+    st.close()
