@@ -800,6 +800,58 @@ def _collector() -> Dashboard:
 DASHBOARDS = (_city, _community, _stations, _collector)
 
 
+# --- Flux well-formedness (no Flux engine runs here; InfluxDB 2.x cannot be installed) ---------
+def _strip_flux(text: str) -> tuple[str, list[str]]:
+    """Text with string literals emptied and // comments removed, plus problems found on the way."""
+    out: list[str] = []
+    problems: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            if j >= n:
+                problems.append("unterminated string literal")
+                break
+            out.append('""')
+            i = j + 1
+        elif text.startswith("//", i):
+            while i < n and text[i] != "\n":
+                i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out), problems
+
+
+def flux_syntax_problems(text: str) -> list[str]:
+    """Shallow checks of a Flux script: strings, balanced brackets, pipeline layout, Grafana/InfluxQL leftovers."""
+    bare, problems = _strip_flux(text)
+    pairs, stack = {")": "(", "]": "[", "}": "{"}, []
+    for ch in bare:
+        if ch in "([{":
+            stack.append(ch)
+        elif ch in pairs and (not stack or stack.pop() != pairs[ch]):
+            problems.append(f"unbalanced {ch!r}")
+            break
+    if stack:
+        problems.append(f"unclosed {''.join(stack)!r}")
+    lines = [ln for ln in bare.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln[0].isspace() and not ln.lstrip().startswith("|>"):
+            problems.append(f"indented line that is not a |> pipeline step: {ln.strip()[:60]!r}")
+        if not ln[0].isspace() and ln.startswith("|>"):
+            problems.append("pipeline step without a source")
+    for leftover in ("$timeFilter", "$__interval", "/^$", "GROUP BY", "SELECT "):
+        if leftover in text:
+            problems.append(f"InfluxQL/Grafana-InfluxQL leftover {leftover!r}")
+    if "from(" in bare and "range(" not in bare:
+        problems.append("from() without range(): InfluxDB 2.x refuses unbounded queries")
+    return problems
+
+
 # --- rendering to Grafana JSON ------------------------------------------------------------------
 def _thresholds(steps: tuple[tuple[str, float | None], ...]) -> dict[str, Any]:
     return {"mode": "absolute", "steps": [{"color": color, "value": value} for color, value in steps]}
@@ -952,13 +1004,18 @@ def write(out_dir: Path) -> list[Path]:
 
 
 def check(out_dir: Path) -> list[str]:
-    """Paths whose committed JSON differs from the generated one (empty when in sync)."""
+    """Paths whose committed JSON differs from the generated one, and Flux problems (empty when all is well)."""
     stale = []
     expected = generate()
     for rel, board in expected.items():
         path = out_dir / rel
         if not path.is_file() or path.read_text(encoding="utf-8") != dumps(board):
             stale.append(rel)
+    for rel, board in expected.items():
+        if rel.startswith("flux/"):
+            for panel in board["panels"]:
+                for t in panel["targets"]:
+                    stale += [f"{rel} panel {panel['id']}: {p}" for p in flux_syntax_problems(t["query"])]
     for dialect in DIALECTS:
         for extra in sorted((out_dir / dialect).glob("*.json")):
             if f"{dialect}/{extra.name}" not in expected:

@@ -134,31 +134,15 @@ def test_dashboards_cover_the_issue() -> None:
 
 
 # --- Flux: syntax-level checks ----------------------------------------------------------------------
-def _strip_strings(q: str) -> str:
-    out, i = [], 0
-    while i < len(q):
-        ch = q[i]
-        if ch == '"':
-            j = i + 1
-            while j < len(q) and q[j] != '"':
-                j += 2 if q[j] == "\\" else 1
-            assert j < len(q), f"unterminated string in {q!r}"
-            out.append('""')
-            i = j + 1
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
-
-
-def _balanced(q: str) -> bool:
-    pairs, stack = {")": "(", "]": "[", "}": "{"}, []
-    for ch in _strip_strings(q):
-        if ch in "([{":
-            stack.append(ch)
-        elif ch in pairs and (not stack or stack.pop() != pairs[ch]):
-            return False
-    return not stack
+def test_flux_checker_finds_problems() -> None:
+    good = 'from(bucket: v.defaultBucket)\n  |> range(start: -1h)\n  |> filter(fn: (r) => r._value == "(")'
+    assert dashboards.flux_syntax_problems(good) == []
+    assert dashboards.flux_syntax_problems("from(bucket: x\n  |> range(start: -1h)")
+    assert dashboards.flux_syntax_problems('f(a: "(")]')
+    assert dashboards.flux_syntax_problems('from(bucket: "x")\n  |> range(start: -1h)\n  filter(fn: (r) => true)')
+    assert dashboards.flux_syntax_problems('from(bucket: "x")\n  |> filter(fn: (r) => true)')  # no range
+    assert dashboards.flux_syntax_problems('from(bucket: "x)\n  |> range(start: -1h)')
+    assert dashboards.flux_syntax_problems('from(bucket: "x")\n  |> range(start: -1h)\n  |> filter(fn: (r) => $timeFilter)')
 
 
 def _influxql_refs(q: str) -> tuple[set[str], set[str]]:
@@ -168,28 +152,20 @@ def _influxql_refs(q: str) -> tuple[set[str], set[str]]:
 
 
 def test_flux_variants_are_well_formed_and_match_influxql() -> None:
-    assert not _balanced("from(bucket: x |> range(") and not _balanced('f(a: "(")]')
-    assert _balanced('filter(fn: (r) => r._value == "(")')
-    boards = dashboards.generate()
     checked = 0
     for (where, flux), (_, iql) in zip(_queries("flux"), _queries("influxql"), strict=True):
-        assert _balanced(flux), f"{where}: unbalanced brackets: {flux}"
-        lines = [ln for ln in flux.splitlines() if ln.strip()]
-        body = [ln for ln in lines if not ln.startswith("import ")]
-        assert body[0].startswith(("from(", "schema.")), where
-        for ln in body[1:]:
-            assert ln.lstrip().startswith("|>"), f"{where}: pipeline line without |>: {ln!r}"
+        assert dashboards.flux_syntax_problems(flux) == [], f"{where}:\n{flux}"
+        body = [ln for ln in flux.splitlines() if ln.strip() and not ln.startswith("import ")]
+        assert body[0].startswith(("from(bucket: v.defaultBucket)", "schema.")), where
         if body[0].startswith("from("):
             assert "range(start: v.timeRangeStart, stop: v.timeRangeStop)" in flux, where
-        assert "$timeFilter" not in flux and "$__interval" not in flux and "/^$" not in flux, where
         meas, fields = _influxql_refs(iql)
         for m in meas:
             assert f'"{m}"' in flux, f"{where}: Flux does not read measurement {m}"
         for f in fields:
-            assert f'"{f}"' in flux or not re.search(r'r\._field ==', flux), f"{where}: Flux does not read field {f}"
+            assert f'"{f}"' in flux or "r._field ==" not in flux, f"{where}: Flux does not read field {f}"
         checked += 1
     assert checked == sum(1 for _ in _queries("influxql")) and checked > 30
-    assert len(boards) == 8
 
 
 def test_influxql_queries_name_known_measurements() -> None:

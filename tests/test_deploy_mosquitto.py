@@ -22,6 +22,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.servers import free_port, require_binary, wait_port
 
@@ -134,13 +135,13 @@ class Client:
         self.session_present = bool(getattr(flags, "session_present", False))
         self.connected.set()
 
-    def _on_subscribe(self, c: mqtt.Client, u: object, mid: int, reasons: list[object], props: object) -> None:
-        self.granted = [int(r.value) for r in reasons]  # type: ignore[attr-defined]
+    def _on_subscribe(self, c: mqtt.Client, u: object, mid: int, reasons: list[ReasonCode], props: Properties) -> None:
+        self.granted = [int(r.value) for r in reasons]
         self.subscribed.set()
 
     def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append((msg.topic, msg.payload))
+            self.messages.append((msg.topic, bytes(msg.payload)))
 
     @property
     def ok(self) -> bool:
