@@ -1,0 +1,186 @@
+"""Closed loop through real Mosquitto: simulator → collector → store → analytics → control → setpoint → simulator.
+
+A cold community gets a supply proposal, applying it (auto-apply) warms the simulated homes, and the
+time-accelerated recheck records ``improved``; the cold-snap scenario gets a pre-adjustment that the
+simulated station carries out before the cold arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analytics.engine import analyze
+from collector.service import Collector
+from control.proposal import Proposal
+from control.publish import MqttPublisher
+from control.service import ControlLoop
+from heatwatch import schema
+from heatwatch.config import Config, load_config
+from heatwatch.storage.sqlite import SqliteStore
+from heatwatch.timeutil import utc_now
+from simulators.mqttio import MqttTarget
+from simulators.runner import ScenarioRunner, floor_to_step
+from simulators.testing import design_scenario
+from tests.servers import Mosquitto
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
+
+
+def network(setpoint_c: float) -> dict[str, Any]:
+    return {
+        "design": {"outdoor_c": -9.0, "indoor_c": 20.0, "supply_c": 60.0, "return_c": 45.0,
+                   "margin_top_c": 2.0, "margin_ground_c": 1.5, "margin_gable_c": 1.0, "home_spread_c": 0.2},
+        "stations": [{"id": "S1", "name": "测试换热站", "setpoint_c": setpoint_c, "supply_min_c": 35.0, "supply_max_c": 80.0}],
+        "communities": [{"name": "测试小区", "code": "T", "station": "S1", "buildings": 2, "floors": 5,
+                         "entrances": 2, "homes_per_floor": 2, "coverage": 1.0}],
+    }
+
+
+class Tick:
+    """The control loop's clock: the simulated time of the current control cycle."""
+
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+def make_cfg(tmp: Path, port: int, prefix: str, **control: Any) -> Config:
+    return load_config(environ={}, overrides={
+        "general": {"data_dir": str(tmp / "data")},
+        "mqtt": {"port": port, "topic_prefix": prefix, "client_id": f"col-{prefix}"},
+        "collector": {"batch_interval_s": 0.1, "metrics_interval_s": 5.0},
+        "control": {"stations": {"S1": {"auto_apply": True, "lead_time_h": 12.0}}, **control},
+        "alerts": {"mqtt": False},
+    })
+
+
+def wait_stored(store: SqliteStore, t: datetime, timeout: float = 20.0) -> None:
+    """Let the collector catch up with the simulator before analysing up to ``t``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.count(schema.INDOOR, t - timedelta(minutes=20), t + timedelta(minutes=1)) > 0:
+            return
+        time.sleep(0.05)
+
+
+def events(out_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (out_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_cold_community_proposal_applied_warms_homes_and_recheck_improved(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    prefix = f"cl{uuid.uuid4().hex[:6]}"
+    cfg = make_cfg(tmp_path, mosquitto.port, prefix, recheck_after_h=30.0, recheck_window_h=12.0, max_step_c=10.0)
+    sc = design_scenario(network=network(52.0), duration_h=60)
+    until = floor_to_step(utc_now() - timedelta(minutes=10), sc.step_s)
+    runner = ScenarioRunner(sc, MqttTarget.from_config(cfg), out_dir=tmp_path / "sim", speed=5 * 3600, until=until,
+                            client_id=f"sim-{prefix}")
+    reg = runner.registry
+    store = SqliteStore(tmp_path / "store.sqlite")
+    col = Collector(cfg, reg, store).start()
+    pub = MqttPublisher(cfg, f"ctl-{prefix}")
+    tick = Tick(runner.start_time)
+    loop = ControlLoop(cfg, reg, store, tick, pub)
+    proposals: list[Proposal] = []
+    rechecked: list[Proposal] = []
+    try:
+        assert col.wait_ready()
+        runner.start()
+        next_tick = runner.start_time + timedelta(hours=12)
+        wall_deadline = time.monotonic() + 150
+        while time.monotonic() < wall_deadline:
+            done = runner.join(timeout=0.05)
+            t = runner.sim_time
+            if t >= next_tick or done:
+                tick.t = min(t, until)
+                wait_stored(store, tick.t)
+                result = analyze(store, reg, cfg, tick.t - timedelta(hours=12), tick.t, now=tick.t)
+                rep = loop.evaluate(result)
+                proposals += rep.proposals
+                rechecked += rep.rechecked
+                next_tick = tick.t + timedelta(hours=4)
+            if done:
+                break
+    finally:
+        runner.stop()
+        runner.join(timeout=30)
+        col.stop(timeout=30)
+        loop.shutdown()
+        pub.close()
+    first = proposals[0]
+    assert first.kind == "supply" and first.station_id == "S1" and first.origin == "analytics"
+    assert first.current_c == pytest.approx(52.0, abs=0.5) and first.proposed_c is not None and first.proposed_c > 55.0
+    assert first.before_c is not None and first.before_c < 18.0
+    # the simulator obeyed the setpoint heatwatch published
+    applied = [e for e in events(tmp_path / "sim") if e["kind"] == "setpoint_applied"]
+    assert applied and applied[0]["proposal_id"] == first.proposal_id and applied[0]["supply_c"] == first.proposed_c
+    # the accelerated recheck found the community warmer
+    [r] = [p for p in rechecked if p.proposal_id == first.proposal_id]
+    assert r.outcome == "improved" and r.after_c is not None and r.after_c > first.before_c + 0.3
+    assert loop.proposals.get(first.proposal_id).status == "rechecked"
+
+
+def test_cold_snap_scenario_pre_adjusts_before_the_cold_arrives(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    prefix = f"cs{uuid.uuid4().hex[:6]}"
+    cfg = make_cfg(tmp_path, mosquitto.port, prefix, coldsnap_drop_c=8.0, coldsnap_threshold_c=-20.0)
+    snap_start_h = 40.0
+    sc = design_scenario(
+        network=network(60.0), duration_h=44,
+        weather={"mean_c": -3.0, "diurnal_amplitude_c": 0.0, "front_sd_c": 0.0,
+                 "cold_snaps": [{"start_h": snap_start_h, "duration_h": 24.0, "depth_c": 12.0, "ramp_h": 6.0}]},
+        forecast={"every_h": 6.0, "horizon_h": 48},
+    )
+    until = floor_to_step(utc_now() - timedelta(minutes=10), sc.step_s)
+    runner = ScenarioRunner(sc, MqttTarget.from_config(cfg), out_dir=tmp_path / "sim", speed=8 * 3600, until=until,
+                            client_id=f"sim-{prefix}")
+    reg = runner.registry
+    store = SqliteStore(tmp_path / "store.sqlite")
+    col = Collector(cfg, reg, store).start()
+    pub = MqttPublisher(cfg, f"ctl-{prefix}")
+    tick = Tick(runner.start_time)
+    loop = ControlLoop(cfg, reg, store, tick, pub)
+    planned: list[Proposal] = []
+    try:
+        assert col.wait_ready()
+        runner.start()
+        next_tick = runner.start_time + timedelta(hours=1)
+        wall_deadline = time.monotonic() + 120
+        while time.monotonic() < wall_deadline:
+            done = runner.join(timeout=0.05)
+            t = runner.sim_time
+            if t >= next_tick or done:
+                tick.t = min(t, until)
+                wait_stored(store, tick.t)
+                planned += loop.run_coldsnap()  # what the scheduler's cold-snap job does
+                loop.publish_due_setpoints()
+                next_tick = tick.t + timedelta(hours=1)
+            if done:
+                break
+    finally:
+        runner.stop()
+        runner.join(timeout=30)
+        col.stop(timeout=30)
+        loop.shutdown()
+        pub.close()
+    snap_at = runner.start_time + timedelta(hours=snap_start_h)
+    assert planned, "no pre-adjustment proposed"
+    assert all(p.origin == "cold_snap" and p.kind == "supply" for p in planned)
+    assert all(p.created_at < snap_at for p in planned)
+    arrival = datetime.fromisoformat(planned[-1].evidence["arrival"])
+    assert snap_at <= arrival <= snap_at + timedelta(hours=6)
+    assert planned[-1].effective_at <= arrival - timedelta(hours=12)
+    assert all(0 < (p.delta_c or 0) <= cfg.control.max_step_c for p in planned)
+    assert planned[-1].proposed_c is not None and planned[-1].proposed_c > 62.0
+    # the simulated station got every step before the cold arrived
+    applied = {e["proposal_id"]: e for e in events(tmp_path / "sim") if e["kind"] == "setpoint_applied"}
+    assert {p.proposal_id for p in planned} <= set(applied)
+    for p in planned:
+        assert datetime.fromisoformat(applied[p.proposal_id]["ts"]) < snap_at
