@@ -139,3 +139,16 @@ def test_station_faults_outage_curve_pressure() -> None:
     cold = StationReading("S1", now - timedelta(minutes=5), 38.0, 33.0, 450.0, 300.0, 80.0, 0.0)
     [cand] = observe_stations({"S1": cold}, REG, c, now).candidates
     assert "under the heating curve" in cand.content and not cand.notify_users
+
+
+def test_station_fault_groups_even_a_few_cold_homes_into_one_incident(tmp_path: Path) -> None:
+    c = cfg(storm_min_homes=5)
+    loop = Loop(tmp_path, c)
+    obs = observe_analysis(res([hb("H1"), hb("H2")], {}), REG, c)
+    down = observe_stations({"S1": StationReading("S1", T0 - timedelta(hours=3), None)}, REG, c, T0)
+    obs.candidates += down.candidates
+    obs.healthy.update(down.healthy)
+    p = plan(loop.repo.open_alerts(), obs, REG, c, T0)
+    assert sorted(o.category for o in p.opened) == ["community_cold", "station_fault"]
+    [inc] = [o for o in p.opened if o.category == "community_cold"]
+    assert inc.homes == ("H1", "H2") and "幸福换热站 has a fault" in inc.content

@@ -4,7 +4,8 @@
 - A temperature alert resolves only after the thing stayed above threshold + margin for the hold
   time (``recovering_since`` is the start of that run; any failing or unknown look restarts it).
 - Storm: when ``storm_min_homes`` or more new cold homes appear in one community at once, or the
-  community already has an open/new community incident, the homes go into that one incident.
+  community already has an open/new community incident, or its station has a fault, the homes go
+  into that one incident.
 """
 
 from __future__ import annotations
@@ -33,17 +34,19 @@ class Plan:
     resolved: list[WorkOrder] = field(default_factory=list)
 
 
-def _storm_candidate(community: str, homes: list[Candidate], registry: Registry, cfg: Config) -> Candidate:
+def _storm_candidate(
+    community: str, homes: list[Candidate], registry: Registry, cfg: Config, station_fault: bool
+) -> Candidate:
     sid = homes[0].station_id
     st = registry.stations.get(sid)
     listing = "; ".join(f"{c.address or c.home_id} {c.evidence.get('mean_c')} °C" for c in homes)
+    first = f"station {st.name if st else sid} has a fault — fix it first" if station_fault else (
+        "check the station and the network first"
+    )
     return Candidate(
         key=community_key(community), category="community_cold",
-        content=(
-            f"{community}: {len(homes)} homes cold at once — one incident, "
-            f"check the station and the network first: {listing}"
-        ),
-        evidence={"homes": {c.home_id: c.evidence for c in homes}, "storm": True},
+        content=f"{community}: {len(homes)} homes cold at once — one incident, {first}: {listing}",
+        evidence={"homes": {c.home_id: c.evidence for c in homes}, "storm": True, "station_fault": station_fault},
         station_id=sid, community=community, address=community, responsible_unit=unit_of(cfg, st, sid),
         deadline_h=cfg.alerts.urgent_response_h, severity="urgent", homes=tuple(c.home_id for c in homes),
     )
@@ -59,10 +62,14 @@ def plan(open_alerts: Sequence[OpenAlert], obs: Observation, registry: Registry,
         if c.category == "home_below_standard" and c.key not in by_key:
             homes_by_comm.setdefault(c.community, []).append(c)
     failing_comms = {c.community for c in obs.candidates if c.category == "home_below_standard"}
+    faulty = {c.station_id for c in obs.candidates if c.category == "station_fault"} | {
+        o.order.station_id for o in open_alerts if o.order.category == "station_fault"
+    }
     for comm, homes in homes_by_comm.items():
         ckey = community_key(comm)
         incident = by_key.get(ckey)
-        if incident is None and ckey not in cands and len(homes) < cfg.alerts.storm_min_homes:
+        fault = homes[0].station_id in faulty
+        if incident is None and ckey not in cands and len(homes) < cfg.alerts.storm_min_homes and not fault:
             continue
         for h in homes:
             cands.pop(h.key, None)
@@ -75,7 +82,7 @@ def plan(open_alerts: Sequence[OpenAlert], obs: Observation, registry: Registry,
             c = cands[ckey]
             cands[ckey] = replace(c, homes=tuple(dict.fromkeys([*c.homes, *ids])))
         else:
-            cands[ckey] = _storm_candidate(comm, homes, registry, cfg)
+            cands[ckey] = _storm_candidate(comm, homes, registry, cfg, fault)
     # --- open new work orders; failing again restarts recovery ---------------------------------
     for key, c in cands.items():
         existing = by_key.get(key)
