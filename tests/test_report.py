@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -22,9 +23,10 @@ from heatwatch.model import Point
 from heatwatch.registry import Home, Registry, Station
 from heatwatch.report import build_report, fonts, plots
 from heatwatch.report.data import load_report_data, weighted_hourly
+from heatwatch.storage.base import Store
 from heatwatch.storage.sqlite import SqliteStore
 from heatwatch.timeutil import to_ns
-from tests.servers import IN_CI, require_binary
+from tests.servers import IN_CI, Influxd, require_binary
 
 END = datetime(2026, 1, 12, 0, 0, tzinfo=UTC)
 START = END - timedelta(days=3)
@@ -56,7 +58,7 @@ def _temp(home: Home, k: int) -> float:
     return round(base + 0.5 * math.sin(2 * math.pi * k / 96), 2)
 
 
-def write_realistic(store: SqliteStore, registry: Registry, analytics: bool = True) -> None:
+def write_realistic(store: Store, registry: Registry, analytics: bool = True) -> None:
     pts: list[Point] = []
     steps = int((END - START) / timedelta(minutes=15))
     for k in range(steps):
@@ -101,9 +103,9 @@ def write_realistic(store: SqliteStore, registry: Registry, analytics: bool = Tr
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(tmp_path / "hw.sqlite", "NORMAL")
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
@@ -148,8 +150,8 @@ def test_weighted_hourly_gives_edge_homes_at_least_40_percent() -> None:
 def test_heatmap_grid_puts_top_floor_up_and_gables_at_the_ends() -> None:
     reg = _registry()
     homes = pd.DataFrame([{"home_id": h.home_id, "community": h.community, "building": h.building, "entrance": h.entrance,
-                           "floor": h.floor, "floors": h.floors, "position": h.position, "mean_c": 10.0 * h.floor + (h.position or 0),
-                           "threshold_c": 18.0} for h in reg.homes_in(COLD) if h.building == "1号楼"])
+                           "floor": h.floor, "floors": h.floors, "position": h.position,
+                           "mean_c": 10.0 * h.floor + (h.position or 0), "threshold_c": 18.0} for h in reg.homes_in(COLD) if h.building == "1号楼"])
     temps, below, labels, floors = plots._building_grid(homes)
     assert floors == FLOORS and temps.shape == (FLOORS, 4)
     assert labels == ["1-1", "1-2", "2-1", "2-2"]
@@ -298,3 +300,25 @@ def test_report_command(store: SqliteStore, tmp_path: Path, monkeypatch: pytest.
     assert cli_main(["report", "--from", "yesterday", "--out", str(out)]) == 2
     assert "expected a time" in capsys.readouterr().err
     assert cli_main(["report", "--from", "2026-01-12", "--to", "2026-01-11", "--out", str(out)]) == 2
+
+
+@pytest.mark.influxd
+def test_report_from_influxdb1(influxd: Influxd, tmp_path: Path) -> None:
+    """The same report from a real influxd through Influxdb1Store (hourly means pushed down to InfluxQL)."""
+    from heatwatch.storage.influxdb1 import Influxdb1Store
+
+    reg = _registry()
+    store = Influxdb1Store(influxd.url, "report_test")
+    try:
+        write_realistic(store, reg)
+        cfg = load_config(environ={})
+        d = load_report_data(store, reg, cfg, START, END)
+        assert d.community_source.startswith("analytics results") and set(d.community_means["community"]) == {COLD, WARM}
+        cold = d.homes[d.homes["mean_c"] < d.homes["threshold_c"]]
+        assert len(cold) == 32 and set(cold["community"]) == {COLD} and cold["edge"].all()
+        assert [s.station_id for s in d.stations] == ["ST-01", "ST-02"] and d.stations[0].hourly["outdoor_c"].notna().all()
+        assert set(d.alerts["alert_id"]) == {"A-1", "A-2"}
+        html = build_report(store, reg, cfg, START, END, tmp_path).read_text(encoding="utf-8")
+        assert html.count("<img ") == 4 and "influxdb1 store" in html
+    finally:
+        store.close()
