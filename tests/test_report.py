@@ -151,7 +151,8 @@ def test_heatmap_grid_puts_top_floor_up_and_gables_at_the_ends() -> None:
     reg = _registry()
     homes = pd.DataFrame([{"home_id": h.home_id, "community": h.community, "building": h.building, "entrance": h.entrance,
                            "floor": h.floor, "floors": h.floors, "position": h.position,
-                           "mean_c": 10.0 * h.floor + (h.position or 0), "threshold_c": 18.0} for h in reg.homes_in(COLD) if h.building == "1号楼"])
+                           "mean_c": 10.0 * h.floor + (h.position or 0), "threshold_c": 18.0}
+                          for h in reg.homes_in(COLD) if h.building == "1号楼"])
     temps, below, labels, floors = plots._building_grid(homes)
     assert floors == FLOORS and temps.shape == (FLOORS, 4)
     assert labels == ["1-1", "1-2", "2-1", "2-2"]
