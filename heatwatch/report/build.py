@@ -108,7 +108,7 @@ def _station_section(d: ReportData, cfg: Config) -> list[str]:
 
 def _timeline_section(d: ReportData, cfg: Config) -> list[str]:
     out = ["<h2>Alerts and proposals (告警与调节建议)</h2>"]
-    png = plots.timeline(d.alerts, d.proposals, cfg.general.tz)
+    png = plots.timeline(d.alerts, d.proposals, cfg.general.tz, (d.start, d.end))
     if png is None:
         out.append(html.note("No alerts or proposals in this period."))
         return out

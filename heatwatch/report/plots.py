@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -169,7 +170,8 @@ def station_supply(stations: list[StationData], proposals: pd.DataFrame, tz: Zon
     return _png(fig, "station supply and return temperature against the heating curve")
 
 
-def timeline(alerts: pd.DataFrame, proposals: pd.DataFrame, tz: ZoneInfo) -> Png | None:
+def timeline(alerts: pd.DataFrame, proposals: pd.DataFrame, tz: ZoneInfo, period: tuple[datetime, datetime] | None = None
+             ) -> Png | None:
     rows: list[tuple[str, Any, str]] = []
     for df, prefix, key in ((alerts, "alert", "category"), (proposals, "proposal", "kind")):
         rec: dict[Any, Any]
@@ -191,5 +193,7 @@ def timeline(alerts: pd.DataFrame, proposals: pd.DataFrame, tz: ZoneInfo) -> Png
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="status")
     ax.set_title("Alerts to dispatch and supply proposals")
+    if period is not None:  # the whole report period, so quiet days are visible as quiet
+        ax.set_xlim(mdates.date2num(period[0]), mdates.date2num(period[1]))
     _time_axis(ax, tz)
     return _png(fig, "timeline of alerts and proposals")
