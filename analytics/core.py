@@ -99,8 +99,8 @@ def threshold_matrix(thr_day: FloatArray, thr_night: FloatArray, day: BoolArray)
 @dataclass(frozen=True)
 class Scan:
     mean_c: FloatArray  # window temperature (NaN when the home has no hourly mean in the window)
-    n_hours: IntArray  # hours with a mean
-    longest_run_h: IntArray  # longest run of consecutive hours under the threshold
+    n_hours: npt.NDArray[np.int32]  # hours with a mean
+    longest_run_h: npt.NDArray[np.unsignedinteger[Any]]  # longest run of consecutive hours under the threshold
     below: BoolArray  # longest_run_h >= min_hours_below
 
     @property
@@ -112,11 +112,13 @@ def scan(values: FloatArray, thr_day: FloatArray, thr_night: FloatArray, day: Bo
     """One pass over ``values`` (column by column, in cache-sized blocks of homes).
 
     NaN (no reading) is never under a threshold, so it ends a run: a silent sensor never makes a cold home.
+    Rows with a missing hour get a NaN sum and are recomputed while their block is still in cache.
     """
     n, h = values.shape
     total = np.zeros(n)
+    n_hours = np.full(n, h, dtype=np.int32)
     run_t = np.uint8 if h < 255 else np.uint16 if h < 65_535 else np.uint32
-    longest = np.zeros(n, dtype=run_t)
+    longest: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(n, dtype=run_t)
     run = np.zeros(min(BLOCK, max(n, 1)), dtype=run_t)
     under = np.zeros(run.shape[0], dtype=bool)
     under_n = under.view(np.uint8)
@@ -126,24 +128,28 @@ def scan(values: FloatArray, thr_day: FloatArray, thr_night: FloatArray, day: Bo
         r, u, un, acc, best = run[:m], under[:m], under_n[:m], total[a:b], longest[a:b]
         r[:] = 0
         td, tn = thr_day[a:b], thr_night[a:b]
+        block = values[a:b]
         for j in range(h):
-            col = values[a:b, j]
+            col = block[:, j]
             np.add(acc, col, out=acc)
             np.less(col, td if day[j] else tn, out=u)
             np.add(r, 1, out=r)
             np.multiply(r, un, out=r)
             np.maximum(best, r, out=best)
-    n_hours = np.full(n, h, dtype=np.int64)
-    mean = total / h if h else np.full(n, np.nan)
-    gaps = np.flatnonzero(np.isnan(total))  # rows with a missing hour: recompute just those
-    if gaps.size:
-        sub = values[gaps]
-        cnt = np.count_nonzero(~np.isnan(sub), axis=1)
-        n_hours[gaps] = cnt
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean[gaps] = np.where(cnt > 0, np.nansum(sub, axis=1) / np.maximum(cnt, 1), np.nan)
-    longest64 = longest.astype(np.int64)
-    return Scan(mean, n_hours, longest64, longest64 >= min_hours_below)
+        gaps = np.flatnonzero(np.isnan(acc))
+        if gaps.size:
+            g_sum = np.zeros(gaps.size)
+            g_cnt = np.zeros(gaps.size, dtype=np.int32)
+            for j in range(h):
+                col = block[:, j].take(gaps)
+                ok = col == col  # not NaN
+                g_sum += np.where(ok, col, 0.0)
+                g_cnt += ok
+            acc[gaps] = np.where(g_cnt > 0, g_sum, np.nan)
+            n_hours[a + gaps] = g_cnt
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / n_hours
+    return Scan(mean, n_hours, longest, longest >= min_hours_below)
 
 
 # --- details for the homes that matter (below standard, or all when writing home_status) -------------
@@ -158,38 +164,64 @@ class Details:
     night_under: BoolArray  # some hour under was a night hour
 
 
-def details(values: FloatArray, thr_day: FloatArray, thr_night: FloatArray, day: BoolArray, min_hours_below: int) -> Details:
-    thr = threshold_matrix(thr_day, thr_night, day)
-    under = values < thr  # NaN → False
-    n, h = values.shape
+def details(
+    values: FloatArray,
+    thr_day: FloatArray,
+    thr_night: FloatArray,
+    day: BoolArray,
+    min_hours_below: int,
+    rows: IntArray | None = None,
+) -> Details:
+    """Per-home details for ``rows`` (default: all); thresholds are per home of ``values``' rows."""
+    if rows is not None:
+        thr_day, thr_night = thr_day[rows], thr_night[rows]
+    n, h = (values.shape[0] if rows is None else len(rows)), values.shape[1]
     run = np.zeros(n, dtype=np.int64)
     longest = np.zeros(n, dtype=np.int64)
+    hours = np.zeros(n, dtype=np.int64)
     first = np.full(n, -1, dtype=np.int64)
-    for j in range(h):  # loop over hours (≤ window length), vectorised over homes
-        run = (run + 1) * under[:, j]
-        longest = np.maximum(longest, run)
+    mn = np.full(n, np.nan)
+    thr_under = np.full(n, np.inf)
+    thr_all = np.full(n, np.inf)
+    day_under = np.zeros(n, dtype=bool)
+    night_under = np.zeros(n, dtype=bool)
+    for j in range(h):  # loop over hours (the window length), vectorised over homes
+        col = values[:, j] if rows is None else values[:, j].take(rows)
+        thr = thr_day if day[j] else thr_night
+        under = col < thr  # NaN → False
+        run = (run + 1) * under
+        np.maximum(longest, run, out=longest)
+        hours += under
         hit = (first < 0) & (run >= min_hours_below)
         first[hit] = j - min_hours_below + 1
-    mn = np.fmin.reduce(values, axis=1) if h else np.full(n, np.nan)  # fmin skips NaN
-    any_under = under.any(axis=1)
-    thr_under = np.where(under, thr, np.inf).min(axis=1) if h else np.full(n, np.inf)
-    thr_all = thr.min(axis=1) if h else np.full(n, np.nan)
+        np.fmin(mn, col, out=mn)  # fmin skips NaN
+        np.minimum(thr_under, np.where(under, thr, np.inf), out=thr_under)
+        np.minimum(thr_all, thr, out=thr_all)
+        if day[j]:
+            day_under |= under
+        else:
+            night_under |= under
+    if h == 0:
+        thr_all = np.full(n, np.nan)
     return Details(
-        hours_below=under.sum(axis=1).astype(np.int64),
+        hours_below=hours,
         longest_run_h=longest,
         first_below=first,
         min_hourly_c=mn,
-        threshold_c=np.where(any_under, thr_under, thr_all),
-        day_under=np.asarray((under & day[None, :]).any(axis=1)),
-        night_under=np.asarray((under & ~day[None, :]).any(axis=1)),
+        threshold_c=np.where(hours > 0, thr_under, thr_all),
+        day_under=day_under,
+        night_under=night_under,
     )
+
+
+RULES = np.array(["residential_day", "residential_night", "residential", "bungalow", "contract"], dtype=object)
 
 
 def rule_names(kind_code: npt.NDArray[Any], day_under: BoolArray, night_under: BoolArray) -> list[str]:
     """Which rule applied: residential_day / residential_night / residential (both) / bungalow / contract."""
-    res = np.where(day_under & night_under, "residential", np.where(night_under, "residential_night", "residential_day"))
-    out = np.where(kind_code == KIND_BUNGALOW, "bungalow", np.where(kind_code == KIND_CONTRACT, "contract", res))
-    return [str(x) for x in out]
+    res = np.where(day_under & night_under, 2, np.where(night_under, 1, 0))
+    code = np.where(kind_code == KIND_BUNGALOW, 3, np.where(kind_code == KIND_CONTRACT, 4, res))
+    return list(RULES.take(code))
 
 
 # --- community statistics ----------------------------------------------------------------------------
@@ -222,13 +254,13 @@ def community_stats(
     """Edge-weighted community means (the 40 % rule) with bincounts: O(homes), no Python loop over homes."""
     rep = ~np.isnan(mean_c)
     x = np.where(rep, mean_c, 0.0)
-    edge_rep = rep & is_edge
-    mid_rep = rep & ~is_edge
+    # one bincount over (community, edge) pairs gives e, m and their sums together
+    pair = codes * 2 + is_edge
+    cnt2 = np.bincount(pair, weights=rep, minlength=2 * n_groups).reshape(n_groups, 2)
+    sum2 = np.bincount(pair, weights=x, minlength=2 * n_groups).reshape(n_groups, 2)
     registered = np.bincount(codes, minlength=n_groups).astype(np.int64)
-    e = np.bincount(codes, weights=edge_rep, minlength=n_groups)
-    m = np.bincount(codes, weights=mid_rep, minlength=n_groups)
-    se = np.bincount(codes, weights=np.where(edge_rep, x, 0.0), minlength=n_groups)
-    sm = np.bincount(codes, weights=np.where(mid_rep, x, 0.0), minlength=n_groups)
+    m, e = cnt2[:, 0], cnt2[:, 1]
+    sm, se = sum2[:, 0], sum2[:, 1]
     nb = np.bincount(codes, weights=below & rep, minlength=n_groups)
     k = e + m
     with np.errstate(invalid="ignore", divide="ignore"):

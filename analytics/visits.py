@@ -2,8 +2,8 @@
 
 Rules: top, ground and gable homes make up at least ``edge_share_min`` (40 %) of the visits (about
 that share unless flagged edge homes push it up); the visits spread over buildings and over
-top / ground / gable / middle; homes flagged cold, stale or without a sensor come first. Deterministic: the same registry and flags give the same plan (ties
-broken by home id), so a plan can be re-printed and checked.
+top / ground / gable / middle; homes flagged cold, stale or without a sensor come first. Deterministic: the same registry and
+flags give the same plan (ties broken by home id), so a plan can be re-printed and checked.
 """
 
 from __future__ import annotations

@@ -89,13 +89,21 @@ class ProposalRepo:
         self.engine = engine
 
     def add(self, p: Proposal, actor: str = "heatwatch") -> None:
+        self.add_many([p], actor)
+
+    def add_many(self, ps: Sequence[Proposal], actor: str = "heatwatch") -> None:
+        """One transaction for a cycle's proposals (one fsync, not one per home visit)."""
+        if not ps:
+            return
         with self.engine.begin() as conn:
-            conn.execute(insert(db.proposals).values(**_row(p)))
+            conn.execute(insert(db.proposals), [_row(p) for p in ps])
             conn.execute(
-                insert(db.proposal_history).values(
-                    proposal_id=p.proposal_id, at=db.ts(p.created_at), from_status=None, to_status=p.status,
-                    actor=actor, note=p.reason,
-                )
+                insert(db.proposal_history),
+                [
+                    {"proposal_id": p.proposal_id, "at": db.ts(p.created_at), "from_status": None, "to_status": p.status,
+                     "actor": actor, "note": p.reason}
+                    for p in ps
+                ],
             )
 
     def get(self, proposal_id: str) -> Proposal:

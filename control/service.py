@@ -124,12 +124,13 @@ class ControlLoop:
             }
             pending = {p.station_id: p.before_c for p in self.proposals.pending_rechecks() if p.is_setpoint}
             window_h = round((result.window_to - result.window_from).total_seconds() / 3600, 3)
+            live = self._live_keys()
             for p in diagnose(result, self.registry, self.cfg, states, pending, now):
-                if self._duplicate(p):
+                if self._key(p) in live:
                     continue
-                p = replace(p, evidence={**p.evidence, "window_h": window_h})
-                self._add(p)
-                report.proposals.append(p)
+                live.add(self._key(p))
+                report.proposals.append(replace(p, evidence={**p.evidence, "window_h": window_h}))
+            self._add_many(report.proposals)
             obs = observe_analysis(result, self.registry, self.cfg)
             st_obs = observe_stations(readings, self.registry, self.cfg, now)
             merged = Observation(obs.candidates + st_obs.candidates, {**obs.healthy, **st_obs.healthy})
@@ -148,17 +149,30 @@ class ControlLoop:
     def _reading_values(self, r: StationReading | None) -> tuple[float | None, float | None, float | None]:
         return (None, None, None) if r is None else (r.supply_c, r.return_c, r.outdoor_c)
 
-    def _duplicate(self, p: Proposal) -> bool:
+    @staticmethod
+    def _key(p: Proposal) -> tuple[str, ...]:
+        """What makes two proposals the same: one setpoint per station, one balancing per community,
+        one visit per home."""
         if p.kind in SETPOINT_KINDS:
-            return bool([q for q in self.proposals.find(statuses=OPEN, station_id=p.station_id, kinds=SETPOINT_KINDS)])
+            return ("setpoint", p.station_id)
         if p.kind == "home_visit":
-            return bool(self.proposals.open_for(p.station_id, ["home_visit"], home_id=p.home_id))
-        return bool(self.proposals.open_for(p.station_id, [p.kind], community=p.community))
+            return ("home_visit", p.home_id)
+        return (p.kind, p.station_id, p.community)
 
-    def _add(self, p: Proposal, actor: str = "heatwatch") -> None:
-        self.proposals.add(p, actor)
-        self._write_proposal_point(p, p.created_at)
-        log.info("proposal %s (%s, %s): %s", p.proposal_id, p.kind, p.station_id, p.reason)
+    def _live_keys(self) -> set[tuple[str, ...]]:
+        """Keys of proposals still open (setpoints: undecided; on-site work: until rechecked)."""
+        keys = set()
+        for p in self.proposals.find(statuses=[*OPEN, "applied"], limit=1_000_000):
+            if p.kind in SETPOINT_KINDS and p.status == "applied":
+                continue  # an applied setpoint is held back by the pending recheck rule, not here
+            keys.add(self._key(p))
+        return keys
+
+    def _add_many(self, ps: list[Proposal], actor: str = "heatwatch") -> None:
+        self.proposals.add_many(ps, actor)
+        self._write([self._proposal_point(p, p.created_at) for p in ps])
+        for p in ps:
+            log.info("proposal %s (%s, %s): %s", p.proposal_id, p.kind, p.station_id, p.reason)
 
     def _auto_apply(self, proposal_id: str) -> None:
         try:
@@ -411,9 +425,9 @@ class ControlLoop:
                         reason, now, at, origin="cold_snap", targets=tuple(st.communities),
                         before_c=None if before is None else round(before, 2),
                     )
-                    self._add(p)
                     made.append(p)
                     prev = value
+            self._add_many(made)
         for p in made:
             if auto_apply_for(self.cfg, p.station_id):
                 self._auto_apply(p.proposal_id)
@@ -464,6 +478,9 @@ class ControlLoop:
             log.warning("could not write %d control point(s) to the store: %s", len(points), exc)
 
     def _write_proposal_point(self, p: Proposal, at: datetime) -> None:
+        self._write([self._proposal_point(p, at)])
+
+    def _proposal_point(self, p: Proposal, at: datetime) -> Point:
         fields: dict[str, FieldValue] = {"proposal_id": p.proposal_id, "status": p.status, "reason": p.reason}
         for k in ("current_c", "proposed_c", "delta_c", "before_c", "after_c"):
             v = getattr(p, k)
@@ -473,7 +490,7 @@ class ControlLoop:
             fields["outcome"] = p.outcome
         # the nanosecond offset keeps same-instant events of one series apart (idempotent writes overwrite)
         ns = to_ns(at) + STATUSES.index(p.status) * 1000 + sum(p.proposal_id.encode()) % 997
-        self._write([Point(schema.PROPOSALS, {"station_id": p.station_id, "kind": p.kind}, fields, ns)])
+        return Point(schema.PROPOSALS, {"station_id": p.station_id, "kind": p.kind}, fields, ns)
 
     def _write_alert_points(self, orders: list[WorkOrder], at: datetime) -> None:
         pts = [

@@ -56,7 +56,7 @@ class EmbeddedBroker:
 
             try:
                 asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(timeout)
-            except Exception:  # noqa: BLE001 - best effort at exit
+            except Exception:
                 logging.getLogger("heatwatch.broker").warning("embedded broker did not shut down cleanly", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)

@@ -51,8 +51,9 @@ def indoor(
 def _influxdb2_store() -> Iterator[Store]:
     if not all(os.environ.get(k) for k in INFLUX2_ENV):
         pytest.skip("influxdb2: set HEATWATCH_TEST_INFLUXDB2_URL/_TOKEN/_ORG to run against a real InfluxDB 2.x")
-    from heatwatch.storage.influxdb2 import Influxdb2Store
     from influxdb_client import InfluxDBClient
+
+    from heatwatch.storage.influxdb2 import Influxdb2Store
 
     url, token, org = (os.environ[k] for k in INFLUX2_ENV)
     bucket = f"heatwatch_test_{uuid.uuid4().hex[:10]}"
@@ -387,4 +388,191 @@ def test_influxdb1_query_error_is_a_store_error(influxd: Influxd) -> None:
     with pytest.raises(StoreError, match="InfluxDB query failed") as err:
         st.hourly(schema.ALERTS, "content", T0, T0 + DAY, SHANGHAI, "community")  # mean of a string
     assert not isinstance(err.value, StoreUnavailable)
+    st.close()
+
+
+# --- influxdb2 without a server: the HTTP exchange, against a stand-in speaking 2.x's wire format ------
+_RAW_CSV = (
+    "#datatype,string,long,dateTime:RFC3339Nano,dateTime:RFC3339Nano,dateTime:RFC3339Nano,double,string,string,string,string,string,string\r\n"
+    "#group,false,false,true,true,false,false,true,true,true,true,true,true\r\n"
+    "#default,_result,,,,,,,,,,,\r\n"
+    ",result,table,_start,_stop,_time,_value,_field,_measurement,building,community,home_id,source\r\n"
+    ',,0,2026-01-10T00:00:00Z,2026-01-11T00:00:00Z,2026-01-10T03:00:00.000000123Z,18.37,temp_c,indoor,1号楼,"a,b=c ""d""",H1,sensor\r\n'
+    ",,1,2026-01-10T00:00:00Z,2026-01-11T00:00:00Z,2026-01-10T03:00:00.000000123Z,41.5,rh,indoor,1号楼,\"a,b=c \"\"d\"\"\",H1,sensor\r\n"
+    ",,2,2026-01-10T00:00:00Z,2026-01-11T00:00:00Z,2026-01-10T03:01:00Z,21,temp_c,indoor,1号楼,阳光小区,H2,sensor\r\n"
+    "\r\n"
+)
+_ALERTS_CSV = (
+    "#datatype,string,long,dateTime:RFC3339Nano,dateTime:RFC3339Nano,dateTime:RFC3339Nano,string,string,string,string\r\n"
+    "#group,false,false,true,true,false,false,true,true,true\r\n"
+    "#default,_result,,,,,,,,\r\n"
+    ",result,table,_start,_stop,_time,_value,_field,_measurement,community\r\n"
+    ',,0,2026-01-10T00:00:00Z,2026-01-11T00:00:00Z,2026-01-10T05:00:00Z,"说 ""冷""\r\n第二行, ok",content,alerts,幸福小区\r\n'
+    "\r\n"
+    "#datatype,string,long,dateTime:RFC3339Nano,dateTime:RFC3339Nano,dateTime:RFC3339Nano,long,string,string,string\r\n"
+    "#group,false,false,true,true,false,false,true,true,true\r\n"
+    "#default,_result,,,,,,,,\r\n"
+    ",result,table,_start,_stop,_time,_value,_field,_measurement,community\r\n"
+    ",,1,2026-01-10T00:00:00Z,2026-01-11T00:00:00Z,2026-01-10T05:00:00Z,7,n,alerts,幸福小区\r\n"
+    "\r\n"
+)
+
+
+def _hourly_csv() -> str:
+    out = []
+    for i, (name, dtype, vals) in enumerate([("mean", "double", ("18.5", "21")), ("min", "double", ("18", "21")),
+                                             ("max", "double", ("19", "21")), ("count", "long", ("2", "1"))]):
+        out.append(
+            f"#datatype,string,long,string,dateTime:RFC3339Nano,dateTime:RFC3339Nano,dateTime:RFC3339Nano,{dtype}\r\n"
+            "#group,false,false,true,false,false,false,false\r\n"
+            f"#default,{name},,,,,,\r\n"
+            ",result,table,community,_start,_stop,_time,_value\r\n"
+            f",,{i},阳光小区,2026-01-11T00:00:00Z,2026-01-12T00:00:00Z,2026-01-11T22:00:00Z,{vals[0]}\r\n"
+            f",,{i + 4},幸福小区,2026-01-11T00:00:00Z,2026-01-12T00:00:00Z,2026-01-11T21:00:00Z,{vals[1]}\r\n"
+            "\r\n"
+        )
+    return "".join(out)
+
+
+class _Fake2x:
+    """Answers like InfluxDB 2.x and records what the client sent."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.writes: list[tuple[str, bytes]] = []
+        self.queries: list[dict[str, object]] = []
+        self.write_status = 204
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes = b"", ctype: str = "text/csv; charset=utf-8") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._send(204)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.startswith("/api/v2/write"):
+                    fake.writes.append((self.path, body))
+                    if fake.write_status != 204:
+                        err = {"code": "unprocessable entity", "message": "failure writing points to database: "
+                               "partial write: field type conflict"}
+                        self._send(fake.write_status, json.dumps(err).encode(), "application/json")
+                    else:
+                        self._send(204)
+                    return
+                req = json.loads(body)
+                fake.queries.append(req)
+                q = str(req["query"])
+                if 'yield(name: "mean")' in q:
+                    csv_text = _hourly_csv()
+                elif "|> max()" in q:
+                    csv_text = ("#datatype,string,long,long\r\n#group,false,false,false\r\n#default,_result,,\r\n"
+                                ",result,table,_value\r\n,,0,42\r\n\r\n")
+                elif "|> last()" in q:
+                    csv_text = ("#datatype,string,long,string,dateTime:RFC3339Nano,double\r\n#group,false,false,true,false,false\r\n"
+                                "#default,_result,,,,\r\n,result,table,home_id,_time,_value\r\n"
+                                ",,0,H2,2026-01-10T06:05:00Z,21\r\n,,1,H1,2026-01-10T06:10:00Z,18.5\r\n\r\n")
+                elif '"alerts"' in json.dumps(req.get("extern")):
+                    csv_text = _ALERTS_CSV
+                else:
+                    csv_text = _RAW_CSV
+                self._send(200, csv_text.encode("utf-8"))
+
+        from tests.servers import free_port
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake2x() -> Iterator[_Fake2x]:
+    fake = _Fake2x()
+    yield fake
+    fake.close()
+
+
+def _extern(req: dict[str, object]) -> dict[str, object]:
+    body = req["extern"]["body"]  # type: ignore[index]
+    return {s["assignment"]["id"]["name"]: s["assignment"]["init"] for s in body}  # type: ignore[attr-defined]
+
+
+def test_influxdb2_wire_writes_and_errors(fake2x: _Fake2x) -> None:
+    from heatwatch.storage.influxdb2 import Influxdb2Store
+    from heatwatch.storage.lineproto import encode_lines
+
+    st = Influxdb2Store(f"http://127.0.0.1:{fake2x.port}", "供热公司", "heat", "tok", timeout_s=5)
+    pts = [indoor("H1", T0, 21.0, community='a,b=c "d"'), indoor("H2", T0, 18.25)]
+    st.write(pts)
+    path, body = fake2x.writes[0]
+    assert body == encode_lines(pts)
+    assert "precision=ns" in path and "bucket=heat" in path
+    fake2x.write_status = 422
+    with pytest.raises(StoreError, match="field type conflict") as err:
+        st.write(pts)
+    assert not isinstance(err.value, StoreUnavailable)
+    fake2x.write_status = 503
+    with pytest.raises(StoreUnavailable, match="503"):
+        st.write(pts)
+    st.ping()
+    st.close()
+    down = Influxdb2Store("http://127.0.0.1:1", "o", "b", "t", timeout_s=2)
+    with pytest.raises(StoreUnavailable, match="unreachable"):
+        down.write(pts)
+    with pytest.raises(StoreUnavailable):
+        down.query(schema.INDOOR, T0, T0 + DAY)
+    with pytest.raises(StoreUnavailable):
+        down.ping()
+
+
+def test_influxdb2_wire_queries_use_params_and_parse_annotated_csv(fake2x: _Fake2x) -> None:
+    from heatwatch.storage.influxdb2 import Influxdb2Store
+
+    st = Influxdb2Store(f"http://127.0.0.1:{fake2x.port}", "o", "heat", "tok", timeout_s=5)
+    tricky = 'a,b=c "d" ${x} \\'
+    df = st.query(schema.INDOOR, T0, T0 + DAY, where={"community": [tricky, "阳光小区"]})
+    q = fake2x.queries[-1]
+    assert tricky not in str(q["query"]) and "阳光小区" not in str(q["query"])  # values only as parameters
+    ext = _extern(q)
+    assert {"type": "StringLiteral", "value": tricky} in ext.values() and ext["_bucket"]["value"] == "heat"  # type: ignore[index]
+    assert list(df.columns) == ["time", *schema.INDOOR_TAGS, *schema.INDOOR_FIELDS]
+    assert df["time"].astype("int64").tolist() == [ns(T0 + timedelta(hours=3)) + 123, ns(T0 + timedelta(hours=3, minutes=1))]
+    assert df["temp_c"].tolist() == [18.37, 21.0] and df["temp_c"].dtype == "float64"
+    assert df["rh"].tolist()[0] == 41.5 and df["community"].tolist() == ['a,b=c "d"', "阳光小区"]
+
+    a = st.query(schema.ALERTS, T0, T0 + DAY)
+    assert a.loc[0, "content"] == '说 "冷"\r\n第二行, ok' and a.loc[0, "n"] == 7 and a.loc[0, "community"] == "幸福小区"
+
+    h = st.hourly(schema.INDOOR, "temp_c", T0, T0 + DAY, KOLKATA, "community")
+    q = fake2x.queries[-1]
+    assert any(v == {"type": "DurationLiteral", "values": [{"magnitude": 1_800_000_000, "unit": "us"}]}
+               for v in _extern(q).values())  # the +05:30 zone's half-hour offset
+    assert list(h.columns) == ["community", "hour", "mean", "min", "max", "count"]
+    assert h.values.tolist() == [
+        ["幸福小区", pd.Timestamp("2026-01-11T21:00Z"), 21.0, 21.0, 21.0, 1],
+        ["阳光小区", pd.Timestamp("2026-01-11T22:00Z"), 18.5, 18.0, 19.0, 2],
+    ]
+    assert h["count"].dtype == "int64" and h["mean"].dtype == "float64"
+
+    last = st.last(schema.INDOOR, "temp_c", "home_id", before=T0 + DAY)
+    assert last.values.tolist() == [["H1", pd.Timestamp("2026-01-10T06:10Z"), 18.5], ["H2", pd.Timestamp("2026-01-10T06:05Z"), 21.0]]
+    assert st.count(schema.INDOOR, T0, T0 + DAY) == 42
+    assert st.query(schema.INDOOR, T0, T0 + DAY, where={"home_id": []}).empty
     st.close()

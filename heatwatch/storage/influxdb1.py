@@ -30,6 +30,7 @@ from heatwatch import schema
 from heatwatch.config import Config, ConfigError
 from heatwatch.model import Point
 from heatwatch.storage.base import (
+    INT_FIELDS,
     Store,
     StoreError,
     StoreUnavailable,
@@ -399,7 +400,7 @@ class Influxdb1Store(Store):
             return empty
         df = df.rename(columns={"last": "value"})[[by, "time", "value"]]
         df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
-        if measurement in schema.FIELDS and (measurement, field) not in {("forecast", "issued_s")}:
+        if measurement in schema.FIELDS and (measurement, field) not in INT_FIELDS:
             df["value"] = pd.to_numeric(df["value"]).astype("float64")
         return df.sort_values(by, kind="stable").reset_index(drop=True)
 

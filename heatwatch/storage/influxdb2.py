@@ -4,7 +4,8 @@ SYNCHRONOUS on purpose: the client's batching mode buffers in a background threa
 ``flush()`` does nothing useful, so a "successful" write could still be lost; here ``write``
 returns only after InfluxDB answered 204. Lines come from our own encoder (lineproto).
 
-Values reach Flux only as bind parameters (``params.x``); the only text pasted into a query is
+Values reach Flux only as bind parameters (influxdb-client's ``params=``, sent as option
+statements in the request's AST); the only text pasted into a query is
 identifiers (tag keys), written as escaped Flux string literals. Results are read as annotated
 CSV (the ``#datatype`` row keeps float 21.0 a float and times in nanoseconds), table by table.
 """
@@ -43,7 +44,9 @@ from heatwatch.storage.lineproto import encode
 from heatwatch.timeutil import utc_now
 
 _REQUIRED_FIELD = {schema.INDOOR: "temp_c", schema.STATION: "supply_c", schema.WEATHER: "temp_c", schema.FORECAST: "temp_c"}
-_DIALECT = Dialect(header=True, delimiter=",", comment_prefix="#", annotations=["datatype"], date_time_format="RFC3339Nano")
+_DIALECT = Dialect(
+    header=True, delimiter=",", comment_prefix="#", annotations=["datatype", "group", "default"], date_time_format="RFC3339Nano"
+)
 _META = {"", "result", "table", "_start", "_stop", "_measurement"}
 
 
@@ -57,18 +60,19 @@ class FluxBuilder:
     """A Flux pipeline and its bind parameters."""
 
     def __init__(self, bucket: str, measurement: str, start: datetime, stop: datetime) -> None:
-        self.params: dict[str, Any] = {"bucket": bucket, "m": measurement, "start": start, "stop": stop}
+        # influxdb-client sends params as ``option <name> = <literal>`` (an AST, never text)
+        self.params: dict[str, Any] = {"_bucket": bucket, "_m": measurement, "_start": start, "_stop": stop}
         self.lines = [
-            "from(bucket: params.bucket)",
-            "  |> range(start: params.start, stop: params.stop)",
-            "  |> filter(fn: (r) => r._measurement == params.m)",
+            "from(bucket: _bucket)",
+            "  |> range(start: _start, stop: _stop)",
+            "  |> filter(fn: (r) => r._measurement == _m)",
         ]
         self.impossible = False
 
     def param(self, value: Any) -> str:
-        name = f"p{len(self.params)}"
+        name = f"_p{len(self.params)}"
         self.params[name] = value
-        return f"params.{name}"
+        return name
 
     def fields(self, names: Sequence[str]) -> FluxBuilder:
         if names:
@@ -120,8 +124,11 @@ def _text_lines(resp: Any) -> Iterator[str]:
         yield rest
 
 
-def _table_frame(datatypes: list[str], header: list[str], rows: list[list[str]]) -> pd.DataFrame:
+def _table_frame(datatypes: list[str], defaults: list[str], header: list[str], rows: list[list[str]]) -> pd.DataFrame:
     raw = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header, dtype=object)
+    for name, default in zip(header, defaults, strict=False):
+        if default and name:  # "#default" holds a column's value where the rows leave it empty (e.g. result)
+            raw[name] = raw[name].replace("", default)
     if "error" in header and "reference" in header:
         raise StoreError(f"InfluxDB query failed: {raw['error'].iloc[0] if len(raw) else 'unknown error'}")
     out = {name: _convert(raw[name], dt) for name, dt in zip(header, datatypes, strict=False) if name not in ("", "table")}
@@ -177,25 +184,30 @@ class Influxdb2Store(Store):
         try:
             resp = self._query_api.query_raw(flux.text(), org=self.org, dialect=_DIALECT, params=flux.params)
             datatypes: list[str] = []
+            defaults: list[str] = []
             header: list[str] | None = None
             rows: list[list[str]] = []
             try:
                 for row in csv.reader(_text_lines(resp)):
                     if not row or row == [""]:  # a blank line ends a table
                         if header is not None and rows:
-                            yield _table_frame(datatypes, header, rows)
+                            yield _table_frame(datatypes, defaults, header, rows)
                         header, rows = None, []
                     elif row[0] == "#datatype":
-                        datatypes, header, rows = row, None, []
+                        datatypes, defaults, header, rows = row, [], None, []
+                    elif row[0] == "#default":
+                        defaults = row
+                    elif row[0].startswith("#"):
+                        continue
                     elif header is None:
                         header = row
                     else:
                         rows.append(row)
                         if len(rows) >= self.table_rows:
-                            yield _table_frame(datatypes, header, rows)
+                            yield _table_frame(datatypes, defaults, header, rows)
                             rows = []
                 if header is not None and rows:
-                    yield _table_frame(datatypes, header, rows)
+                    yield _table_frame(datatypes, defaults, header, rows)
             finally:
                 resp.release_conn()
         except (ApiException, Urllib3Error, OSError) as exc:

@@ -1,0 +1,135 @@
+"""Benchmark: 1,000,000 homes × 24 hourly means → community stats and below-standard homes.
+
+Goal (issue 4): at most 3× a numpy single-pass lower bound on the same arrays, measured in the same run.
+The lower bound reads every hourly mean once and reduces it per community (row sums, then one
+bincount): the least work that yields any community statistic. It is timed two ways (``sum(axis=1)``
+and a BLAS ``values @ ones``) and the faster one is used, so the ratio is the strict one.
+The analytics side is exactly what ``analytics.engine.analyze`` runs after reading the store:
+``core.scan`` (window means, below-standard flags), ``core.community_stats`` (the 40 % rule) and
+``core.details`` + ``rule_names`` for the below-standard homes. Run:
+    .venv/bin/python bench/bench_analytics.py [--homes N] [--hours H] [--repeat R]
+Prints one JSON line; record it in docs/PERFORMANCE.md ("Analytics").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analytics import core
+
+GOAL_RATIO = 3.0
+
+
+def make_arrays(n: int, h: int, communities: int, seed: int = 1) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    # homes differ (mean 20.5 ± 1.3 °C), hours vary less (± 0.5 °C) and nights are 0.6 °C cooler
+    local_hour = np.arange(h) % 24
+    night = (local_hour < 6) | (local_hour >= 21)
+    values = np.empty((n, h), order="F")
+    home_c = rng.normal(20.5, 1.3, n)
+    for j in range(h):
+        values[:, j] = home_c + rng.normal(0.0, 0.5, n) - 0.6 * night[j]
+    # missing hours the way sensors lose them: 3 % of homes have one outage of 1–12 hours, 1 % are silent
+    out = np.flatnonzero(rng.random(n) < 0.03)
+    first = rng.integers(0, h, out.size)
+    length = rng.integers(1, 13, out.size)
+    for j in range(h):
+        values[out[(j >= first) & (j < first + length)], j] = np.nan
+    values[rng.random(n) < 0.01, :] = np.nan
+    kind = rng.choice(np.array([core.KIND_RESIDENTIAL, core.KIND_BUNGALOW, core.KIND_CONTRACT], dtype=np.int8), n,
+                      p=[0.94, 0.05, 0.01])
+    contract = np.where(kind == core.KIND_CONTRACT, 20.0, np.nan)
+    thr_day, thr_night = core.thresholds(kind, contract, 18.0, 16.0, 16.0)
+    return {
+        "values": values,
+        "codes": np.sort(rng.integers(0, communities, n)).astype(np.int64),
+        "edge": rng.random(n) < 0.35,
+        "kind": kind,
+        "thr_day": thr_day,
+        "thr_night": thr_night,
+        "day": (local_hour >= 6) & (local_hour < 21),
+        "communities": communities,
+    }
+
+
+def analytics(a: dict[str, Any]) -> tuple[core.CommunityArrays, np.ndarray, core.Details, list[str]]:
+    sc = core.scan(a["values"], a["thr_day"], a["thr_night"], a["day"], 2)
+    cs = core.community_stats(a["codes"], a["communities"], a["edge"], sc.mean_c, sc.below)
+    idx = np.flatnonzero(sc.below)
+    det = core.details(a["values"], a["thr_day"], a["thr_night"], a["day"], 2, rows=idx)
+    return cs, idx, det, core.rule_names(a["kind"][idx], det.day_under, det.night_under)
+
+
+def lower_bound_sum(a: dict[str, Any]) -> np.ndarray:
+    return np.bincount(a["codes"], weights=a["values"].sum(axis=1), minlength=a["communities"])
+
+
+def lower_bound_blas(a: dict[str, Any]) -> np.ndarray:
+    return np.bincount(a["codes"], weights=a["values"] @ np.ones(a["values"].shape[1]), minlength=a["communities"])
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t) * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--homes", type=int, default=1_000_000)
+    ap.add_argument("--hours", type=int, default=24)
+    ap.add_argument("--communities", type=int, default=2_000)
+    ap.add_argument("--repeat", type=int, default=9)
+    args = ap.parse_args()
+    a = make_arrays(args.homes, args.hours, args.communities)
+    cs, idx, _, _ = analytics(a)  # warm up, and a sanity check against a plain computation
+    with np.errstate(invalid="ignore"):
+        plain = np.nanmean(a["values"], axis=1)
+    assert np.allclose(core.scan(a["values"], a["thr_day"], a["thr_night"], a["day"], 2).mean_c, plain, equal_nan=True)
+    lower_bound_sum(a), lower_bound_blas(a)
+    t_an, t_sum, t_blas = [], [], []
+    for _ in range(args.repeat):  # interleaved, so load from other processes hits all three alike
+        t_an.append(timed(lambda: analytics(a)))
+        t_sum.append(timed(lambda: lower_bound_sum(a)))
+        t_blas.append(timed(lambda: lower_bound_blas(a)))
+    med = statistics.median
+    lb = min(med(t_sum), med(t_blas))
+    result = {
+        "bench": "analytics",
+        "homes": args.homes,
+        "hours": args.hours,
+        "communities": args.communities,
+        "below_standard_homes": int(idx.size),
+        "cold_communities": int((cs.status == core.COLD).sum()),
+        "analytics_median_ms": round(med(t_an), 1),
+        "analytics_min_ms": round(min(t_an), 1),
+        "lower_bound_sum_median_ms": round(med(t_sum), 1),
+        "lower_bound_blas_median_ms": round(med(t_blas), 1),
+        "ratio": round(med(t_an) / lb, 2),
+        "ratio_min": round(min(t_an) / min(min(t_sum), min(t_blas)), 2),
+        "ratio_vs_sum": round(med(t_an) / med(t_sum), 2),
+        "goal_ratio": GOAL_RATIO,
+        "meets_goal": med(t_an) / lb <= GOAL_RATIO,
+        "repeat": args.repeat,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
