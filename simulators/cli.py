@@ -39,7 +39,7 @@ def _time_arg(text: str, what: str, app: App) -> datetime:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from simulators.runner import ScenarioRunner
+    from simulators.runner import ScenarioRunner, floor_to_step
 
     app = App.from_args(args)
     setup_logging(app.cfg)
@@ -53,7 +53,8 @@ def _run(args: argparse.Namespace) -> int:
         if dur is not None:
             if dur.total_seconds() <= 0:
                 raise UsageError(f"--until {args.until}: the duration must be positive")
-            start = start or utc_now() - dur
+            # the runner starts on a step boundary; ending on one too keeps the last step in the past
+            start = floor_to_step(start or utc_now() - dur, scenario.step_s)
             until = start + dur
         else:
             until = _time_arg(args.until, "--until", app)
