@@ -104,13 +104,19 @@ def detect(
 def plan_ramp(
     current_c: float, target_c: float, max_step_c: float, last_effective: datetime, interval: timedelta, now: datetime
 ) -> list[tuple[datetime, float]]:
-    """Steps of at most ``max_step_c`` reaching ``target_c`` at ``last_effective``; none before ``now``."""
+    """Steps of at most ``max_step_c``, ``interval`` apart, reaching ``target_c`` at ``last_effective``.
+
+    When the forecast comes too late for that, the ramp starts now and is compressed to still arrive in
+    time, but never faster than a step per ``interval / 3``: stacking the steps into one jump would
+    defeat the step bound, which protects the network (and a late step beats no step).
+    """
     if target_c <= current_c:
         return []
     n = math.ceil(round((target_c - current_c) / max_step_c, 9))
-    steps = []
-    for k in range(1, n + 1):
-        value = round(min(current_c + k * max_step_c, target_c), 1)
-        at = max(now, last_effective - (n - k) * interval)
-        steps.append((at, value))
-    return steps
+    values = [round(min(current_c + k * max_step_c, target_c), 1) for k in range(1, n + 1)]
+    gap = interval if last_effective - (n - 1) * interval >= now else (last_effective - now) / max(n - 1, 1)
+    if gap >= interval / 3:  # in time (or compressed): the last step lands exactly at last_effective
+        times = [max(now, last_effective - (n - k) * gap) for k in range(1, n + 1)]
+    else:  # too late even compressed: start now at the fastest allowed pace
+        times = [now + (k - 1) * (interval / 3) for k in range(1, n + 1)]
+    return list(zip(times, values, strict=True))

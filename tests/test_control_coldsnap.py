@@ -82,8 +82,11 @@ def test_ramp_steps_are_bounded_and_end_at_the_lead_time() -> None:
     steps = plan_ramp(50.0, 58.2, 3.0, T0 + 18 * H, 3 * H, T0)
     assert steps == [(T0 + 12 * H, 53.0), (T0 + 15 * H, 56.0), (T0 + 18 * H, 58.2)]
     assert plan_ramp(50.0, 56.0, 3.0, T0 + 18 * H, 3 * H, T0) == [(T0 + 15 * H, 53.0), (T0 + 18 * H, 56.0)]
-    # too late for the full ramp: the early steps start now
+    # too late for the full ramp: it starts now, compressed to arrive in time ...
     assert plan_ramp(50.0, 56.0, 3.0, T0 + 2 * H, 3 * H, T0) == [(T0, 53.0), (T0 + 2 * H, 56.0)]
+    # ... but never two steps at once: at most one per interval / 3 even when it arrives late
+    assert plan_ramp(55.0, 63.9, 3.0, T0, 3 * H, T0) == [(T0, 58.0), (T0 + H, 61.0), (T0 + 2 * H, 63.9)]
+    assert plan_ramp(55.0, 57.0, 3.0, T0 - H, 3 * H, T0) == [(T0, 57.0)]
     assert plan_ramp(60.0, 58.0, 3.0, T0 + 2 * H, 3 * H, T0) == []
 
 
