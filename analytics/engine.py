@@ -111,6 +111,7 @@ def analyze(
             "entrance": homes["entrance"].to_numpy()[rep],
             "edge": is_edge[rep],
             "mean_c": sc.mean_c[rep],
+            "standard_c": thr_day[rep],
             "min_hourly_c": det.min_hourly_c,
             "hours_below": det.hours_below,
             "longest_run_h": det.longest_run_h,
@@ -185,7 +186,7 @@ def analyze(
         sensors=sensors,
         imbalance=imbalance(table, st.target_c, a.imbalance_warm_margin_c, a.imbalance_min_homes),
         home_means_c=dict(zip(table["home_id"].astype(str), table["mean_c"].astype(float), strict=True)),
-        homes=table.drop(columns=["entrance", "edge", "first_below"]),
+        homes=table.drop(columns=["entrance", "edge", "first_below", "standard_c"]),
     )
 
 

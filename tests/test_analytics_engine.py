@@ -153,6 +153,24 @@ def test_weighted_mean_and_imbalance_through_the_store(store: SqliteStore) -> No
     assert [f.home_id for f in r.sensors if f.finding == "no_sensor"] == ["SILENT"]
 
 
+def test_bungalows_at_their_own_standard_are_not_a_cold_building(store: SqliteStore) -> None:
+    """Imbalance judges each home against its own standard: 16.5 °C bungalows (16 °C) are fine."""
+    flats = [home(f"F{i}", building="1号楼") for i in range(3)]
+    bungalows = [home(f"B{i}", building="平房区", kind="bungalow", floor=1, floors=1) for i in range(3)]
+    shop = home("SHOP", building="配套用房", kind="non_residential", min_temp_c=14.0)
+    for h in flats:
+        store.write(steady(h, local(10, 8), local(10, 12), 19.0))
+    for h in bungalows:
+        store.write(steady(h, local(10, 8), local(10, 12), 16.5))
+    store.write(steady(shop, local(10, 8), local(10, 12), 15.0))
+    r = run(store, registry([*flats, *bungalows, shop]), local(10, 8), local(10, 12))
+    [imb] = r.imbalance
+    assert imb.building_means_c == pytest.approx({"1号楼": 19.0, "平房区": 16.5, "配套用房": 15.0})  # shown as measured
+    # relative to their standards: flats +1.0, bungalows +0.5, shop +1.0 → nobody cold, nobody warm
+    assert imb.cold_buildings == () and imb.warm_buildings == ()
+    assert imb.building_spread_c == pytest.approx(0.5)
+
+
 def test_community_filter_and_unknown_community(store: SqliteStore) -> None:
     a, b = home("A"), home("B", community=C2)
     store.write(steady(a, local(10, 8), local(10, 10), 19.0) + steady(b, local(10, 8), local(10, 10), 19.0))
