@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "analytics.cli",
     "control.cli",
     "heatwatch.service_cli",
+    "heatwatch.demo",
 )
 
 Handler = Callable[[argparse.Namespace], int]

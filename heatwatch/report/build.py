@@ -33,7 +33,7 @@ def _latest_by(df: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 def _local(ts: object, cfg: Config) -> str:
-    return rfc3339(pd.Timestamp(ts).to_pydatetime(), cfg.general.tz).replace("T", " ")  # type: ignore[arg-type]
+    return rfc3339(pd.Timestamp(ts).floor("us").to_pydatetime(), cfg.general.tz).replace("T", " ")  # type: ignore[arg-type]
 
 
 def _community_section(d: ReportData, cfg: Config) -> list[str]:
