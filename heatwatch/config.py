@@ -238,6 +238,30 @@ class AlertsSettings(_Section):
     responsible_unit: str = ""  # default: the station's name
 
 
+RunPart = Literal["collector", "analytics", "control"]
+RUN_PARTS: tuple[RunPart, ...] = ("collector", "analytics", "control")
+
+
+class RunSettings(_Section):
+    """``heatwatch run``: which parts this process runs, and how it reports its health."""
+
+    parts: tuple[RunPart, ...] = RUN_PARTS  # control: proposals, rechecks, cold snap, alerts
+    analytics_window_h: float = Field(6.0, gt=0)  # each scheduled analysis covers the last N hours (every analytics.interval_min)
+    status_interval_s: float = Field(5.0, gt=0)  # how often the status snapshot (<data_dir>/status.json) is rewritten
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(0, ge=0, le=65535)  # /healthz and /status; 0 = off
+    stop_timeout_s: float = Field(30.0, gt=0)  # SIGTERM: how long flushing and acking may take
+
+    @field_validator("parts", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):  # from the environment: "collector,analytics"
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, (list, tuple)) and not v:
+            raise ValueError(f"at least one of {', '.join(RUN_PARTS)}")
+        return v
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -254,6 +278,7 @@ class Config(BaseModel):
     analytics: AnalyticsSettings = AnalyticsSettings()
     control: ControlSettings = ControlSettings()
     alerts: AlertsSettings = AlertsSettings()
+    run: RunSettings = RunSettings()
 
     source: str = Field("defaults", exclude=True)
 

@@ -1,4 +1,4 @@
-"""Service-level commands: ``heatwatch report`` (and, later, ``run`` and ``status``).
+"""Service-level commands: ``heatwatch run``, ``heatwatch status`` and ``heatwatch report``.
 
 Each command is a ``_<name>(args)`` handler plus a ``_add_<name>(sub)`` parser builder; ``register``
 lists them, so adding ``run``/``status`` is two functions and one line.
@@ -7,8 +7,13 @@ lists them, so adding ``run``/``status`` is two functions and one line.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from heatwatch.app import App, setup_logging
 from heatwatch.cli import UsageError
@@ -57,5 +62,97 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=_report)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from collector.cli import install_stop_signals
+    from heatwatch.service import Service
+
+    app = App.from_args(args)
+    setup_logging(app.cfg)
+    registry = app.registry
+    if not registry.homes and ("analytics" in app.cfg.run.parts or "collector" in app.cfg.run.parts):
+        raise UsageError("the registry has no homes; set [registry] homes_csv (and stations_csv) in the config")
+    store = app.open_store()
+    stop = threading.Event()
+    install_stop_signals(stop)
+    service = Service(app.cfg, registry, store).start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        logging.getLogger("heatwatch.run").info("stopping: flushing, acknowledging, shutting the scheduler down")
+        service.stop()
+        store.close()
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run", help="collector + scheduled analytics + control + alerts in one process",
+        description="Runs the parts in [run] parts (collector, analytics, control) until SIGTERM/SIGINT, then stops "
+                    "cleanly: stop consuming, store and acknowledge what was received, shut the scheduler down. "
+                    "Health: <data_dir>/status.json, and /healthz + /status when [run] http_port is set.",
+    )
+    p.set_defaults(handler=_run)
+
+
+def _fmt_status(snap: dict[str, Any] | None, source: str, stale: bool, probes: dict[str, tuple[bool, str]]) -> list[str]:
+    lines = []
+    if snap is None:
+        lines.append(f"service      not running (no status at {source})")
+    else:
+        state = "STALE — not updated for a while; the service may have died" if stale and snap.get("state") == "running" \
+            else snap.get("state", "?")
+        lines.append(f"service      {state} (pid {snap.get('pid')}, since {snap.get('started_at')}, updated {snap.get('updated_at')})")
+        lines.append(f"parts        {', '.join(snap.get('parts', []))}")
+        if "ingest" in snap:
+            i, sp = snap["ingest"], snap.get("spool", {})
+            lines.append(f"ingest       {i['rate_per_s']} readings/s; {i['stored']} stored, {i['rejected']} rejected, "
+                         f"queue {i['queue_depth']}")
+            lines.append(f"spool        {sp.get('batches', 0)} batches, {sp.get('readings', 0)} readings waiting for the store")
+        la = snap.get("last_analysis")
+        if la:
+            lines.append(f"analysis     {la['at']}: {la['communities']} communities ({la['cold_communities']} cold), "
+                         f"{la['homes_below_standard']} homes below standard, {la['duration_s']} s")
+        for j in snap.get("next_jobs", [])[:8]:
+            lines.append(f"next job     {j['next_run']}  {j['name']}")
+        if "rechecks_pending" in snap:
+            lines.append(f"rechecks     {len(snap['rechecks_pending'])} pending; proposals open {snap.get('proposals_open')}, "
+                         f"alerts open {snap.get('alerts_open')}")
+        if snap.get("job_errors"):
+            lines.append(f"job errors   {snap['job_errors']}")
+    for name, (ok, detail) in probes.items():
+        lines.append(f"{name:<12} {'OK  ' if ok else 'DOWN'} {detail}")
+    return lines
+
+
+def _status(args: argparse.Namespace) -> int:
+    from heatwatch.status import is_stale, probe_broker, probe_store, read_snapshot
+
+    app = App.from_args(args)
+    snap, source = read_snapshot(app.cfg)
+    stale = snap is not None and is_stale(snap, utc_now(), float(snap.get("status_interval_s", app.cfg.run.status_interval_s)))
+    probes = {"broker": probe_broker(app.cfg), "store": probe_store(app.cfg)}
+    running = snap is not None and snap.get("state") == "running" and not stale
+    ok = running and all(p[0] for p in probes.values())
+    if args.json:
+        print(json.dumps({"ok": ok, "running": running, "stale": stale, "source": source, "service": snap,
+                          "probes": {k: {"ok": v[0], "detail": v[1]} for k, v in probes.items()}}, ensure_ascii=False))
+    else:
+        print("\n".join(_fmt_status(snap, source, stale, probes)))
+    if not ok:
+        print("heatwatch: not healthy" + ("" if running else " (no running service)"), file=sys.stderr)
+    return 0 if ok else 1
+
+
+def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", help="is the service running; broker and store connectivity, ingest rate, spool, next jobs",
+                       description="Reads the running service's status (HTTP when [run] http_port is set, else "
+                                   "<data_dir>/status.json) and probes the broker and the store. Exit 0 when healthy, 1 when not.")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_status)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_run(sub)
+    _add_status(sub)
     _add_report(sub)
