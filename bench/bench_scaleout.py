@@ -1,0 +1,65 @@
+"""Benchmark: collectors on a shared subscription — 2 processes vs 1 draining the same backlog (issue 7).
+
+    .venv/bin/python bench/bench_scaleout.py [--messages N]
+
+Each set of collectors shares ``$share/<group>/heat/#`` (HEATWATCH_MQTT_SHARED_GROUP); their persistent
+sessions exist before the backlog is published, so Mosquitto splits the backlog between them and every
+process drains its share into influxd. Goal: ≥ 1.7×. On 2 cores the broker, influxd and the collectors
+share the CPUs, so the ratio also shows how much room the machine leaves. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    collector_env,
+    create_session,
+    emit,
+    influx_count,
+    machine,
+    publish_backlog,
+    servers,
+    start_collector,
+    stop,
+    wait_count,
+)
+
+
+def drain(tmp: Path, broker: Any, influx: Any, n: int, procs: int) -> dict[str, Any]:
+    db, group = f"scale{procs}", f"g{procs}"
+    envs = [collector_env(tmp, broker, influx, f"bench-share{procs}-{k}", HEATWATCH_MQTT_SHARED_GROUP=group,
+                          HEATWATCH_INFLUXDB1_DATABASE=db) for k in range(procs)]
+    for k, env in enumerate(envs):
+        create_session(env, tmp / f"share{procs}-{k}.log")
+    publish_backlog(broker.port, n, time.time() - 3600, client_id=f"pub-share{procs}")
+    running = [start_collector(env, tmp / f"share{procs}-{k}.log") for k, env in enumerate(envs)]
+    try:
+        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), n)
+    finally:
+        for p in running:
+            stop(p)
+    return {"per_s": round((n - n_first) / (t_done - t_first)), "stored": influx_count(influx, db)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=100_000)
+    args = ap.parse_args()
+    with servers() as (tmp, broker, influx):
+        one = drain(tmp, broker, influx, args.messages, 1)
+        two = drain(tmp, broker, influx, args.messages, 2)
+    ratio = round(two["per_s"] / one["per_s"], 3)
+    emit({"bench": "scaleout", "messages": args.messages, "one_collector_per_s": one["per_s"], "two_collectors_per_s": two["per_s"],
+          "ratio": ratio, "stored": [one["stored"], two["stored"]], "goal_ratio>=1.7": ratio >= 1.7, "machine": machine()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
