@@ -141,6 +141,8 @@ def test_collectors_share_a_subscription_with_distinct_client_ids() -> None:
     assert len(set(ids)) == len(ids)
     assert services["collector-a"]["command"] == services["collector-b"]["command"] == ["collect"]
     assert services["controller"]["command"] == ["run"]
+    # the controller must not be a third, unshared collector
+    assert load_config(environ=_environment(services["controller"])).run.parts == ("analytics", "control")
     # spools must not be shared between replicas
     data = [v for n in ("collector-a", "collector-b") for v in services[n]["volumes"] if v.endswith(":/var/lib/heatwatch")]
     assert len(set(data)) == 2
