@@ -162,3 +162,36 @@ def wait_count(count: Any, target: int, timeout: float = 900, poll_s: float = 0.
             return t_first, now, n_first
         time.sleep(poll_s)
     raise TimeoutError(f"count stuck below {target}")
+
+
+def rate(total: int, n_first: int, t_first: float, t_done: float, t_spawn: float) -> int:
+    """Readings/s from the first stored to the last; for a drain shorter than the poll resolution,
+    from the process start (start-up included, so an underestimate — use larger backlogs)."""
+    if t_done - t_first >= 0.5:
+        return round((total - n_first) / (t_done - t_first))
+    return round(total / (t_done - t_spawn))
+
+
+class CpuMeter:
+    """CPU seconds used by processes between ``start()`` and ``stop()``: per-reading cost, and whether a
+    process was CPU-bound (≈1.0 of a core for one Python process under the GIL) or waiting on others."""
+
+    def __init__(self, **pids: int) -> None:
+        import psutil
+
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.t0 = time.perf_counter()
+        self.c0 = {name: self._cpu(p) for name, p in self.procs.items()}
+
+    @staticmethod
+    def _cpu(p: Any) -> float:
+        try:
+            t = p.cpu_times()
+            return float(t.user + t.system)
+        except Exception:  # the process ended: count nothing more
+            return 0.0
+
+    def cores(self) -> dict[str, float]:
+        """Average cores used by each process since construction."""
+        wall = time.perf_counter() - self.t0
+        return {name: round((self._cpu(p) - self.c0[name]) / wall, 2) for name, p in self.procs.items()}

@@ -1,7 +1,8 @@
 """The ceiling for a Python consumer: a paho-mqtt subscriber that only counts (and PUBACKs) messages.
 
-    python bench/_paho_count.py PORT CLIENT_ID TOPIC QOS N [--session-only]
-Prints {"n", "seconds", "per_s"} measured from the first to the N-th message.
+    python bench/_paho_count.py PORT CLIENT_ID TOPIC QOS N [--session-only] [--v5] [--fast]
+Prints {"n", "seconds", "per_s"} measured from the first to the N-th message. ``--v5`` speaks MQTT 5
+(as the collector does; default 3.1.1), ``--fast`` uses the collector's FastClient receive path.
 """
 
 from __future__ import annotations
@@ -10,17 +11,28 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collector.fastsock import FastClient
 
 
 def main() -> int:
     port, cid, topic, qos, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     session_only = "--session-only" in sys.argv
-    c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311,
-                    clean_session=False)
+    v5 = "--v5" in sys.argv
+    cls = FastClient if "--fast" in sys.argv else mqtt.Client
+    if v5:
+        c = cls(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+    else:
+        c = cls(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311, clean_session=False)
     count = [0]
     t = [0.0, 0.0]
     done = threading.Event()
@@ -41,7 +53,12 @@ def main() -> int:
             done.set()
 
     c.on_connect, c.on_subscribe, c.on_message = on_connect, on_subscribe, on_message
-    c.connect("127.0.0.1", port, keepalive=60)
+    if v5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        c.connect("127.0.0.1", port, keepalive=60, clean_start=False, properties=props)
+    else:
+        c.connect("127.0.0.1", port, keepalive=60)
     c.loop_start()
     if session_only:
         subscribed.wait(10)

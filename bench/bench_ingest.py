@@ -35,6 +35,7 @@ from _common import (
     influx_count,
     machine,
     publish_backlog,
+    rate,
     reading_payload,
     servers,
     start_collector,
@@ -82,12 +83,13 @@ def collector_drain(tmp: Path, broker: Any, influx: Any, n_messages: int, batch:
     create_session(env, log)
     publish_backlog(broker.port, n_messages, time.time() - 3600 - batch * 10, batch=batch, client_id=f"pub-{cid}")
     readings = n_messages * batch
+    t_spawn = time.perf_counter()
     proc = start_collector(env, log)
     try:
-        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), readings)
+        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), readings, poll_s=0.05)
     finally:
         stop(proc)
-    return {"readings": readings, "per_s": round((readings - n_first) / (t_done - t_first))}
+    return {"readings": readings, "per_s": rate(readings, n_first, t_first, t_done, t_spawn)}
 
 
 def influx_ceiling(influx: Any, readings: int, db: str = "ceiling", batch_lines: int = 5000, writers: int = 2) -> int:

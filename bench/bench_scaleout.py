@@ -25,6 +25,7 @@ from _common import (
     influx_count,
     machine,
     publish_backlog,
+    rate,
     servers,
     start_collector,
     stop,
@@ -39,13 +40,14 @@ def drain(tmp: Path, broker: Any, influx: Any, n: int, procs: int) -> dict[str, 
     for k, env in enumerate(envs):
         create_session(env, tmp / f"share{procs}-{k}.log")
     publish_backlog(broker.port, n, time.time() - 3600, client_id=f"pub-share{procs}")
+    t_spawn = time.perf_counter()
     running = [start_collector(env, tmp / f"share{procs}-{k}.log") for k, env in enumerate(envs)]
     try:
-        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), n)
+        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), n, poll_s=0.05)
     finally:
         for p in running:
             stop(p)
-    return {"per_s": round((n - n_first) / (t_done - t_first)), "stored": influx_count(influx, db)}
+    return {"per_s": rate(n, n_first, t_first, t_done, t_spawn), "stored": influx_count(influx, db)}
 
 
 def main() -> int:

@@ -9,7 +9,6 @@ thread blocks, TCP pushes back), and a bounded spool (when full, we stop acknowl
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import Counter
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 
 from collector.codec import Codec, Reject
 from collector.deadletter import deadletter, deadletter_topic
+from collector.handover import Handover
 from collector.spool import Spool
 from collector.topics import subscriptions
 from collector.transport import Inbound, Subscriber
@@ -31,6 +31,7 @@ from heatwatch.timeutil import Clock, to_ns, utc_now
 log = logging.getLogger("heatwatch.collector")
 
 IDLE_FLUSH_S = 0.005  # a pause this long means the broker is waiting for our acks: flush now
+FILL_POLL_S = 0.001  # while a batch fills, look this often (not per message: see collector/handover.py)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Collector:
         c = cfg.collector
         self.collector_id = c.collector_id or cfg.mqtt.client_id
         self.spool = Spool(cfg.spool_dir, int(c.spool_max_mb * 1024 * 1024))
-        self.queue: queue.Queue[Inbound] = queue.Queue(maxsize=c.queue_max)
+        self.queue: Handover[Inbound] = Handover(c.queue_max)
         # flush before the broker's in-flight window (Receive Maximum) is exhausted
         self.max_batch_msgs = max(1, min(c.batch_size, cfg.mqtt.receive_maximum // 2 or 1))
         self.stats_lock = threading.Lock()
@@ -112,12 +113,7 @@ class Collector:
 
     # --- paho thread ---------------------------------------------------------------------------
     def _enqueue(self, msg: Inbound) -> None:
-        while not self._stop.is_set():
-            try:
-                self.queue.put(msg, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        self.queue.put(msg, self._stop)  # refused only on shutdown: the message stays unacked, redelivered
 
     # --- worker thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -139,19 +135,21 @@ class Collector:
 
     def _collect_batch(self) -> list[Inbound]:
         c = self.cfg.collector
-        batch: list[Inbound] = []
-        try:
-            batch.append(self.queue.get(timeout=0.2))
-        except queue.Empty:
-            return batch
-        deadline = time.monotonic() + c.batch_interval_s
+        if not self.queue.wait(0.2):
+            return []
+        batch = self.queue.take(self.max_batch_msgs)
+        last_growth = time.monotonic()
+        deadline = last_growth + c.batch_interval_s
         while len(batch) < self.max_batch_msgs:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            time.sleep(FILL_POLL_S)
+            now = time.monotonic()
+            more = self.queue.take(self.max_batch_msgs - len(batch))
+            if more:
+                batch += more
+                last_growth = now
+            elif now - last_growth >= IDLE_FLUSH_S:
                 break
-            try:
-                batch.append(self.queue.get(timeout=min(IDLE_FLUSH_S, remaining)))
-            except queue.Empty:
+            if now >= deadline:
                 break
         return batch
 
@@ -171,12 +169,7 @@ class Collector:
         for topic, payload, rej in dead:
             self.subscriber.client.publish(self._dl_topic, deadletter(topic, payload, rej, now_ns), qos=1)
             log.info("rejected %s on %s: %s", rej.code, topic, rej.reason)
-        acked = skipped = 0
-        for msg in batch:
-            if self.subscriber.ack(msg.generation, msg.mid, msg.qos):
-                acked += 1
-            else:
-                skipped += 1
+        acked, skipped = self.subscriber.ack_many(batch)
         with self.stats_lock:
             s = self.stats
             s.received += len(batch)

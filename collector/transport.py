@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import logging
 import ssl
+import struct
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from collector.fastsock import FastClient
 from heatwatch.config import Config
 
 log = logging.getLogger("heatwatch.mqtt")
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(NamedTuple):
+    """One received message (a NamedTuple: built once per message on paho's thread, so it must be cheap)."""
+
     generation: int
     mid: int
     qos: int
@@ -91,11 +93,17 @@ def resolve_protocol(cfg: Config, timeout: float = 10.0) -> str:
         return version
 
 
-def make_client(cfg: Config, client_id: str | None = None, persistent: bool = True, manual_ack: bool = False) -> mqtt.Client:
+_PUBACK = struct.Struct("!BBH")
+PUBACK = 0x40
+
+
+def make_client(
+    cfg: Config, client_id: str | None = None, persistent: bool = True, manual_ack: bool = False, fast: bool = False
+) -> mqtt.Client:
     """A configured paho client (protocol, credentials, TLS, backoff); not yet connected."""
     m = cfg.mqtt
     v5 = resolve_protocol(cfg) == "5"
-    client = mqtt.Client(
+    client = (FastClient if fast else mqtt.Client)(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id if client_id is not None else m.client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
@@ -132,7 +140,7 @@ class Subscriber:
         self.cfg = cfg
         self.filters = filters
         self.on_inbound = on_inbound
-        self.client = make_client(cfg, client_id, persistent=True, manual_ack=True)
+        self.client = make_client(cfg, client_id, persistent=True, manual_ack=True, fast=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -176,6 +184,38 @@ class Subscriber:
                 return False
             rc = self.client.ack(mid, qos)
         return rc == mqtt.MQTT_ERR_SUCCESS
+
+    def ack_many(self, messages: Sequence[Inbound]) -> tuple[int, int]:
+        """Acknowledge a stored batch: (acked, skipped). QoS-1 PUBACKs go out as one write — per-message
+        ``client.ack`` wakes paho's loop once per message, which the profile showed as a quarter of the worker."""
+        acked = skipped = 0
+        mids: list[int] = []
+        with self._lock:
+            live = self.connected.is_set()
+            for msg in messages:
+                if msg.qos == 0:
+                    acked += 1
+                elif msg.generation != self.generation or not live:
+                    skipped += 1
+                elif msg.qos == 1:
+                    mids.append(msg.mid)
+                elif self.client.ack(msg.mid, msg.qos) == mqtt.MQTT_ERR_SUCCESS:
+                    acked += 1
+                else:
+                    skipped += 1
+            if mids:
+                queue = getattr(self.client, "_packet_queue", None)
+                if queue is not None:  # paho 2.x: one "packet" holding every PUBACK
+                    blob = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
+                    ok = queue(PUBACK, blob, 0, 0) == mqtt.MQTT_ERR_SUCCESS
+                    acked, skipped = (acked + len(mids), skipped) if ok else (acked, skipped + len(mids))
+                else:
+                    for mid in mids:
+                        if self.client.ack(mid, 1) == mqtt.MQTT_ERR_SUCCESS:
+                            acked += 1
+                        else:
+                            skipped += 1
+        return acked, skipped
 
     # --- callbacks (paho network thread) -----------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
