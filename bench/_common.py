@@ -31,6 +31,7 @@ from tests.helpers import make_registry_files  # noqa: E402
 from tests.servers import Influxd, Mosquitto  # noqa: E402
 
 HOMES = 1000
+AHEAD = 20_000  # messages queued in the publisher ahead of the broker's PUBACKs
 
 
 def machine() -> dict[str, Any]:
@@ -70,27 +71,36 @@ def reading_payload(i: int, t0: float, batch: int = 1) -> tuple[str, bytes]:
 
 
 def publish_backlog(port: int, n_messages: int, t0: float, batch: int = 1, client_id: str = "bench-pub") -> float:
-    """Publish at QoS 1 and wait for every PUBACK; returns the seconds it took."""
+    """Publish at QoS 1 and wait for every PUBACK; returns the seconds it took.
+
+    At most ``AHEAD`` messages are queued in paho at a time: its message ids wrap at 65,535 and a
+    second message queued under the same id replaces the first (silently never sent)."""
     c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
     c.max_inflight_messages_set(1000)
     c.max_queued_messages_set(0)
-    acked = [0]
-    done = threading.Event()
+    acked, sent = [0], [0]
+    cond = threading.Condition()
 
     def on_publish(client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
-        acked[0] += 1
-        if acked[0] >= n_messages:
-            done.set()
+        with cond:
+            acked[0] += 1
+            cond.notify_all()
 
     c.on_publish = on_publish
     c.connect("127.0.0.1", port, keepalive=30)
     c.loop_start()
     t = time.perf_counter()
-    payloads = [reading_payload(i, t0, batch) for i in range(n_messages)]
-    for topic, body in payloads:
+    for i in range(n_messages):
+        if i - acked[0] >= AHEAD:
+            sent[0] = i
+            with cond:
+                if not cond.wait_for(lambda: sent[0] - acked[0] < AHEAD // 2, timeout=120):
+                    raise RuntimeError(f"broker stopped acknowledging at {acked[0]} of {n_messages}")
+        topic, body = reading_payload(i, t0, batch)
         c.publish(topic, body, qos=1)
-    if not done.wait(600):
-        raise RuntimeError(f"only {acked[0]} of {n_messages} backlog messages acknowledged")
+    with cond:
+        if not cond.wait_for(lambda: acked[0] >= n_messages, timeout=600):
+            raise RuntimeError(f"only {acked[0]} of {n_messages} backlog messages acknowledged")
     took = time.perf_counter() - t
     c.disconnect()
     c.loop_stop()
@@ -149,8 +159,9 @@ def influx_count(influx: Influxd, db: str = "bench", measurement: str = "indoor"
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def wait_count(count: Any, target: int, timeout: float = 900, poll_s: float = 0.25) -> tuple[float, float, int]:
-    """Poll ``count()`` until it reaches ``target``; (t_first_seen, t_done, count_at_first) in perf_counter time."""
+def wait_count(count: Any, target: int, timeout: float = 900, poll_s: float = 0.25, on_first: Any = None) -> tuple[float, float, int]:
+    """Poll ``count()`` until it reaches ``target``; (t_first_seen, t_done, count_at_first) in perf_counter time.
+    ``on_first()`` runs when the first reading is seen (start a CpuMeter there: start-up excluded)."""
     deadline = time.perf_counter() + timeout
     t_first, n_first = 0.0, 0
     while time.perf_counter() < deadline:
@@ -158,6 +169,8 @@ def wait_count(count: Any, target: int, timeout: float = 900, poll_s: float = 0.
         now = time.perf_counter()
         if n > 0 and not t_first:
             t_first, n_first = now, n
+            if on_first is not None:
+                on_first()
         if n >= target:
             return t_first, now, n_first
         time.sleep(poll_s)
@@ -182,6 +195,15 @@ class CpuMeter:
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.t0 = time.perf_counter()
         self.c0 = {name: self._cpu(p) for name, p in self.procs.items()}
+        self.busy0 = self._busy()
+
+    @staticmethod
+    def _busy() -> float:
+        """CPU seconds the whole machine spent not idle (every process, other engineers' included)."""
+        import psutil
+
+        t = psutil.cpu_times()
+        return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
     @staticmethod
     def _cpu(p: Any) -> float:
@@ -194,4 +216,6 @@ class CpuMeter:
     def cores(self) -> dict[str, float]:
         """Average cores used by each process since construction."""
         wall = time.perf_counter() - self.t0
-        return {name: round((self._cpu(p) - self.c0[name]) / wall, 2) for name, p in self.procs.items()}
+        out = {name: round((self._cpu(p) - self.c0[name]) / wall, 2) for name, p in self.procs.items()}
+        out["machine_busy"] = round((self._busy() - self.busy0) / wall, 2)
+        return out

@@ -104,10 +104,11 @@ def drain(broker: Any, influx: Any, env: dict[str, str], log: Path, readings: in
     """Start the collector on its queued backlog; readings/s into influxd and the CPU each process used."""
     t_spawn = time.perf_counter()
     proc = start_collector(env, log)
-    meter = CpuMeter(collector=proc.pid, mosquitto=broker.proc.pid, influxd=influx.proc.pid)
+    meters: list[CpuMeter] = []
     try:
-        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), readings, poll_s=0.05)
-        cores = meter.cores()
+        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), readings, poll_s=0.05, on_first=lambda: meters.append(
+            CpuMeter(collector=proc.pid, mosquitto=broker.proc.pid, influxd=influx.proc.pid)))
+        cores = meters[0].cores()
     finally:
         stop(proc)
     return {"per_s": rate(readings, n_first, t_first, t_done, t_spawn), "cores": cores}

@@ -5,7 +5,10 @@
 Each set of collectors shares ``$share/<group>/heat/#`` (HEATWATCH_MQTT_SHARED_GROUP); their persistent
 sessions exist before the backlog is published, so Mosquitto splits the backlog between them and every
 process drains its share into influxd. Goal: ≥ 1.7×. On 2 cores the broker, influxd and the collectors
-share the CPUs, so the ratio also shows how much room the machine leaves. Prints one JSON line.
+share the CPUs, so the ratio also shows how much room the machine leaves: ``cores`` gives each process's
+CPU during the drain and ``machine_busy`` the whole machine's (2.0 = saturated), and
+``readings_per_collector_cpu_s`` whether a collector's cost per reading stays the same when two share
+the load (what scale-out on more cores depends on). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    CpuMeter,
     collector_env,
     create_session,
     emit,
@@ -42,12 +46,19 @@ def drain(tmp: Path, broker: Any, influx: Any, n: int, procs: int) -> dict[str, 
     publish_backlog(broker.port, n, time.time() - 3600, client_id=f"pub-share{procs}")
     t_spawn = time.perf_counter()
     running = [start_collector(env, tmp / f"share{procs}-{k}.log") for k, env in enumerate(envs)]
+    pids = {f"collector{k}": p.pid for k, p in enumerate(running)}
+    meters: list[CpuMeter] = []
     try:
-        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), n, poll_s=0.05)
+        t_first, t_done, n_first = wait_count(lambda: influx_count(influx, db), n, poll_s=0.05, on_first=lambda: meters.append(
+            CpuMeter(**pids, mosquitto=broker.proc.pid, influxd=influx.proc.pid)))
+        cores = meters[0].cores()
     finally:
         for p in running:
             stop(p)
-    return {"per_s": rate(n, n_first, t_first, t_done, t_spawn), "stored": influx_count(influx, db)}
+    per_s = rate(n, n_first, t_first, t_done, t_spawn)
+    collector_cores = sum(v for k, v in cores.items() if k.startswith("collector"))
+    return {"per_s": per_s, "stored": influx_count(influx, db), "cores": cores,
+            "readings_per_collector_cpu_s": round(per_s / collector_cores) if collector_cores else None}
 
 
 def main() -> int:
@@ -59,7 +70,10 @@ def main() -> int:
         two = drain(tmp, broker, influx, args.messages, 2)
     ratio = round(two["per_s"] / one["per_s"], 3)
     emit({"bench": "scaleout", "messages": args.messages, "one_collector_per_s": one["per_s"], "two_collectors_per_s": two["per_s"],
-          "ratio": ratio, "stored": [one["stored"], two["stored"]], "goal_ratio>=1.7": ratio >= 1.7, "machine": machine()})
+          "ratio": ratio, "stored": [one["stored"], two["stored"]], "goal_ratio>=1.7": ratio >= 1.7,
+          "one_cores": one["cores"], "two_cores": two["cores"],
+          "readings_per_collector_cpu_s": [one["readings_per_collector_cpu_s"], two["readings_per_collector_cpu_s"]],
+          "machine": machine()})
     return 0
 
 
