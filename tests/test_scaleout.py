@@ -1,0 +1,119 @@
+"""Scale-out: three `heatwatch collect` processes on one MQTT shared subscription split the stream between
+them, and every reading is stored exactly once with its exact value (real Mosquitto, real influxd).
+
+Speed is measured in bench/bench_scaleout.py, not asserted here.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from heatwatch import schema
+from heatwatch.config import load_config
+from heatwatch.storage import open_store
+from heatwatch.timeutil import utc_now
+from tests.helpers import Publisher, make_registry_files
+from tests.servers import Influxd, Mosquitto
+
+N = 20_000
+HOMES = 500
+COLLECTORS = 3
+pytestmark = [pytest.mark.mosquitto, pytest.mark.influxd]
+
+
+def _env(tmp: Path, broker: Mosquitto, influx: Influxd, homes_csv: Path, k: int, prefix: str) -> dict[str, str]:
+    env = {key: v for key, v in os.environ.items() if not key.startswith("HEATWATCH_")}
+    env.update({
+        "HEATWATCH_MQTT_PORT": str(broker.port),
+        "HEATWATCH_MQTT_CLIENT_ID": f"{prefix}-collector-{k}",
+        "HEATWATCH_MQTT_TOPIC_PREFIX": prefix,
+        "HEATWATCH_MQTT_SHARED_GROUP": f"{prefix}-collectors",
+        "HEATWATCH_STORAGE_BACKEND": "influxdb1",
+        "HEATWATCH_INFLUXDB1_URL": influx.url,
+        "HEATWATCH_INFLUXDB1_DATABASE": prefix,
+        "HEATWATCH_GENERAL_DATA_DIR": str(tmp / f"data-{k}"),
+        "HEATWATCH_GENERAL_LOG_LEVEL": "INFO",
+        "HEATWATCH_REGISTRY_HOMES_CSV": str(homes_csv),
+        "HEATWATCH_COLLECTOR_METRICS_INTERVAL_S": "1",
+    })
+    return env
+
+
+def _final_snapshot(log: Path) -> dict[str, object]:
+    """The counters a collector logs as it stops (``collector stopped: {...}``)."""
+    lines = [ln for ln in log.read_text(encoding="utf-8").splitlines() if "collector stopped: " in ln]
+    assert lines, f"no shutdown line in {log}"
+    return dict(ast.literal_eval(lines[-1].split("collector stopped: ", 1)[1]))
+
+
+def _wait_log(log: Path, pattern: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and re.search(pattern, log.read_text(encoding="utf-8", errors="replace")):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} not in {log} after {timeout} s")
+
+
+def test_three_collectors_share_the_stream_and_store_every_reading_once(
+    tmp_path: Path, mosquitto: Mosquitto, influxd: Influxd
+) -> None:
+    prefix = f"so{os.getpid()}{tmp_path.name[-4:]}".replace("_", "")
+    homes_csv, _ = make_registry_files(tmp_path, HOMES)
+    envs = [_env(tmp_path, mosquitto, influxd, homes_csv, k, prefix) for k in range(COLLECTORS)]
+    logs = [tmp_path / f"collector-{k}.log" for k in range(COLLECTORS)]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for env, log in zip(envs, logs, strict=True):
+            out = log.open("ab")
+            procs.append(subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "collect"], env=env, stdout=out, stderr=out))
+        for log in logs:
+            _wait_log(log, r"MQTT connected")
+        time.sleep(1.0)  # every SUBSCRIBE to the shared group acknowledged
+
+        pub = Publisher(mosquitto.port, f"{prefix}-publisher", max_inflight=500)
+        t0 = utc_now().timestamp() - 3600
+        expected: dict[tuple[str, int], float] = {}
+        for i in range(N):
+            hid = f"H{i % HOMES:06d}"
+            ts = t0 + (i // HOMES) * 60 + (i % HOMES) * 0.001
+            temp = round(12.0 + (i * 7919 % 1300) / 100, 2)
+            expected[(hid, round(ts * 1e6) * 1000)] = temp
+            pub.publish(f"{prefix}/indoor/{hid}", {"ts": ts, "temp_c": temp})
+        pub.wait_all(N, timeout=120)
+        pub.close()
+
+        store = open_store(load_config(environ=envs[0]))
+        start, end = utc_now() - timedelta(hours=2), utc_now()
+        deadline = time.monotonic() + 60
+        while store.count(schema.INDOOR, start, end) < N and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        codes = [p.wait(60) for p in procs]
+    assert codes == [0] * COLLECTORS
+
+    df = store.query(schema.INDOOR, start, end)
+    store.close()
+    got = {(h, int(t.value)): float(v) for h, t, v in zip(df["home_id"], df["time"], df["temp_c"], strict=True)}
+    assert len(df) == N, f"stored {len(df)} of {N}"
+    assert set(got) == set(expected)
+    wrong = [k for k, v in expected.items() if got[k] != v]
+    assert not wrong, f"{len(wrong)} readings stored with other values, e.g. {wrong[:3]}"
+
+    snaps = [_final_snapshot(log) for log in logs]
+    received = [int(s["readings"]) for s in snaps]  # type: ignore[call-overload]
+    assert sum(received) == N, f"each message goes to exactly one collector of the group: {received}"
+    assert all(int(s["acked"]) == int(s["received"]) for s in snaps), snaps  # type: ignore[call-overload]
+    assert all(r >= N // (COLLECTORS * 4) for r in received), f"load not split: {received}"
