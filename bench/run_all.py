@@ -1,8 +1,9 @@
-"""Run every benchmark (``make bench``) and print their JSON lines and a Markdown summary table.
+"""Run every benchmark (``make bench``): print each one's JSON line, then a Markdown summary table.
 
-    .venv/bin/python bench/run_all.py [--quick]
+    .venv/bin/python bench/run_all.py [--quick] [--only NAME ...]
 
-``--quick`` uses smaller sizes (a smoke run, not numbers for docs/PERFORMANCE.md).
+``--quick`` uses smaller sizes (a smoke run, not numbers for docs/PERFORMANCE.md). The benchmarks
+run one after another, never side by side: on 2 cores they would measure each other.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,14 +35,49 @@ QUICK = [
     ["bench_memory.py", "--messages", "50000"],
 ]
 
+Row = tuple[str, str, str]  # measured, goal, met
+
+
+def _ingest(r: dict[str, Any]) -> list[Row]:
+    return [
+        (f"collector 1 reading/msg {r['collector_single_per_s']:,}/s = {r['collector_single_vs_paho_count_v5']}× stock paho "
+         f"counter MQTT 5 ({r['paho_count_v5_qos1_per_s']:,}/s; 3.1.1: {r['paho_count_311_qos1_per_s']:,}/s; "
+         f"mosquitto_sub {r['mosquitto_sub_qos1_per_s']:,}/s)", "≥ 0.8×", _yes(r["goals"]["single_vs_paho_v5>=0.8"])),
+        (f"collector 100 readings/msg {r['collector_batch100_readings_per_s']:,} readings/s = {r['collector_batch100_vs_influxd']}× "
+         f"influxd's own ceiling ({r['influxd_ceiling_readings_per_s']:,}/s)", "≥ 100,000/s",
+         _yes(r["goals"]["batch100>=100k/s"])),
+    ]
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+SUMMARY: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "sim_step": lambda r: [(f"{r['homes']:,} homes: median {r['median_ms']} ms, p95 {r['p95_ms']} ms", f"≤ {r['goal_ms']} ms",
+                            _yes(r["meets_goal"]))],
+    "analytics": lambda r: [(f"{r['homes']:,} homes × {r['hours']} h: {r['analytics_median_ms']} ms = {r['ratio']}× numpy lower bound",
+                             f"≤ {r['goal_ratio']}×", _yes(r["meets_goal"]))],
+    "ingest": _ingest,
+    "scaleout": lambda r: [(f"2 collectors {r['two_collectors_per_s']:,}/s vs 1 {r['one_collector_per_s']:,}/s = {r['ratio']}× "
+                            f"(machine busy {r['two_cores'].get('machine_busy')} of 2 cores)", "≥ 1.7×", _yes(r["goal_ratio>=1.7"]))],
+    "latency": lambda r: [(f"at {r['actual_rate_per_s']:,} readings/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms", "report", "—")],
+    "memory": lambda r: [(f"{r['backlog_messages']:,}-message backlog: RSS max {r['rss_max_mb']} MB, "
+                          f"idle after {r['rss_idle_after_mb']} MB",
+                          "≤ 150 MB, bounded", _yes(r["goal_rss<=150mb"]))],
+}
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", nargs="*", help="bench names, e.g. ingest scaleout")
     args = ap.parse_args()
-    rows = []
+    rows: list[tuple[str, dict[str, Any]]] = []
     failed = 0
     for cmd in QUICK if args.quick else FULL:
+        if args.only and cmd[0].removeprefix("bench_").removesuffix(".py") not in args.only:
+            continue
         print(f"$ {sys.executable} bench/{' '.join(cmd)}", file=sys.stderr, flush=True)
         r = subprocess.run([sys.executable, str(HERE / cmd[0]), *cmd[1:]], capture_output=True, text=True)
         if r.returncode != 0:
@@ -49,10 +87,14 @@ def main() -> int:
         line = r.stdout.strip().splitlines()[-1]
         print(line, flush=True)
         rows.append((" ".join(cmd), json.loads(line)))
-    print("\n| benchmark | result |\n| --- | --- |")
+    print("\n| benchmark | measured | goal | met |\n| --- | --- | --- | --- |")
     for name, res in rows:
-        keep = {k: v for k, v in res.items() if k not in ("machine", "bench")}
-        print(f"| `{name}` | {json.dumps(keep, ensure_ascii=False)} |")
+        summarise = SUMMARY.get(str(res.get("bench")))
+        if summarise is None:
+            print(f"| `{name}` | {json.dumps(res, ensure_ascii=False)} | | |")
+            continue
+        for measured, goal, met in summarise(res):
+            print(f"| `{name}` | {measured} | {goal} | {met} |")
     return 1 if failed else 0
 
 
