@@ -159,14 +159,18 @@ def influx_count(influx: Influxd, db: str = "bench", measurement: str = "indoor"
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def wait_count(count: Any, target: int, timeout: float = 900, poll_s: float = 0.25, on_first: Any = None) -> tuple[float, float, int]:
+def wait_count(count: Any, target: int, timeout: float = 900, poll_s: float = 0.25, on_first: Any = None,
+               samples: list[tuple[float, int]] | None = None) -> tuple[float, float, int]:
     """Poll ``count()`` until it reaches ``target``; (t_first_seen, t_done, count_at_first) in perf_counter time.
-    ``on_first()`` runs when the first reading is seen (start a CpuMeter there: start-up excluded)."""
+    ``on_first()`` runs when the first reading is seen (start a CpuMeter there: start-up excluded);
+    ``samples`` collects every (time, count) polled, for ``mid_rate``."""
     deadline = time.perf_counter() + timeout
     t_first, n_first = 0.0, 0
     while time.perf_counter() < deadline:
         n = count()
         now = time.perf_counter()
+        if samples is not None:
+            samples.append((now, n))
         if n > 0 and not t_first:
             t_first, n_first = now, n
             if on_first is not None:
@@ -219,3 +223,13 @@ class CpuMeter:
         out = {name: round((self._cpu(p) - self.c0[name]) / wall, 2) for name, p in self.procs.items()}
         out["machine_busy"] = round((self._busy() - self.busy0) / wall, 2)
         return out
+
+
+def mid_rate(samples: list[tuple[float, int]], total: int, lo: float = 0.1, hi: float = 0.9) -> int | None:
+    """Readings/s between the polls that first saw ``lo`` and ``hi`` of ``total`` stored: the steady drain,
+    without the start-up of processes that began a little apart nor the tail. None when too short to tell."""
+    a = next(((t, n) for t, n in samples if n >= lo * total), None)
+    b = next(((t, n) for t, n in samples if n >= hi * total), None)
+    if a is None or b is None or b[0] - a[0] < 0.5:
+        return None
+    return round((b[1] - a[1]) / (b[0] - a[0]))
