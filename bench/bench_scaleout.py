@@ -15,6 +15,7 @@ the load (what scale-out on more cores depends on). Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,8 @@ def main() -> int:
     emit({"bench": "scaleout", "messages": args.messages, "one_collector_per_s": one["per_s"], "two_collectors_per_s": two["per_s"],
           "ratio": ratio, "stored": [one["stored"], two["stored"]], "goal_ratio>=1.7": ratio >= 1.7,
           "one_cores": one["cores"], "two_cores": two["cores"],
+          # the best ratio this machine allows: all its cores busy at the 1-collector run's cost per reading
+          "machine_bound_ratio": round((os.cpu_count() or 1) / one["cores"]["machine_busy"], 2),
           "readings_per_collector_cpu_s": [one["readings_per_collector_cpu_s"], two["readings_per_collector_cpu_s"]],
           "machine": machine()})
     return 0

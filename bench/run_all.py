@@ -60,7 +60,8 @@ SUMMARY: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
                              f"≤ {r['goal_ratio']}×", _yes(r["meets_goal"]))],
     "ingest": _ingest,
     "scaleout": lambda r: [(f"2 collectors {r['two_collectors_per_s']:,}/s vs 1 {r['one_collector_per_s']:,}/s = {r['ratio']}× "
-                            f"(machine busy {r['two_cores'].get('machine_busy')} of 2 cores)", "≥ 1.7×", _yes(r["goal_ratio>=1.7"]))],
+                            f"(machine busy {r['two_cores'].get('machine_busy')} of 2 cores; "
+                            f"the machine allows ≤ {r.get('machine_bound_ratio')}×)", "≥ 1.7×", _yes(r["goal_ratio>=1.7"]))],
     "latency": lambda r: [(f"at {r['actual_rate_per_s']:,} readings/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms", "report", "—")],
     "memory": lambda r: [(f"{r['backlog_messages']:,}-message backlog: RSS max {r['rss_max_mb']} MB, "
                           f"idle after {r['rss_idle_after_mb']} MB",
