@@ -89,6 +89,8 @@ def main() -> int:
     ap.add_argument("--gil", action="store_true", help="only the thread holding the GIL (what the one usable core is spent on)")
     args = ap.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        sys.exit("py-spy not found: .venv/bin/pip install -e '.[bench]'")
     with servers() as (tmp, broker, influx), tempfile.TemporaryDirectory() as d:
         assert influx is not None
         env = collector_env(tmp, broker, influx, "bench-prof", HEATWATCH_INFLUXDB1_DATABASE="prof")
