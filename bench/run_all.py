@@ -88,6 +88,8 @@ def main() -> int:
         line = r.stdout.strip().splitlines()[-1]
         print(line, flush=True)
         rows.append((" ".join(cmd), json.loads(line)))
+    if args.quick:
+        print("\n(--quick: smoke-test sizes; drains this short include process start-up — not numbers to record)")
     print("\n| benchmark | measured | goal | met |\n| --- | --- | --- | --- |")
     for name, res in rows:
         summarise = SUMMARY.get(str(res.get("bench")))

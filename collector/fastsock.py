@@ -88,6 +88,22 @@ class InboundMessage(mqtt.MQTTMessage):
         self.info = _INBOUND_INFO  # never waited on: inbound messages are not published by us
 
 
+def plain_publish(header: int, pkt: bytes | bytearray, v5: bool) -> InboundMessage | None:
+    """A QoS 0/1 PUBLISH without MQTT 5 properties as a message; None for anything else (paho decodes it)."""
+    qos = (header & 0x06) >> 1
+    if qos == 2 or len(pkt) < 2:
+        return None
+    pos = topic_end = 2 + ((pkt[0] << 8) | pkt[1])
+    if qos:
+        pos += 2
+    if v5:
+        pos += 1  # the properties length: must be 0 here
+    if len(pkt) < pos or (topic_end == 2 and not v5) or (v5 and pkt[pos - 1] != 0):
+        return None
+    mid = (pkt[topic_end] << 8) | pkt[topic_end + 1] if qos else 0
+    return InboundMessage(mid, bytes(pkt[2:topic_end]), qos, bool(header & 0x08), bool(header & 0x01), bytes(pkt[pos:]))
+
+
 class FastClient(mqtt.Client):
     """paho's ``Client`` with the receive path above; everything else (and the public API) unchanged."""
 
@@ -112,29 +128,12 @@ class FastClient(mqtt.Client):
 
     def _handle_publish(self) -> mqtt.MQTTErrorCode:
         header: int = self._in_packet["command"]
-        pkt = self._in_packet["packet"]
-        qos = (header & 0x06) >> 1
-        v5 = self._protocol == mqtt.MQTTv5
-        try:
-            if qos == 2:
-                raise IndexError
-            pos = 2 + ((pkt[0] << 8) | pkt[1])
-            topic = bytes(pkt[2:pos])
-            mid = 0
-            if qos:
-                mid = (pkt[pos] << 8) | pkt[pos + 1]
-                pos += 2
-            if v5:
-                if pkt[pos] != 0:  # properties present: let paho parse them
-                    raise IndexError
-                pos += 1
-            if len(pkt) < pos or (not topic and not v5):
-                raise IndexError
-        except IndexError:
+        msg = plain_publish(header, self._in_packet["packet"], self._protocol == mqtt.MQTTv5)
+        if msg is None:
             return super()._handle_publish()
-        self._handle_on_message(InboundMessage(mid, topic, qos, bool(header & 0x08), bool(header & 0x01), bytes(pkt[pos:])))
-        if qos == 1 and not self._manual_ack:
-            return self._send_puback(mid)
+        self._handle_on_message(msg)
+        if msg.qos == 1 and not self._manual_ack:
+            return self._send_puback(msg.mid)
         return mqtt.MQTT_ERR_SUCCESS
 
     def message_callback_add(self, sub: str, callback: Any) -> None:

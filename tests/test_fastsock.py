@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 
@@ -12,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.fastsock import BufferedSocket, FastClient
+from collector.fastsock import BufferedSocket, FastClient, plain_publish
 from tests.servers import Mosquitto
 
 
@@ -83,3 +84,23 @@ def test_fast_client_receives_what_was_published(mosquitto: Mosquitto, protocol:
     sub.disconnect()
     sub.loop_stop()
     assert sorted(got, key=repr) == sorted(expected, key=repr)
+
+
+def _publish_body(topic: bytes, mid: int, qos: int, props: bytes | None, payload: bytes) -> bytes:
+    body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"")
+    return body + (props if props is not None else b"") + payload
+
+
+def test_plain_publish_decodes_only_what_it_may() -> None:
+    t = b"heat/indoor/H1"
+    m = plain_publish(0x32, _publish_body(t, 7, 1, b"\x00", b"{}"), v5=True)
+    assert m is not None and (m.mid, m.topic, m.qos, m.payload, m.retain, m.dup) == (7, "heat/indoor/H1", 1, b"{}", False, False)
+    m = plain_publish(0x3B, _publish_body(t, 65535, 1, None, b""), v5=False)  # dup + retain, QoS 1, empty payload
+    assert m is not None and (m.mid, m.payload, m.retain, m.dup) == (65535, b"", True, True)
+    m = plain_publish(0x30, _publish_body(t, 0, 0, None, b"x"), v5=False)
+    assert m is not None and (m.mid, m.qos, m.payload) == (0, 0, b"x")
+    assert plain_publish(0x32, _publish_body(t, 7, 1, b"\x03\x23\x00\x01", b"{}"), v5=True) is None  # properties: paho's path
+    assert plain_publish(0x34, _publish_body(t, 7, 2, b"\x00", b"{}"), v5=True) is None  # QoS 2: paho's path
+    assert plain_publish(0x32, b"\x00", v5=True) is None  # truncated
+    assert plain_publish(0x32, _publish_body(t, 7, 1, None, b"")[:-1], v5=False) is None
+    assert plain_publish(0x30, _publish_body(b"", 0, 0, None, b"x"), v5=False) is None  # empty topic is malformed in 3.1.1
