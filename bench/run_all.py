@@ -29,8 +29,8 @@ FULL = [
 QUICK = [
     ["bench_sim_step.py", "--homes", "10000"],
     ["bench_analytics.py", "--homes", "100000", "--repeat", "1"],
-    ["bench_ingest.py", "--messages", "10000", "--batch-readings", "50000"],
-    ["bench_scaleout.py", "--messages", "10000"],
+    ["bench_ingest.py", "--messages", "30000", "--batch-readings", "200000"],
+    ["bench_scaleout.py", "--messages", "40000"],
     ["bench_latency.py", "--seconds", "5"],
     ["bench_memory.py", "--messages", "50000"],
 ]
