@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_memory.py [--messages 1000000]
 
-RSS of the ``heatwatch collect`` process (psutil, every 0.25 s): idle steady state, then while it
-drains a backlog of N QoS-1 messages queued for its persistent session. Flow control (Receive
+RSS of the ``heatwatch collect`` process (psutil): idle with nothing queued (``rss_idle_before_mb``),
+then every 0.25 s while it drains a backlog of N QoS-1 messages queued for its persistent session,
+and idle again after it. Flow control (Receive
 Maximum / max inflight) and the bounded internal queue must keep it flat. Goal: ≤ 150 MB and bounded.
 Prints one JSON line.
 """
@@ -22,7 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
     collector_env,
-    create_session,
     emit,
     influx_count,
     machine,
@@ -45,7 +45,11 @@ def main() -> int:
         assert influx is not None
         env = collector_env(tmp, broker, influx, "bench-mem", HEATWATCH_INFLUXDB1_DATABASE="mem")
         log = tmp / "mem.log"
-        create_session(env, log)
+        # first run: creates the persistent session, and gives the steady RSS with nothing to do
+        first = start_collector(env, log)
+        time.sleep(4)
+        rss_before = psutil.Process(first.pid).memory_info().rss / MB
+        stop(first)
         pub_s = publish_backlog(broker.port, n, time.time() - 3 * 3600, client_id="pub-mem")
         proc = start_collector(env, log)
         ps = psutil.Process(proc.pid)
@@ -76,7 +80,8 @@ def main() -> int:
     emit({
         "bench": "memory", "backlog_messages": n, "backlog_publish_s": round(pub_s, 1),
         "drain_per_s": round((n - n_first) / (t_done - t_first)),
-        "rss_max_mb": round(max(rss), 1), "rss_idle_after_mb": round(sum(idle) / len(idle), 1),
+        "rss_idle_before_mb": round(rss_before, 1), "rss_max_mb": round(max(rss), 1),
+        "rss_idle_after_mb": round(sum(idle) / len(idle), 1),
         "rss_first_quarter_max_mb": round(max(rss[:quarter]), 1), "rss_last_quarter_max_mb": round(max(rss[-quarter:]), 1),
         "goal_rss<=150mb": max(rss) <= 150, "machine": machine(),
     })

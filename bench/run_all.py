@@ -63,7 +63,8 @@ SUMMARY: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
                             f"(machine busy {r['two_cores'].get('machine_busy')} of 2 cores; "
                             f"the machine allows ≤ {r.get('machine_bound_ratio')}×)", "≥ 1.7×", _yes(r["goal_ratio>=1.7"]))],
     "latency": lambda r: [(f"at {r['actual_rate_per_s']:,} readings/s: p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms", "report", "—")],
-    "memory": lambda r: [(f"{r['backlog_messages']:,}-message backlog: RSS max {r['rss_max_mb']} MB, "
+    "memory": lambda r: [(f"RSS idle {r.get('rss_idle_before_mb')} MB; {r['backlog_messages']:,}-message backlog: "
+                          f"max {r['rss_max_mb']} MB, "
                           f"idle after {r['rss_idle_after_mb']} MB",
                           "≤ 150 MB, bounded", _yes(r["goal_rss<=150mb"]))],
 }
