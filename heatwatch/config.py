@@ -31,9 +31,9 @@ class _Section(BaseModel):
 
 class GeneralSettings(_Section):
     timezone: str = "Asia/Shanghai"
-    data_dir: Path = Path("data")
+    data_dir: Path = Path("data")  # SQLite store, spool, job store, control database, status.json
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers
 
     @field_validator("timezone")
     @classmethod
@@ -56,8 +56,8 @@ class MqttSettings(_Section):
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     client_id: str = "heatwatch-collector"
     username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
+    password: SecretStr | None = None  # better: password_file or HEATWATCH_MQTT_PASSWORD
+    password_file: Path | None = None  # a file holding the password (e.g. a container secret)
     tls: bool = False
     ca_file: Path | None = None
     cert_file: Path | None = None
@@ -65,10 +65,10 @@ class MqttSettings(_Section):
     tls_insecure: bool = False
     topic_prefix: str = "heat"
     qos: Literal[0, 1, 2] = 1
-    shared_group: str = ""
+    shared_group: str = ""  # set on every collector of a group: $share/<group>/… splits the load (docs/SCALING.md)
     keepalive_s: int = Field(30, ge=5)
-    session_expiry_s: int = Field(7 * 86_400, ge=0)
-    receive_maximum: int = Field(1000, ge=1, le=65535)
+    session_expiry_s: int = Field(7 * 86_400, ge=0)  # the broker keeps QoS 1 readings this long while the collector is down
+    receive_maximum: int = Field(1000, ge=1, le=65535)  # unacknowledged messages in flight (MQTT 5)
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(60.0, gt=0)
 
@@ -82,12 +82,12 @@ class MqttSettings(_Section):
 
 class StorageSettings(_Section):
     backend: Literal["sqlite", "influxdb1", "influxdb2"] = "sqlite"
-    retention_days: int = Field(400, ge=1)
+    retention_days: int = Field(400, ge=1)  # readings stamped older than this are rejected as too_old
 
 
 class SqliteSettings(_Section):
     path: Path | None = None  # default: <data_dir>/heatwatch.sqlite
-    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: an acked reading survives a power cut
 
 
 class Influxdb1Settings(_Section):
@@ -111,19 +111,19 @@ class Influxdb2Settings(_Section):
 
 
 class RegistrySettings(_Section):
-    homes_csv: Path | None = None
-    stations_csv: Path | None = None
+    homes_csv: Path | None = None  # the home registry; with none, home ids are not checked
+    stations_csv: Path | None = None  # heat-exchange stations and the communities they serve; with none, station ids are not checked
 
 
 class CollectorSettings(_Section):
-    batch_size: int = Field(5000, ge=1)
+    batch_size: int = Field(5000, ge=1)  # readings per store write
     batch_interval_s: float = Field(0.5, gt=0)
     queue_max: int = Field(20_000, ge=10)
-    unknown_ids: Literal["reject", "store"] = "reject"
+    unknown_ids: Literal["reject", "store"] = "reject"  # a home/station id not in the registry: dead letter, or store anyway
     max_payload_bytes: int = Field(256 * 1024, ge=64)
-    future_tolerance_s: float = Field(300.0, ge=0)
+    future_tolerance_s: float = Field(300.0, ge=0)  # readings stamped further in the future are rejected (sensor clock skew)
     spool_dir: Path | None = None  # default: <data_dir>/spool
-    spool_max_mb: float = Field(512.0, gt=0)
+    spool_max_mb: float = Field(512.0, gt=0)  # disk spool while the store is down; when full the collector stops acking
     metrics_interval_s: float = Field(10.0, gt=0)
     store_retry_s: float = Field(2.0, gt=0)
     collector_id: str = ""  # default: the MQTT client id

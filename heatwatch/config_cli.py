@@ -7,6 +7,7 @@ import json
 
 from heatwatch.app import App
 from heatwatch.config import effective_settings
+from heatwatch.config_example import example_toml, toml_value
 from heatwatch.registry import load_registry
 
 
@@ -25,9 +26,30 @@ def _check(args: argparse.Namespace) -> int:
         print(f"# registry: {len(reg.homes)} homes, {len(reg.stations)} stations, {len(reg.communities())} communities")
         for section, body in eff.items():
             print(f"[{section}]")
-            for key, value in body.items():
-                print(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-            print()
+            _print_table(body, f"{section}.")
+    return 0
+
+
+def _print_table(body: dict[str, object], prefix: str) -> None:
+    """Valid TOML: unset keys commented out, nested tables after the plain keys."""
+    for key, value in body.items():
+        if not isinstance(value, dict):
+            print(f"# {key} = (unset)" if value is None else f"{key} = {toml_value(value)}")
+    print()
+    for key, value in body.items():
+        if not isinstance(value, dict):
+            continue
+        if key == "stations":  # station_id -> design table
+            for sid, design in value.items():
+                print(f"[{prefix}{key}.{json.dumps(sid, ensure_ascii=False)}]")
+                _print_table(design, f"{prefix}{key}.{json.dumps(sid, ensure_ascii=False)}.")
+        else:
+            print(f"[{prefix}{key}]")
+            _print_table(value, f"{prefix}{key}.")
+
+
+def _example(args: argparse.Namespace) -> int:
+    print(example_toml(), end="")
     return 0
 
 
@@ -37,3 +59,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     c = csub.add_parser("check", help="validate the config and print the effective settings (secrets masked)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=_check)
+    e = csub.add_parser("example", help="print every setting with its default as TOML (heatwatch.example.toml)")
+    e.set_defaults(handler=_example)
