@@ -176,39 +176,45 @@ def details(
     if rows is not None:
         thr_day, thr_night = thr_day[rows], thr_night[rows]
     n, h = (values.shape[0] if rows is None else len(rows)), values.shape[1]
-    run = np.zeros(n, dtype=np.int64)
-    longest = np.zeros(n, dtype=np.int64)
-    hours = np.zeros(n, dtype=np.int64)
+    cnt_t = np.uint8 if h < 255 else np.uint16 if h < 65_535 else np.uint32  # counters in small ints: less memory traffic
+    run = np.zeros(n, dtype=cnt_t)
+    longest = np.zeros(n, dtype=cnt_t)
+    hours = np.zeros(n, dtype=cnt_t)
     first = np.full(n, -1, dtype=np.int64)
     mn = np.full(n, np.nan)
-    thr_under = np.full(n, np.inf)
-    thr_all = np.full(n, np.inf)
+    under = np.zeros(n, dtype=bool)
+    under_n = under.view(np.uint8)
     day_under = np.zeros(n, dtype=bool)
     night_under = np.zeros(n, dtype=bool)
+    reached = np.zeros(n, dtype=bool)
     for j in range(h):  # loop over hours (the window length), vectorised over homes
         col = values[:, j] if rows is None else values[:, j].take(rows)
-        thr = thr_day if day[j] else thr_night
-        under = col < thr  # NaN → False
-        run = (run + 1) * under
+        np.less(col, thr_day if day[j] else thr_night, out=under)  # NaN → False
+        np.add(run, 1, out=run)
+        np.multiply(run, under_n, out=run)
         np.maximum(longest, run, out=longest)
-        hours += under
-        hit = (first < 0) & (run >= min_hours_below)
-        first[hit] = j - min_hours_below + 1
+        np.add(hours, under_n, out=hours)
+        np.equal(run, min_hours_below, out=reached)  # a qualifying run reaches the minimum exactly once
+        if reached.any():
+            hit = np.flatnonzero(reached)
+            hit = hit[first[hit] < 0]
+            first[hit] = j - min_hours_below + 1
         np.fmin(mn, col, out=mn)  # fmin skips NaN
-        np.minimum(thr_under, np.where(under, thr, np.inf), out=thr_under)
-        np.minimum(thr_all, thr, out=thr_all)
-        if day[j]:
-            day_under |= under
-        else:
-            night_under |= under
+        np.logical_or(day_under if day[j] else night_under, under, out=day_under if day[j] else night_under)
+    # the lowest threshold among the hours under, or among all hours when none was under
+    big = np.inf
+    thr_under = np.minimum(np.where(day_under, thr_day, big), np.where(night_under, thr_night, big))
+    has_day, has_night = bool(np.any(day[:h])), bool(np.any(~day[:h]))
+    thr_all = np.minimum(thr_day if has_day else np.full(n, big), thr_night if has_night else np.full(n, big))
     if h == 0:
         thr_all = np.full(n, np.nan)
+    hours_i = hours.astype(np.int64)
     return Details(
-        hours_below=hours,
-        longest_run_h=longest,
+        hours_below=hours_i,
+        longest_run_h=longest.astype(np.int64),
         first_below=first,
         min_hourly_c=mn,
-        threshold_c=np.where(hours > 0, thr_under, thr_all),
+        threshold_c=np.where(hours_i > 0, thr_under, thr_all),
         day_under=day_under,
         night_under=night_under,
     )
@@ -252,16 +258,17 @@ def community_stats(
     cold_share_max: float = 0.25,
 ) -> CommunityArrays:
     """Edge-weighted community means (the 40 % rule) with bincounts: O(homes), no Python loop over homes."""
-    rep = ~np.isnan(mean_c)
-    x = np.where(rep, mean_c, 0.0)
-    # one bincount over (community, edge) pairs gives e, m and their sums together
-    pair = codes * 2 + is_edge
-    cnt2 = np.bincount(pair, weights=rep, minlength=2 * n_groups).reshape(n_groups, 2)
-    sum2 = np.bincount(pair, weights=x, minlength=2 * n_groups).reshape(n_groups, 2)
-    registered = np.bincount(codes, minlength=n_groups).astype(np.int64)
-    m, e = cnt2[:, 0], cnt2[:, 1]
-    sm, se = sum2[:, 0], sum2[:, 1]
-    nb = np.bincount(codes, weights=below & rep, minlength=n_groups)
+    rep = mean_c == mean_c  # not NaN
+    # one bincount over (community, middle | edge | not reporting) gives m, e and the registered count;
+    # one weighted bincount the sums (NaN of silent homes lands in the unused third column)
+    key = codes * 3 + np.where(rep, is_edge.astype(np.int8, copy=False), np.int8(2))
+    cnt3 = np.bincount(key, minlength=3 * n_groups).reshape(n_groups, 3)
+    sum3 = np.bincount(key, weights=mean_c, minlength=3 * n_groups).reshape(n_groups, 3)
+    registered = cnt3.sum(axis=1).astype(np.int64)
+    m, e = cnt3[:, 0].astype(np.float64), cnt3[:, 1].astype(np.float64)
+    sm, se = sum3[:, 0], sum3[:, 1]
+    hit = np.flatnonzero(below)
+    nb = np.bincount(codes[hit[rep[hit]]], minlength=n_groups).astype(np.float64)
     k = e + m
     with np.errstate(invalid="ignore", divide="ignore"):
         plain = np.where(k > 0, (se + sm) / k, np.nan)

@@ -193,3 +193,44 @@ def test_scan_blocks_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> No
     blocked = core.scan(v, td, tn, day, 2)
     np.testing.assert_array_equal(whole.longest_run_h, blocked.longest_run_h)
     np.testing.assert_allclose(whole.mean_c, blocked.mean_c)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.one_of(st.none(), st.floats(12, 22)), min_size=6, max_size=6), min_size=1, max_size=8),
+       st.lists(st.booleans(), min_size=6, max_size=6), st.integers(1, 4), st.data())
+def test_details_match_a_plain_loop(rows: list[list[float | None]], day: list[bool], k: int, data: st.DataObject) -> None:
+    """hours_below, longest run, first qualifying hour, min hourly, threshold and rule against a per-home loop."""
+    v = np.asfortranarray(np.array([[NAN if x is None else x for x in r] for r in rows], dtype=float))
+    n = len(rows)
+    kind = np.array(data.draw(st.lists(st.sampled_from([core.KIND_RESIDENTIAL, core.KIND_BUNGALOW, core.KIND_CONTRACT]),
+                                       min_size=n, max_size=n)), dtype=np.int8)
+    td, tn = core.thresholds(kind, np.full(n, 19.5), 18.0, 16.0, 16.0)
+    subset = np.array(sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1))), dtype=np.int64)
+    det = core.details(v, td, tn, np.array(day), k, rows=subset)
+    rules = core.rule_names(kind[subset], det.day_under, det.night_under)
+    for out_i, i in enumerate(subset.tolist()):
+        thr = [float(td[i]) if d else float(tn[i]) for d in day]
+        under = [x == x and x < t for x, t in zip(v[i].tolist(), thr, strict=True)]
+        run = best = 0
+        first = -1
+        for j, u in enumerate(under):
+            run = run + 1 if u else 0
+            best = max(best, run)
+            if run == k and first < 0:
+                first = j - k + 1
+        present = [x for x in v[i].tolist() if x == x]
+        assert det.hours_below[out_i] == sum(under)
+        assert det.longest_run_h[out_i] == best
+        assert det.first_below[out_i] == first
+        assert (np.isnan(det.min_hourly_c[out_i]) and not present) or det.min_hourly_c[out_i] == min(present)
+        expect_thr = min(t for t, u in zip(thr, under, strict=True) if u) if any(under) else min(thr)
+        assert det.threshold_c[out_i] == expect_thr
+        day_u = any(u and d for u, d in zip(under, day, strict=True))
+        night_u = any(u and not d for u, d in zip(under, day, strict=True))
+        assert bool(det.day_under[out_i]) == day_u and bool(det.night_under[out_i]) == night_u
+        if kind[i] == core.KIND_BUNGALOW:
+            assert rules[out_i] == "bungalow"
+        elif kind[i] == core.KIND_CONTRACT:
+            assert rules[out_i] == "contract"
+        else:
+            assert rules[out_i] == ("residential" if day_u and night_u else "residential_night" if night_u else "residential_day")
