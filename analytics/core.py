@@ -159,7 +159,7 @@ class Details:
     longest_run_h: IntArray
     first_below: IntArray  # column of the first hour of the first qualifying run; -1 when not below
     min_hourly_c: FloatArray
-    threshold_c: FloatArray  # lowest threshold among the hours under (or among all hours when none)
+    threshold_c: FloatArray  # below: the threshold at the start of the first qualifying run; else lowest under (or of all)
     day_under: BoolArray  # some hour under was a day hour
     night_under: BoolArray  # some hour under was a night hour
 
@@ -187,6 +187,7 @@ def details(
     day_under = np.zeros(n, dtype=bool)
     night_under = np.zeros(n, dtype=bool)
     reached = np.zeros(n, dtype=bool)
+    thr_first = np.full(n, np.nan)
     for j in range(h):  # loop over hours (the window length), vectorised over homes
         col = values[:, j] if rows is None else values[:, j].take(rows)
         np.less(col, thr_day if day[j] else thr_night, out=under)  # NaN → False
@@ -198,7 +199,9 @@ def details(
         if reached.any():
             hit = np.flatnonzero(reached)
             hit = hit[first[hit] < 0]
-            first[hit] = j - min_hours_below + 1
+            j0 = j - min_hours_below + 1
+            first[hit] = j0
+            thr_first[hit] = (thr_day if day[j0] else thr_night)[hit]
         np.fmin(mn, col, out=mn)  # fmin skips NaN
         np.logical_or(day_under if day[j] else night_under, under, out=day_under if day[j] else night_under)
     # the lowest threshold among the hours under, or among all hours when none was under
@@ -214,7 +217,7 @@ def details(
         longest_run_h=longest.astype(np.int64),
         first_below=first,
         min_hourly_c=mn,
-        threshold_c=np.where(hours_i > 0, thr_under, thr_all),
+        threshold_c=np.where(first >= 0, thr_first, np.where(hours_i > 0, thr_under, thr_all)),
         day_under=day_under,
         night_under=night_under,
     )
@@ -224,8 +227,8 @@ RULES = np.array(["residential_day", "residential_night", "residential", "bungal
 
 
 def rule_names(kind_code: npt.NDArray[Any], day_under: BoolArray, night_under: BoolArray) -> list[str]:
-    """Which rule applied: residential_day / residential_night / residential (both) / bungalow / contract."""
-    res = np.where(day_under & night_under, 2, np.where(night_under, 1, 0))
+    """Which rule applied: residential_day / residential_night / residential (both, or never under) / bungalow / contract."""
+    res = np.where(day_under & ~night_under, 0, np.where(night_under & ~day_under, 1, 2))
     code = np.where(kind_code == KIND_BUNGALOW, 3, np.where(kind_code == KIND_CONTRACT, 4, res))
     return list(RULES.take(code))
 

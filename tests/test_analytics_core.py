@@ -121,7 +121,13 @@ def test_day_and_night_thresholds_and_rule_names() -> None:
     assert d.threshold_c[0] == 16.0
     s, d = scan_one([15.0, 15.0, 17.0, 19.0], [False, False, True, True])
     assert s.longest_run_h[0] == 3 and core.rule_names(np.array([0]), d.day_under, d.night_under) == ["residential"]
-    assert d.threshold_c[0] == 16.0  # the lowest threshold among the hours under
+    assert d.threshold_c[0] == 16.0  # the qualifying run started at night
+    # one night hour under 16 (no run), then two day hours under 18: the day rule made it below standard
+    s, d = scan_one([15.0, 17.0, 17.0, 17.0], [False, False, True, True])
+    assert s.below[0] and d.first_below[0] == 2 and d.threshold_c[0] == 18.0
+    # never under: the residential rule as a whole (day and night), not "residential_day"
+    s, d = scan_one([19.0, 19.0, 19.0, 19.0], [False, False, True, True])
+    assert core.rule_names(np.array([0]), d.day_under, d.night_under) == ["residential"]
 
 
 def test_thresholds_per_kind() -> None:
@@ -223,7 +229,8 @@ def test_details_match_a_plain_loop(rows: list[list[float | None]], day: list[bo
         assert det.longest_run_h[out_i] == best
         assert det.first_below[out_i] == first
         assert (np.isnan(det.min_hourly_c[out_i]) and not present) or det.min_hourly_c[out_i] == min(present)
-        expect_thr = min(t for t, u in zip(thr, under, strict=True) if u) if any(under) else min(thr)
+        lowest_under = min((t for t, u in zip(thr, under, strict=True) if u), default=min(thr))
+        expect_thr = thr[first] if first >= 0 else lowest_under
         assert det.threshold_c[out_i] == expect_thr
         day_u = any(u and d for u, d in zip(under, day, strict=True))
         night_u = any(u and not d for u, d in zip(under, day, strict=True))
@@ -233,4 +240,5 @@ def test_details_match_a_plain_loop(rows: list[list[float | None]], day: list[bo
         elif kind[i] == core.KIND_CONTRACT:
             assert rules[out_i] == "contract"
         else:
-            assert rules[out_i] == ("residential" if day_u and night_u else "residential_night" if night_u else "residential_day")
+            assert rules[out_i] == ("residential_day" if day_u and not night_u else "residential_night" if night_u and not day_u
+                                    else "residential")
