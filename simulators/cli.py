@@ -28,13 +28,13 @@ def parse_duration(text: str) -> timedelta | None:
     return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)]) if m else None
 
 
-def _time_arg(text: str, what: str, app: App) -> datetime:
+def _time_arg(text: str, what: str, app: App, duration_ok: bool = False) -> datetime:
     try:
         return parse_cli_time(text, app.cfg.general.tz)
     except ValueError:
+        also = " or a duration such as 48h / 3d" if duration_ok else ""
         raise UsageError(
-            f"{what} {text!r}: expected RFC 3339 (2026-01-05T08:00:00+08:00), a local time "
-            "(2026-01-05 08:00) or a duration such as 48h / 3d"
+            f"{what} {text!r}: expected RFC 3339 (2026-01-05T08:00:00+08:00) or a local time (2026-01-05 08:00){also}"
         ) from None
 
 
@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
             start = floor_to_step(start or utc_now() - dur, scenario.step_s)
             until = start + dur
         else:
-            until = _time_arg(args.until, "--until", app)
+            until = _time_arg(args.until, "--until", app, duration_ok=True)
     if until is not None and until > utc_now() and not args.live:
         raise UsageError(f"--until {args.until}: lies in the future; use --live to follow real time")
     out = Path(args.out) if args.out else app.cfg.general.data_dir / "sim" / scenario.name

@@ -28,7 +28,7 @@ import numpy as np
 from heatwatch.config import Config
 from heatwatch.registry import Registry
 from heatwatch.timeutil import Clock, rfc3339, utc_now
-from simulators.mqttio import MqttTarget, Publisher
+from simulators.mqttio import MqttTarget, Publisher, PublishError
 from simulators.scenario import Scenario, load_scenario
 from simulators.sensors import (
     Message,
@@ -190,7 +190,8 @@ class ScenarioRunner:
             self._send(msgs)
             self.truth.indoor(rows)
             if self._publisher is not None and not self._publisher.drain(timeout=60):
-                raise RuntimeError(f"{self._publisher.outstanding} simulator messages were not acknowledged")
+                raise PublishError(f"{self._publisher.outstanding} simulator messages were not acknowledged by the broker "
+                                   "within 60 s (is it overloaded or gone?)")
         finally:
             self.truth.close()
             if self._publisher is not None:
