@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from heatwatch.storage.base import StoreError, StoreUnavailable
 from heatwatch.timeutil import Clock, parse_cli_time, rfc3339, utc_now
 
 CLOCK: Clock = utc_now  # tests replace it to move time
+IMPORT_CHUNK = 5_000  # readings per store write while importing (the live counter moves per chunk)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -169,11 +171,23 @@ def _import(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     points = manual_points(readings, reg)
     if not args.dry_run:
+        show = args.progress if args.progress is not None else sys.stderr.isatty()
+        done = 0
         try:
             with app.open_store() as store:
-                store.write(points)
+                for i in range(0, len(points), IMPORT_CHUNK):
+                    chunk = points[i : i + IMPORT_CHUNK]
+                    store.write(chunk)
+                    done += len(chunk)
+                    if show:
+                        print(f"\rstored {done:,} / {len(points):,} readings", end="", file=sys.stderr, flush=True)
         except (StoreUnavailable, StoreError) as exc:
-            raise UsageError(f"store: {exc}") from None
+            # writes are idempotent (same home, time and source), so importing the file again is safe
+            raise UsageError(f"store: {exc} — {done:,} of {len(points):,} readings were stored; "
+                             "import the same file again once the store is back") from None
+        finally:
+            if show and done:
+                print(file=sys.stderr)
     homes = len({r.home_id for r in readings})
     verb = "checked (dry run, nothing stored)" if args.dry_run else "imported"
     print(f"{verb} {len(points)} manual reading(s) for {homes} home(s) from {args.file} (source=manual)")
@@ -205,4 +219,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     imp = rs.add_parser("import", help="import a CSV ledger: home_id, ts, temp_c[, rh, note] (UTF-8)")
     imp.add_argument("file")
     imp.add_argument("--dry-run", action="store_true", help="check the file, store nothing")
+    imp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="live count of stored readings on stderr (default: when stderr is a terminal)")
     imp.set_defaults(handler=_import)

@@ -181,3 +181,19 @@ def test_now_is_the_injected_clock(
     assert code == 0 and doc["homes_below_standard"] == [] and doc["communities"][0]["status"] == "insufficient_sample"
     assert doc["window"]["from"] == "2026-01-11T06:00:00+08:00"
     assert sum(s["finding"] == "stale" for s in doc["sensors"]) == 15
+
+
+def test_readings_import_in_chunks_with_a_live_count(env: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(acli, "IMPORT_CHUNK", 4)
+    rows = "".join(f"1-102,2026-01-10T08:{m:02d}:00+08:00,19.{m % 10},,\n" for m in range(10))
+    f = write_csv(env["tmp"] / "many.csv", "home_id,ts,temp_c,rh,note\n" + rows)
+    code, _out, err = run(env, "readings", "import", str(f), "--progress", capsys=capsys)
+    assert code == 0, err
+    assert [p.strip() for p in err.split("\r") if p.strip()] == ["stored 4 / 10 readings", "stored 8 / 10 readings",
+                                                                 "stored 10 / 10 readings"]
+    assert env["store"].count(schema.INDOOR, local(10, 0), local(11, 0), where={"source": "manual"}) == 10
+    code, _out, err = run(env, "readings", "import", str(f), "--no-progress", capsys=capsys)
+    assert code == 0 and err == ""
+    # importing the same file again stores nothing twice
+    assert env["store"].count(schema.INDOOR, local(10, 0), local(11, 0), where={"source": "manual"}) == 10
