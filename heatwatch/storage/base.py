@@ -30,6 +30,27 @@ class StoreError(Exception):
     """The store refused the request; retrying the same request will not help."""
 
 
+class StoreAccessDenied(StoreUnavailable):
+    """The store answered but will not take the request until an operator acts: wrong credentials or token (401/403),
+    database or bucket missing (404). The readings are fine, so the collector spools them and retries; it never
+    dead-letters them for a configuration mistake."""
+
+
+# HTTP answers that say "not now, not with this configuration" rather than "not this data"
+ACCESS_STATUSES = frozenset({401, 403, 404})
+RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+def classify_http(status: int, url: str, text: str) -> Exception:
+    """The store exception for an HTTP error answer from InfluxDB (1.x, 2.x and 3.x answer alike)."""
+    if status in ACCESS_STATUSES:
+        return StoreAccessDenied(f"InfluxDB at {url} denied the request ({status}): {text} — check the database/bucket "
+                                 "and the credentials or token; readings are kept in the spool meanwhile")
+    if status >= 500 or status in RETRY_STATUSES or status == 0:
+        return StoreUnavailable(f"InfluxDB at {url} failed ({status}): {text}")
+    return StoreError(f"InfluxDB refused the request ({status}): {text}")
+
+
 def hour_offset_s(tz: ZoneInfo, at: datetime) -> int:
     """Seconds past the UTC hour at which local hours start (0 for Asia/Shanghai, 1800 for India)."""
     off = tz.utcoffset(at.replace(tzinfo=None))

@@ -32,9 +32,11 @@ from heatwatch.model import Point
 from heatwatch.storage.base import (
     INT_FIELDS,
     Store,
+    StoreAccessDenied,
     StoreError,
     StoreUnavailable,
     Where,
+    classify_http,
     empty_hourly,
     hour_offset_s,
     typed_frame,
@@ -169,10 +171,7 @@ class Influxdb1Store(Store):
         except (Urllib3Error, OSError) as exc:
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc}") from exc
         if resp.status >= 300:
-            text = self._error_text(resp)
-            if resp.status >= 500:
-                raise StoreUnavailable(f"InfluxDB at {self.url} failed ({resp.status}): {text}")
-            raise StoreError(f"InfluxDB refused the request ({resp.status}): {text}")
+            raise classify_http(resp.status, self.url, self._error_text(resp))
         return resp
 
     @staticmethod
@@ -194,7 +193,7 @@ class Influxdb1Store(Store):
                 return
             try:
                 self._statement(f"CREATE DATABASE {quote_ident(self.database)}")
-            except StoreError as exc:  # no admin rights, or a 2.x/3.x server: the database must exist already
+            except (StoreError, StoreAccessDenied) as exc:  # no admin rights, or a 2.x/3.x server: it must exist already
                 log.warning("could not create database %r (%s); assuming it exists", self.database, exc)
             self._ready = True
 

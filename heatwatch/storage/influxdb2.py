@@ -35,6 +35,7 @@ from heatwatch.storage.base import (
     StoreError,
     StoreUnavailable,
     Where,
+    classify_http,
     empty_hourly,
     hour_offset_s,
     typed_frame,
@@ -164,9 +165,7 @@ class Influxdb2Store(Store):
         if isinstance(exc, ApiException):
             status = int(exc.status or 0)
             text = (exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or exc.reason))[:500]
-            if status >= 500 or status in (0, 429):
-                return StoreUnavailable(f"InfluxDB at {self.url} failed ({status}): {text}")
-            return StoreError(f"InfluxDB refused the request ({status}): {text}")
+            return classify_http(status, self.url, text)
         return StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc}")
 
     # --- writes ---------------------------------------------------------------------------
