@@ -383,8 +383,10 @@ def load_config(
                 raise ConfigError(f"{p}: [{section}] must be a table of key = value")
             data[section] = dict(body)
         source = str(p)
-    for section, body in _env_overrides(env).items():
+    env_over = _env_overrides(env)
+    for section, body in env_over.items():
         data.setdefault(section, {}).update(body)
+    if env_over:
         source += " + environment"
     for section, body in (overrides or {}).items():
         data.setdefault(section, {}).update(body)

@@ -45,7 +45,7 @@ def test_file_then_environment_then_types(tmp_path: Path) -> None:
     assert cfg.analytics.edge_share_min == 0.5
     assert cfg.run.parts == ("collector", "analytics")
     assert cfg.general.tz.key == "Asia/Urumqi"
-    assert "environment" in cfg.source
+    assert cfg.source == f"{f} + environment"
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,28 @@ def _env_file(path: Path) -> dict[str, str]:
     return {k: v for k, v in pairs}
 
 
+ACL = UNITS.parent / "mosquitto" / "acl"
+MAKE_PASSWD = UNITS.parent / "mosquitto" / "make-passwd.sh"
+
+
+def _may_write(user: str, topic: str) -> bool:
+    """Whether deploy/mosquitto/acl lets ``user`` publish ``topic`` (user blocks, + and # wildcards)."""
+    current = None
+    for ln in ACL.read_text(encoding="utf-8").splitlines():
+        parts = ln.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if parts[0] == "user":
+            current = parts[1]
+        elif parts[0] == "topic" and current == user and parts[1] in ("write", "readwrite"):
+            pat, levels = parts[2].split("/"), topic.split("/")
+            if pat[-1] == "#":  # the rest of the topic, including nothing (heat/control/# matches heat/control)
+                pat, levels = pat[:-1], levels[: len(pat) - 1]
+            if len(pat) == len(levels) and all(p in ("+", lv) for p, lv in zip(pat, levels, strict=True)):
+                return True
+    return False
+
+
 def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = require_binary("systemd-analyze", "systemd")
     real = Path(sys.executable).with_name("heatwatch")
@@ -65,13 +87,17 @@ def test_units_run_heatwatch_commands_with_real_config_keys() -> None:
     pending = []
     for unit in sorted(UNITS.glob("*.service")):
         u = _unit(unit)
-        assert u["EnvironmentFile"] == ["/etc/heatwatch/heatwatch.env"]
+        files = u["EnvironmentFile"]
+        assert files[0] == "/etc/heatwatch/heatwatch.env"
         argv = shlex.split(u["ExecStart"][0])
         assert argv[0] == INSTALLED_BIN and argv[1:3] == ["--config", "/etc/heatwatch/heatwatch.toml"]
-        env = dict(base_env)
+        env = {}
         for e in u.get("Environment", []):
             k, v = e.split("=", 1)
             env[k] = v.replace("%i", "a")
+        env.update(base_env)  # systemd: EnvironmentFile= wins over Environment=, later files over earlier ones
+        for extra in files[1:]:
+            env.update(_env_file(UNITS / (Path(extra).stem + ".env.example")))
         cfg = load_config(environ={k: v for k, v in env.items() if k.startswith("HEATWATCH_")})
         if argv[3] not in known:
             assert argv[3] == "run", f"{unit.name}: unknown command {argv[3:]}"
@@ -81,5 +107,18 @@ def test_units_run_heatwatch_commands_with_real_config_keys() -> None:
         if unit.name == "heatwatch-collector@.service":
             assert cfg.mqtt.client_id == "heatwatch-collector-a" and cfg.mqtt.shared_group == "heatwatch"
             assert str(cfg.general.data_dir).endswith("collector-a")  # one spool per instance
+            assert cfg.mqtt.username == "heatwatch-collector"
+            assert _may_write(cfg.mqtt.username, "heat/deadletter")
+            assert not _may_write(cfg.mqtt.username, "heat/control/setpoint/S1")
+        if unit.name == "heatwatch.service":
+            assert cfg.run.parts == ("analytics", "control") and str(cfg.general.data_dir).endswith("controller")
+            # the controller publishes setpoints and alerts: its MQTT user must be allowed to
+            assert cfg.mqtt.username is not None
+            assert _may_write(cfg.mqtt.username, "heat/control/setpoint/幸福里换热站")
+            assert _may_write(cfg.mqtt.username, "heat/alerts/low_temp")
+        if cfg.mqtt.username is not None:
+            secret = cfg.mqtt.password_file
+            assert secret is not None and secret.name in MAKE_PASSWD.read_text(encoding="utf-8"), (
+                f"{unit.name}: password file {secret} is not one deploy/mosquitto/make-passwd.sh reads")
     if pending:
         pytest.skip(f"`heatwatch run` not registered yet ({', '.join(pending)}); the other units checked")
