@@ -9,8 +9,8 @@ import signal
 import threading
 from types import FrameType
 
-from collector.service import Collector
 from heatwatch.app import App, setup_logging
+from heatwatch.status import status_path
 
 log = logging.getLogger("heatwatch.collector")
 
@@ -25,26 +25,32 @@ def install_stop_signals(stop: threading.Event) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
+    """``heatwatch run`` with only the collector part: the same shutdown, status file and health endpoint."""
+    from heatwatch.service import Service
+
     app = App.from_args(args)
-    setup_logging(app.cfg)
+    cfg = app.cfg.model_copy(update={"run": app.cfg.run.model_copy(update={"parts": ("collector",)})})
+    setup_logging(cfg)
     registry = app.registry
     store = app.open_store()
-    collector = Collector(app.cfg, registry, store)
     # the registry and the imported libraries live as long as the process: keep them out of the cyclic GC's
     # full passes, which otherwise rescan them while readings stream through (docs/PERFORMANCE.md)
     gc.collect()
     gc.freeze()
     stop = threading.Event()
     install_stop_signals(stop)
-    collector.start()
+    service = Service(cfg, registry, store).start()
     log.info(
-        "collecting from %s:%s (MQTT %s, %d homes, %d stations registered) into %s",
-        app.cfg.mqtt.host, app.cfg.mqtt.port, app.cfg.mqtt.protocol, len(registry.homes), len(registry.stations), store.name,
+        "collecting from %s:%s (MQTT %s, %d homes, %d stations registered) into %s; status in %s",
+        cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.protocol, len(registry.homes), len(registry.stations), store.name,
+        status_path(cfg),
     )
-    while not stop.wait(1.0):
-        pass
-    collector.stop()
-    store.close()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        service.stop()
+        store.close()
     return 0
 
 

@@ -147,6 +147,39 @@ def test_run_collects_analyses_reports_status_and_stops_cleanly(tmp_path: Path, 
     assert not doc["running"] and doc["service"]["state"] == "stopped" and doc["probes"]["broker"]["ok"]
 
 
+def test_collect_reports_its_own_status(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """`heatwatch collect` (what collector replicas run) is visible to `heatwatch status` like `run` is."""
+    prefix = f"col{uuid.uuid4().hex[:6]}"
+    http_port = free_port()
+    cfg = write_config(tmp_path, mosquitto.port, prefix, http_port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
+    proc = subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "--config", str(cfg), "collect"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    try:
+        wait_for(lambda: get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200 if proc.poll() is None else True,
+                 30, "the collector to report healthy")
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        pub = Publisher(mosquitto.port, f"pub-{prefix}")
+        now_s = int(utc_now().timestamp())
+        for i, h in enumerate(make_homes(HOMES)):
+            pub.publish(f"{prefix}/indoor/{h.home_id}", {"ts": now_s - 60 - i, "temp_c": 20.0})
+        pub.wait_all(HOMES)
+        pub.close()
+        wait_for(lambda: get(f"http://127.0.0.1:{http_port}/status")[1].get("ingest", {}).get("stored", 0) >= HOMES,
+                 30, "readings stored")
+        st = heatwatch(cfg, "status", "--json")
+        assert st.returncode == 0, st.stderr
+        doc = json.loads(st.stdout)
+        assert doc["running"] and doc["service"]["parts"] == ["collector"]
+        assert doc["service"]["ingest"]["stored"] >= HOMES and "spool" in doc["service"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err[-3000:]
+    final = json.loads((tmp_path / "data" / "status.json").read_text(encoding="utf-8"))
+    assert final["state"] == "stopped" and final["parts"] == ["collector"]
+
+
 def test_status_without_a_service_and_with_the_broker_down(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, free_port(), "none", 0)
     r = heatwatch(cfg, "status")
