@@ -80,19 +80,29 @@ def wait_for(cond: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def start_healthy(cfg: Path, command: str, http_port: int) -> subprocess.Popen[str]:
+    """`heatwatch <command>` as a subprocess, once its /healthz answers 200 (SIGTERM it when done)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
+    proc = subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "--config", str(cfg), command], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    try:
+        wait_for(lambda: get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200 if proc.poll() is None else True,
+                 30, f"`heatwatch {command}` to report healthy")
+    except AssertionError:
+        proc.kill()
+        raise
+    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    return proc
+
+
 def test_run_collects_analyses_reports_status_and_stops_cleanly(tmp_path: Path, mosquitto: Mosquitto) -> None:
     prefix = f"run{uuid.uuid4().hex[:6]}"
     http_port = free_port()
     cfg = write_config(tmp_path, mosquitto.port, prefix, http_port)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
-    proc = subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "--config", str(cfg), "run"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    proc = start_healthy(cfg, "run", http_port)
     homes = make_homes(HOMES)
     sent: dict[tuple[str, int], float] = {}
     try:
-        wait_for(lambda: get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200 if proc.poll() is None else True,
-                 30, "the service to report healthy")
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         pub = Publisher(mosquitto.port, f"pub-{prefix}")
         now_s = int(utc_now().timestamp())
         for k in range(20):  # 20 readings per home over the last ~3 h; some homes cold
@@ -152,13 +162,8 @@ def test_collect_reports_its_own_status(tmp_path: Path, mosquitto: Mosquitto) ->
     prefix = f"col{uuid.uuid4().hex[:6]}"
     http_port = free_port()
     cfg = write_config(tmp_path, mosquitto.port, prefix, http_port)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
-    proc = subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "--config", str(cfg), "collect"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
+    proc = start_healthy(cfg, "collect", http_port)
     try:
-        wait_for(lambda: get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200 if proc.poll() is None else True,
-                 30, "the collector to report healthy")
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         pub = Publisher(mosquitto.port, f"pub-{prefix}")
         now_s = int(utc_now().timestamp())
         for i, h in enumerate(make_homes(HOMES)):
