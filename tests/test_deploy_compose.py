@@ -222,6 +222,13 @@ def test_commands_are_heatwatch_commands() -> None:
             continue  # `heatwatch run` is the lead's part; checked below once it exists
         assert cmd[0] in known, f"{name}: {cmd}"
         parser.parse_args(cmd)
+        # the health check runs a real heatwatch command too (the binary the image's ENTRYPOINT names)
+        hc = services[name]["healthcheck"]
+        if name == "simulator":
+            assert hc == {"disable": True}  # writes no status.json
+            continue
+        assert hc["test"][:2] == ["CMD", "heatwatch"], f"{name}: {hc}"
+        parser.parse_args(hc["test"][2:])
     if "run" not in known:
         pytest.skip("`heatwatch run` is not registered yet; collect/simulate commands checked")
 
