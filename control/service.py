@@ -388,7 +388,11 @@ class ControlLoop:
                     continue
                 design = design_for(self.cfg, sid)
                 curve = heating_curve(design, snap.min_c).supply_c
-                target = min(st.supply_max_c, curve)
+                # indoor feedback, as for every supply proposal: homes already warm above the target have margin
+                # for the cold (and raising them further only wastes heat); homes under it need more
+                before = min((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
+                feedback = 0.0 if before is None else c.feedback_gain * (self.cfg.standard.target_c - before)
+                target = max(st.supply_min_c, min(st.supply_max_c, curve + feedback))
                 current = r.supply_c if r and r.supply_c is not None else None
                 if current is None:
                     if r is None or r.outdoor_c is None:
@@ -399,7 +403,6 @@ class ControlLoop:
                 last = snap.arrival - timedelta(hours=design.lead_time_h)
                 steps = plan_ramp(current, target, c.max_step_c, last, timedelta(hours=c.ramp_interval_h), now)
                 prev = current
-                before = min((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
                 tz = self.cfg.general.tz
                 why = (
                     f"under the {c.coldsnap_threshold_c:g} °C threshold" if snap.trigger == "threshold"
@@ -410,7 +413,8 @@ class ControlLoop:
                         f"Cold snap: forecast {snap.min_c:.1f} °C at {rfc3339(snap.min_at, tz)} ({why}), "
                         f"arriving {rfc3339(snap.arrival, tz)}; step {k}/{len(steps)}: raise {st.name or sid} supply "
                         f"{prev:.1f} → {value:.1f} °C from {rfc3339(at, tz)} (heating curve {curve:.1f} °C at "
-                        f"{snap.min_c:.1f} °C, {design.lead_time_h:g} h ahead for the buildings' thermal lag)."
+                        f"{snap.min_c:.1f} °C{_feedback_note(feedback, before)}, {design.lead_time_h:g} h ahead for the "
+                        "buildings' thermal lag)."
                     )
                     p = Proposal(
                         new_proposal_id(), sid, "supply", st.communities[0] if len(st.communities) == 1 else "",
@@ -419,6 +423,7 @@ class ControlLoop:
                             "arrival": rfc3339(snap.arrival), "forecast_min_c": snap.min_c,
                             "forecast_min_at": rfc3339(snap.min_at),
                             "trigger": snap.trigger, "reference_c": snap.reference_c, "curve_supply_c": round(curve, 2),
+                            "indoor_feedback_c": round(feedback, 2), "weighted_mean_c": before,
                             "lead_time_h": design.lead_time_h, "step": k, "steps": len(steps),
                             "window_h": c.recheck_window_h,
                         },
@@ -503,3 +508,9 @@ class ControlLoop:
             for i, o in enumerate(orders)
         ]
         self._write(pts)
+
+
+def _feedback_note(feedback: float, mean_c: float | None) -> str:
+    if mean_c is None or abs(feedback) < 0.05:
+        return ""
+    return f" {'+' if feedback > 0 else '−'} {abs(feedback):.1f} °C indoor feedback (weighted mean {mean_c:.1f} °C)"

@@ -308,6 +308,32 @@ def test_cold_snap_ramp_from_forecast_file_beats_the_lag(tmp_path: Path) -> None
         store.close()
 
 
+@pytest.mark.parametrize(("mean_c", "supply_c"), [(23.5, 48.0), (23.5, 60.0), (17.0, 48.0)])
+def test_cold_snap_target_takes_the_indoor_feedback(tmp_path: Path, mean_c: float, supply_c: float) -> None:
+    """Homes above the target have margin for the cold (a smaller raise, or none); homes under it get more."""
+    temps = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20
+    fc = tmp_path / "forecast.json"
+    fc.write_text(json.dumps(openmeteo(T0, temps)), encoding="utf-8")
+    cfg = cfg_for(tmp_path, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
+    store = SqliteStore(tmp_path / "s.sqlite")
+    seed_station(store, T0, supply=supply_c)
+    loop = ControlLoop(cfg, REG, store, Clock(T0), Recorder(), analyze=Analyses())
+    try:
+        loop._last_means["幸福小区"] = mean_c  # what the last analytics cycle measured
+        steps = loop.run_coldsnap()
+        feedback = 3.0 * (18.0 - mean_c)  # feedback_gain × (target − weighted mean)
+        target = min(75.0, heating_curve(cfg.control.design, -17.0).supply_c + feedback)
+        if target - supply_c < cfg.control.min_change_c:  # 69.8 − 16.5 = 53.3 °C: already above it at 60 °C
+            assert steps == []
+        else:
+            assert steps[-1].proposed_c == pytest.approx(round(target, 1))
+            assert steps[-1].evidence["indoor_feedback_c"] == pytest.approx(feedback)
+            assert f"indoor feedback (weighted mean {mean_c:.1f} °C)" in steps[-1].reason
+    finally:
+        loop.shutdown()
+        store.close()
+
+
 def test_station_outage_alert_flags_user_notice(tmp_path: Path) -> None:
     cfg = cfg_for(tmp_path)
     store = SqliteStore(tmp_path / "s.sqlite")
