@@ -103,7 +103,7 @@ def test_other_errors_are_clear() -> None:
 
 
 def test_numpy_values() -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
     assert encode(Point("m", {}, {"x": np.float64(2.5), "n": np.int64(3)}, 1)) == "m n=3i,x=2.5 1"
 
 
