@@ -205,12 +205,8 @@ def details(
         np.fmin(mn, col, out=mn)  # fmin skips NaN
         np.logical_or(day_under if day[j] else night_under, under, out=day_under if day[j] else night_under)
     # the lowest threshold among the hours under, or among all hours when none was under
-    big = np.inf
-    thr_under = np.minimum(np.where(day_under, thr_day, big), np.where(night_under, thr_night, big))
-    has_day, has_night = bool(np.any(day[:h])), bool(np.any(~day[:h]))
-    thr_all = np.minimum(thr_day if has_day else np.full(n, big), thr_night if has_night else np.full(n, big))
-    if h == 0:
-        thr_all = np.full(n, np.nan)
+    thr_under = np.minimum(np.where(day_under, thr_day, np.inf), np.where(night_under, thr_night, np.inf))
+    thr_all = np.minimum(thr_day if day.any() else np.inf, thr_night if (~day).any() else np.inf) if h else np.full(n, np.nan)
     hours_i = hours.astype(np.int64)
     return Details(
         hours_below=hours_i,

@@ -24,7 +24,7 @@ from control.alerts.rules import Observation, StationReading, observe_analysis, 
 from control.alerts.sinks import JsonlSink, MqttSink, Sink, WebhookSink
 from control.alerts.tracker import plan
 from control.coldsnap import ForecastError, detect, forecast_from_store, load_openmeteo, plan_ramp
-from control.curve import auto_apply_for, design_for, heating_curve
+from control.curve import auto_apply_for, design_for, feedback_supply, heating_curve
 from control.db import db_path, open_engine
 from control.diagnosis import StationState, diagnose
 from control.outcome import judge, measured
@@ -391,8 +391,9 @@ class ControlLoop:
                 # indoor feedback, as for every supply proposal: homes already warm above the target have margin
                 # for the cold (and raising them further only wastes heat); homes under it need more
                 before = min((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
-                feedback = 0.0 if before is None else c.feedback_gain * (self.cfg.standard.target_c - before)
-                target = max(st.supply_min_c, min(st.supply_max_c, curve + feedback))
+                wanted = feedback_supply(curve, self.cfg.standard.target_c, before, c.feedback_gain)
+                feedback = wanted - curve
+                target = max(st.supply_min_c, min(st.supply_max_c, wanted))
                 current = r.supply_c if r and r.supply_c is not None else None
                 if current is None:
                     if r is None or r.outdoor_c is None:

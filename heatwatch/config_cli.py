@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 from heatwatch.app import App
 from heatwatch.config import effective_settings
 from heatwatch.config_example import example_toml, toml_value
 from heatwatch.registry import load_registry
+
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")  # TOML keys that need no quotes
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -31,21 +34,16 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _print_table(body: dict[str, object], prefix: str) -> None:
-    """Valid TOML: unset keys commented out, nested tables after the plain keys."""
+    """Valid TOML: unset keys commented out, nested tables (quoted names: station ids may be Chinese) after the keys."""
     for key, value in body.items():
         if not isinstance(value, dict):
             print(f"# {key} = (unset)" if value is None else f"{key} = {toml_value(value)}")
     print()
     for key, value in body.items():
-        if not isinstance(value, dict):
-            continue
-        if key == "stations":  # station_id -> design table
-            for sid, design in value.items():
-                print(f"[{prefix}{key}.{json.dumps(sid, ensure_ascii=False)}]")
-                _print_table(design, f"{prefix}{key}.{json.dumps(sid, ensure_ascii=False)}.")
-        else:
-            print(f"[{prefix}{key}]")
-            _print_table(value, f"{prefix}{key}.")
+        if isinstance(value, dict):
+            name = prefix + (key if BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False))
+            print(f"[{name}]")
+            _print_table(value, name + ".")
 
 
 def _example(args: argparse.Namespace) -> int:

@@ -7,17 +7,24 @@ lists them, so adding ``run``/``status`` is two functions and one line.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
+import signal
 import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from heatwatch.app import App, setup_logging
 from heatwatch.cli import UsageError
+from heatwatch.config import Config
+from heatwatch.status import status_path
 from heatwatch.timeutil import parse_cli_time, rfc3339, utc_now
+
+log = logging.getLogger("heatwatch.run")
 
 DEFAULT_REPORT_DAYS = 7
 
@@ -62,27 +69,45 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=_report)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from collector.cli import install_stop_signals
+def install_stop_signals(stop: threading.Event) -> None:
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("heatwatch.run").info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+
+
+def serve(app: App, cfg: Config) -> int:
+    """Run the service with ``cfg`` (its [run] parts) until SIGTERM/SIGINT, then stop it cleanly."""
     from heatwatch.service import Service
 
-    app = App.from_args(args)
-    setup_logging(app.cfg)
+    setup_logging(cfg)
     registry = app.registry
-    if not registry.homes and ("analytics" in app.cfg.run.parts or "collector" in app.cfg.run.parts):
-        raise UsageError("the registry has no homes; set [registry] homes_csv (and stations_csv) in the config")
     store = app.open_store()
+    # the registry and the imported libraries live as long as the process: keep them out of the cyclic GC's
+    # full passes, which otherwise rescan them while readings stream through (docs/PERFORMANCE.md)
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
     install_stop_signals(stop)
-    service = Service(app.cfg, registry, store).start()
+    service = Service(cfg, registry, store).start()
+    log.info("status in %s", status_path(cfg))
     try:
         while not stop.wait(1.0):
             pass
     finally:
-        logging.getLogger("heatwatch.run").info("stopping: flushing, acknowledging, shutting the scheduler down")
+        log.info("stopping: flushing, acknowledging, shutting the scheduler down")
         service.stop()
         store.close()
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    app = App.from_args(args)
+    if not app.registry.homes and ("analytics" in app.cfg.run.parts or "collector" in app.cfg.run.parts):
+        raise UsageError("the registry has no homes; set [registry] homes_csv (and stations_csv) in the config")
+    return serve(app, app.cfg)
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
