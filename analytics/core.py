@@ -1,8 +1,9 @@
 """The definitions of issue 4 as pure, vectorised functions on a homes × local-hours matrix.
 
 ``values[i, j]`` is home i's hourly mean for local clock hour j of the window (NaN: no reading in
-that hour). Everything here is numpy on whole columns (no per-home Python loops), so a city of a
-million homes is analysed in a few passes over memory (bench/bench_analytics.py).
+that hour). No per-home Python loops: the one pass over the matrix is a compiled kernel
+(``kernels.scan``), the rest is numpy on per-home vectors, so a city of a million homes is analysed
+in about the time of reading its matrix twice (bench/bench_analytics.py).
 
 Definitions (docs/ANALYTICS.md has worked examples):
 - window temperature = mean of a home's hourly means (a chatty sensor does not outweigh a quiet one);
@@ -23,12 +24,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from analytics import kernels
 from heatwatch.storage.base import hour_offset_s
 from heatwatch.timeutil import to_ns
 
 H_NS = 3_600 * 1_000_000_000
-BLOCK = 131_072  # homes per block: a block's columns stay in cache across the per-hour steps
-
+BLOCK = 262_144  # homes per block: its counters (256 KiB each) stay in L2 across the hours; measured best of 4k…1M
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -95,61 +96,51 @@ def threshold_matrix(thr_day: FloatArray, thr_night: FloatArray, day: BoolArray)
     return np.where(day[None, :], thr_day[:, None], thr_night[:, None])
 
 
-# --- the scan: window temperature and below-standard flag for every home -----------------------------
+# --- the scan: everything per home in one pass ---------------------------------------------------------
 @dataclass(frozen=True)
 class Scan:
+    """Per home of ``values``' rows. Counters are small unsigned ints (see ``_counter_dtype``)."""
+
     mean_c: FloatArray  # window temperature (NaN when the home has no hourly mean in the window)
-    n_hours: npt.NDArray[np.int32]  # hours with a mean
+    n_hours: npt.NDArray[np.unsignedinteger[Any]]  # hours with a mean
     longest_run_h: npt.NDArray[np.unsignedinteger[Any]]  # longest run of consecutive hours under the threshold
     below: BoolArray  # longest_run_h >= min_hours_below
+    hours_below: npt.NDArray[np.unsignedinteger[Any]]  # hours under the threshold, in runs or not
+    first_run: npt.NDArray[np.unsignedinteger[Any]]  # column where the first qualifying run starts; dtype max: none
+    min_hourly_c: FloatArray  # NaN when no hourly mean
+    day_under: BoolArray  # some hour under was a day hour
+    night_under: BoolArray  # some hour under was a night hour
 
     @property
     def reporting(self) -> BoolArray:
         return np.asarray(self.n_hours > 0)
 
 
+def _counter_dtype(h: int) -> type[np.unsignedinteger[Any]]:
+    """The smallest unsigned int that counts h hours and still has a spare value for "none" (a week is uint16)."""
+    return np.uint8 if h < 255 else np.uint16 if h < 65_535 else np.uint32
+
+
 def scan(values: FloatArray, thr_day: FloatArray, thr_night: FloatArray, day: BoolArray, min_hours_below: int) -> Scan:
-    """One pass over ``values`` (column by column, in cache-sized blocks of homes).
+    """One pass over ``values`` (``kernels.scan``): hour by hour within cache-sized blocks of homes.
 
     NaN (no reading) is never under a threshold, so it ends a run: a silent sensor never makes a cold home.
-    Rows with a missing hour get a NaN sum and are recomputed while their block is still in cache.
     """
     n, h = values.shape
-    total = np.zeros(n)
-    n_hours = np.full(n, h, dtype=np.int32)
-    run_t = np.uint8 if h < 255 else np.uint16 if h < 65_535 else np.uint32
-    longest: npt.NDArray[np.unsignedinteger[Any]] = np.zeros(n, dtype=run_t)
-    run = np.zeros(min(BLOCK, max(n, 1)), dtype=run_t)
-    under = np.zeros(run.shape[0], dtype=bool)
-    under_n = under.view(np.uint8)
-    for a in range(0, n, BLOCK):
-        b = min(n, a + BLOCK)
-        m = b - a
-        r, u, un, acc, best = run[:m], under[:m], under_n[:m], total[a:b], longest[a:b]
-        r[:] = 0
-        td, tn = thr_day[a:b], thr_night[a:b]
-        block = values[a:b]
-        for j in range(h):
-            col = block[:, j]
-            np.add(acc, col, out=acc)
-            np.less(col, td if day[j] else tn, out=u)
-            np.add(r, 1, out=r)
-            np.multiply(r, un, out=r)
-            np.maximum(best, r, out=best)
-        gaps = np.flatnonzero(np.isnan(acc))
-        if gaps.size:
-            g_sum = np.zeros(gaps.size)
-            g_cnt = np.zeros(gaps.size, dtype=np.int32)
-            for j in range(h):
-                col = block[:, j].take(gaps)
-                ok = col == col  # not NaN
-                g_sum += np.where(ok, col, 0.0)
-                g_cnt += ok
-            acc[gaps] = np.where(g_cnt > 0, g_sum, np.nan)
-            n_hours[a + gaps] = g_cnt
+    ct = _counter_dtype(h)
+    total, min_c = np.empty(n), np.empty(n)
+    n_hours, longest, hours, first = (np.empty(n, dtype=ct) for _ in range(4))
+    day_under, night_under = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
+    flat = np.asfortranarray(values, dtype=np.float64).ravel(order="F")  # a view when built by hourly_matrix
+    kernels.scan(flat, n, h, _f64(thr_day), _f64(thr_night), np.ascontiguousarray(day, dtype=bool), min_hours_below,
+                 BLOCK, total, n_hours, longest, hours, first, min_c, day_under, night_under)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = total / n_hours
-    return Scan(mean, n_hours, longest, longest >= min_hours_below)
+        mean = np.divide(total, n_hours, out=total)  # in place: each fresh array costs page faults (PERFORMANCE.md)
+    return Scan(mean, n_hours, longest, longest >= min_hours_below, hours, first, min_c, day_under, night_under)
+
+
+def _f64(a: npt.ArrayLike) -> FloatArray:
+    return np.ascontiguousarray(a, dtype=np.float64)
 
 
 # --- details for the homes that matter (below standard, or all when writing home_status) -------------
@@ -164,56 +155,28 @@ class Details:
     night_under: BoolArray  # some hour under was a night hour
 
 
-def details(
-    values: FloatArray,
-    thr_day: FloatArray,
-    thr_night: FloatArray,
-    day: BoolArray,
-    min_hours_below: int,
-    rows: IntArray | None = None,
-) -> Details:
-    """Per-home details for ``rows`` (default: all); thresholds are per home of ``values``' rows."""
-    if rows is not None:
-        thr_day, thr_night = thr_day[rows], thr_night[rows]
-    n, h = (values.shape[0] if rows is None else len(rows)), values.shape[1]
-    cnt_t = np.uint8 if h < 255 else np.uint16 if h < 65_535 else np.uint32  # counters in small ints: less memory traffic
-    run = np.zeros(n, dtype=cnt_t)
-    longest = np.zeros(n, dtype=cnt_t)
-    hours = np.zeros(n, dtype=cnt_t)
-    first = np.full(n, -1, dtype=np.int64)
-    mn = np.full(n, np.nan)
-    under = np.zeros(n, dtype=bool)
-    under_n = under.view(np.uint8)
-    day_under = np.zeros(n, dtype=bool)
-    night_under = np.zeros(n, dtype=bool)
-    reached = np.zeros(n, dtype=bool)
-    thr_first = np.full(n, np.nan)
-    for j in range(h):  # loop over hours (the window length), vectorised over homes
-        col = values[:, j] if rows is None else values[:, j].take(rows)
-        np.less(col, thr_day if day[j] else thr_night, out=under)  # NaN → False
-        np.add(run, 1, out=run)
-        np.multiply(run, under_n, out=run)
-        np.maximum(longest, run, out=longest)
-        np.add(hours, under_n, out=hours)
-        np.equal(run, min_hours_below, out=reached)  # a qualifying run reaches the minimum exactly once
-        if reached.any():
-            hit = np.flatnonzero(reached)
-            hit = hit[first[hit] < 0]
-            j0 = j - min_hours_below + 1
-            first[hit] = j0
-            thr_first[hit] = (thr_day if day[j0] else thr_night)[hit]
-        np.fmin(mn, col, out=mn)  # fmin skips NaN
-        np.logical_or(day_under if day[j] else night_under, under, out=day_under if day[j] else night_under)
-    # the lowest threshold among the hours under, or among all hours when none was under
-    thr_under = np.minimum(np.where(day_under, thr_day, np.inf), np.where(night_under, thr_night, np.inf))
-    thr_all = np.minimum(thr_day if day.any() else np.inf, thr_night if (~day).any() else np.inf) if h else np.full(n, np.nan)
-    hours_i = hours.astype(np.int64)
+def details(sc: Scan, thr_day: FloatArray, thr_night: FloatArray, day: BoolArray, rows: IntArray | None = None) -> Details:
+    """The scan's per-home findings for ``rows`` (default: all), with the threshold that applied."""
+    if rows is None:
+        rows = np.arange(sc.mean_c.shape[0])
+    td, tn = thr_day[rows], thr_night[rows]
+    h = day.shape[0]
+    raw_first = sc.first_run[rows]
+    found = raw_first != np.iinfo(raw_first.dtype).max
+    first = np.where(found, raw_first.astype(np.int64), -1)
+    hours = sc.hours_below[rows].astype(np.int64)
+    day_under, night_under = sc.day_under[rows], sc.night_under[rows]
+    # the threshold at the start of the first qualifying run; else the lowest among the hours under,
+    # or among all hours when none was under
+    thr_first = np.where(day[np.where(found, first, 0)], td, tn) if h else np.full(rows.shape[0], np.nan)
+    thr_under = np.minimum(np.where(day_under, td, np.inf), np.where(night_under, tn, np.inf))
+    thr_all = np.minimum(td if day.any() else np.inf, tn if (~day).any() else np.inf) if h else np.full(rows.shape[0], np.nan)
     return Details(
-        hours_below=hours_i,
-        longest_run_h=longest.astype(np.int64),
+        hours_below=hours,
+        longest_run_h=sc.longest_run_h[rows].astype(np.int64),
         first_below=first,
-        min_hourly_c=mn,
-        threshold_c=np.where(first >= 0, thr_first, np.where(hours_i > 0, thr_under, thr_all)),
+        min_hourly_c=sc.min_hourly_c[rows],
+        threshold_c=np.where(found, thr_first, np.where(hours > 0, thr_under, thr_all)),
         day_under=day_under,
         night_under=night_under,
     )
@@ -257,17 +220,14 @@ def community_stats(
     cold_share_max: float = 0.25,
 ) -> CommunityArrays:
     """Edge-weighted community means (the 40 % rule) with bincounts: O(homes), no Python loop over homes."""
-    rep = mean_c == mean_c  # not NaN
-    # one bincount over (community, middle | edge | not reporting) gives m, e and the registered count;
-    # one weighted bincount the sums (NaN of silent homes lands in the unused third column)
-    key = codes * 3 + np.where(rep, is_edge.astype(np.int8, copy=False), np.int8(2))
-    cnt3 = np.bincount(key, minlength=3 * n_groups).reshape(n_groups, 3)
-    sum3 = np.bincount(key, weights=mean_c, minlength=3 * n_groups).reshape(n_groups, 3)
-    registered = cnt3.sum(axis=1).astype(np.int64)
+    cnt3 = np.zeros((n_groups, 3), dtype=np.int64)  # (middle, edge, not reporting) homes
+    sum2 = np.zeros((n_groups, 2))  # sums of middle and edge window temperatures
+    n_below = np.zeros(n_groups, dtype=np.int64)  # reporting homes below standard
+    kernels.community_sums(np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(is_edge, dtype=bool),
+                           _f64(mean_c), np.ascontiguousarray(below, dtype=bool), cnt3, sum2, n_below)
+    registered = cnt3.sum(axis=1)
     m, e = cnt3[:, 0].astype(np.float64), cnt3[:, 1].astype(np.float64)
-    sm, se = sum3[:, 0], sum3[:, 1]
-    hit = np.flatnonzero(below)
-    nb = np.bincount(codes[hit[rep[hit]]], minlength=n_groups).astype(np.float64)
+    sm, se = sum2[:, 0], sum2[:, 1]
     k = e + m
     with np.errstate(invalid="ignore", divide="ignore"):
         plain = np.where(k > 0, (se + sm) / k, np.nan)
@@ -277,7 +237,7 @@ def community_stats(
         w_mean = edge_share_min * se / e + (1.0 - edge_share_min) * sm / m
         weighted = np.where(plain_ok, plain, np.where(weighted_ok, w_mean, np.nan))
         edge_weight = np.where(plain_ok, share, np.where(weighted_ok, edge_share_min, np.where(k > 0, 0.0, np.nan)))
-        cold_share = np.where(k > 0, nb / k, 0.0)
+        cold_share = np.where(k > 0, n_below / k, 0.0)
     insufficient = (k < min_sample) | (e == 0)
     cold = (weighted < target_c) | (cold_share > cold_share_max)
     status = np.where(insufficient, INSUFFICIENT, np.where(cold, COLD, OK)).astype(np.int8)
@@ -290,6 +250,6 @@ def community_stats(
         edge_weight=edge_weight,
         weighted_mean_c=weighted,
         plain_mean_c=plain,
-        below=nb.astype(np.int64),
+        below=n_below,
         status=status,
     )

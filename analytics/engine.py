@@ -101,7 +101,7 @@ def analyze(
 
     # per reporting home: details for home_status, and the below-standard list
     rep = np.flatnonzero(sc.reporting)
-    det = core.details(values, thr_day, thr_night, day, a.min_hours_below, rows=rep)
+    det = core.details(sc, thr_day, thr_night, day, rows=rep)
     rules = core.rule_names(kind[rep], det.day_under, det.night_under)
     table = pd.DataFrame(
         {

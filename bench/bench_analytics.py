@@ -71,7 +71,7 @@ def analytics(a: dict[str, Any]) -> tuple[core.CommunityArrays, np.ndarray, core
     sc = core.scan(a["values"], a["thr_day"], a["thr_night"], a["day"], 2)
     cs = core.community_stats(a["codes"], a["communities"], a["edge"], sc.mean_c, sc.below)
     idx = np.flatnonzero(sc.below)
-    det = core.details(a["values"], a["thr_day"], a["thr_night"], a["day"], 2, rows=idx)
+    det = core.details(sc, a["thr_day"], a["thr_night"], a["day"], rows=idx)
     return cs, idx, det, core.rule_names(a["kind"][idx], det.day_under, det.night_under)
 
 

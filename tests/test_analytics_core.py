@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import numba
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -97,7 +99,8 @@ def scan_one(
     v = np.asfortranarray(np.array([row], dtype=float))
     d = np.array(day, dtype=bool)
     td, tn = np.array([thr_day]), np.array([thr_night])
-    return core.scan(v, td, tn, d, k), core.details(v, td, tn, d, k)
+    s = core.scan(v, td, tn, d, k)
+    return s, core.details(s, td, tn, d)
 
 
 def test_below_needs_consecutive_hours_and_a_missing_hour_ends_the_run() -> None:
@@ -194,25 +197,51 @@ def test_scan_blocks_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> No
     v[rng.random(v.shape) < 0.1] = NAN
     day = np.arange(12) >= 4
     td, tn = np.full(50, 18.0), np.full(50, 16.0)
-    whole = core.scan(v, td, tn, day, 2)
-    monkeypatch.setattr(core, "BLOCK", 7)
-    blocked = core.scan(v, td, tn, day, 2)
-    np.testing.assert_array_equal(whole.longest_run_h, blocked.longest_run_h)
-    np.testing.assert_allclose(whole.mean_c, blocked.mean_c)
+    for hours in (12, 11):  # even, and odd (the last pair padded)
+        part = np.asfortranarray(v[:, :hours])
+        whole = core.scan(part, td, tn, day[:hours], 2)
+        with monkeypatch.context() as mp:
+            mp.setattr(core, "BLOCK", 7)
+            blocked = core.scan(part, td, tn, day[:hours], 2)
+        for name in ("longest_run_h", "n_hours", "hours_below", "first_run", "day_under", "night_under"):
+            np.testing.assert_array_equal(getattr(whole, name), getattr(blocked, name))
+        np.testing.assert_allclose(whole.mean_c, blocked.mean_c)
+        np.testing.assert_array_equal(whole.min_hourly_c, blocked.min_hourly_c)
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.lists(st.one_of(st.none(), st.floats(12, 22)), min_size=6, max_size=6), min_size=1, max_size=8),
-       st.lists(st.booleans(), min_size=6, max_size=6), st.integers(1, 4), st.data())
-def test_details_match_a_plain_loop(rows: list[list[float | None]], day: list[bool], k: int, data: st.DataObject) -> None:
-    """hours_below, longest run, first qualifying hour, min hourly, threshold and rule against a per-home loop."""
+def test_a_long_window_counts_past_255_hours() -> None:
+    """A 300-hour window (12.5 days) needs 16-bit counters: runs, hours and the first hour past 255 are exact."""
+    h = 300
+    v = np.full((3, h), 19.0)
+    v[0, 10:280] = 17.0  # one run of 270 hours starting at hour 10
+    v[1, 270:273] = 17.0  # the first qualifying run starts at hour 270
+    v[2, ::2] = NAN  # every other hour silent: 150 hours with a reading, never a run
+    v = np.asfortranarray(v)
+    td, tn, day = np.full(3, 18.0), np.full(3, 16.0), np.ones(h, dtype=bool)
+    s = core.scan(v, td, tn, day, 2)
+    d = core.details(s, td, tn, day)
+    assert s.longest_run_h.tolist() == [270, 3, 0] and d.hours_below.tolist() == [270, 3, 0]
+    assert d.first_below.tolist() == [10, 270, -1] and s.below.tolist() == [True, True, False]
+    assert s.n_hours.tolist() == [300, 300, 150]
+    assert s.mean_c[0] == pytest.approx((270 * 17.0 + 30 * 19.0) / 300)
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 8), st.integers(1, 4), st.data())
+def test_details_match_a_plain_loop(h: int, n: int, k: int, data: st.DataObject) -> None:
+    """hours_below, longest run, first qualifying hour, min hourly, threshold and rule against a per-home loop.
+
+    Odd and even windows: the kernel takes hours in pairs and pads an odd window with a NaN hour.
+    """
+    rows = data.draw(st.lists(st.lists(st.one_of(st.none(), st.floats(12, 22)), min_size=h, max_size=h),
+                              min_size=n, max_size=n))
+    day = data.draw(st.lists(st.booleans(), min_size=h, max_size=h))
     v = np.asfortranarray(np.array([[NAN if x is None else x for x in r] for r in rows], dtype=float))
-    n = len(rows)
     kind = np.array(data.draw(st.lists(st.sampled_from([core.KIND_RESIDENTIAL, core.KIND_BUNGALOW, core.KIND_CONTRACT]),
                                        min_size=n, max_size=n)), dtype=np.int8)
     td, tn = core.thresholds(kind, np.full(n, 19.5), 18.0, 16.0, 16.0)
     subset = np.array(sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1))), dtype=np.int64)
-    det = core.details(v, td, tn, np.array(day), k, rows=subset)
+    det = core.details(core.scan(v, td, tn, np.array(day), k), td, tn, np.array(day), rows=subset)
     rules = core.rule_names(kind[subset], det.day_under, det.night_under)
     for out_i, i in enumerate(subset.tolist()):
         thr = [float(td[i]) if d else float(tn[i]) for d in day]
@@ -242,3 +271,23 @@ def test_details_match_a_plain_loop(rows: list[list[float | None]], day: list[bo
         else:
             assert rules[out_i] == ("residential_day" if day_u and not night_u else "residential_night" if night_u and not day_u
                                     else "residential")
+
+
+def test_kernels_still_compile_where_no_cache_directory_is_writable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A locked-down service (no writable __pycache__, NUMBA_CACHE_DIR or home) compiles at start instead of failing."""
+    from numba.core import caching
+
+    from analytics import kernels
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])  # as if no directory were writable
+
+    def add_one(x: npt.NDArray[np.float64]) -> None:
+        for i in range(x.shape[0]):
+            x[i] += 1.0
+
+    with pytest.raises(RuntimeError, match="no locator"):
+        numba.njit(add_one, cache=True)
+    compiled = kernels._jit(add_one)
+    x = np.zeros(3)
+    compiled(x)
+    assert x.tolist() == [1.0, 1.0, 1.0]
