@@ -7,9 +7,10 @@ and a BLAS ``values @ ones``) and the faster one is used, so the ratio is the st
 The analytics side is what the issue names — community stats and below-standard homes — with the
 functions ``analytics.engine.analyze`` uses after reading the store: ``core.scan`` (window means,
 below-standard flags), ``core.community_stats`` (the 40 % rule) and ``core.details`` + ``rule_names``
-for the below-standard homes. ``analyze`` does more that is not timed here: details for every
-reporting home (for ``home_status``), sensor health and imbalance. Run:
-    .venv/bin/python bench/bench_analytics.py [--homes N] [--hours H] [--repeat R]
+for the below-standard homes. The first call (compiling the kernels, or loading them from numba's
+cache) is a warm-up and not timed. ``analyze`` does more that is not timed here: the ``home_status``
+rows of every reporting home (a take from the scan), sensor health and imbalance. Run:
+    .venv/bin/python bench/bench_analytics.py [--homes N] [--hours H] [--repeat R] [--parts]
 Prints one JSON line; record it in docs/PERFORMANCE.md ("Analytics and the simulator step").
 """
 
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -83,6 +85,26 @@ def lower_bound_blas(a: dict[str, Any]) -> np.ndarray:
     return np.bincount(a["codes"], weights=a["values"] @ np.ones(a["values"].shape[1]), minlength=a["communities"])
 
 
+def parts(a: dict[str, Any], repeat: int) -> dict[str, float]:
+    """Each step of ``analytics`` timed alone, results kept alive as in the real run (median ms)."""
+    steps: dict[str, list[float]] = {"scan": [], "community_stats": [], "flatnonzero": [], "details": [], "rule_names": []}
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        sc = core.scan(a["values"], a["thr_day"], a["thr_night"], a["day"], 2)
+        t1 = time.perf_counter()
+        core.community_stats(a["codes"], a["communities"], a["edge"], sc.mean_c, sc.below)
+        t2 = time.perf_counter()
+        idx = np.flatnonzero(sc.below)
+        t3 = time.perf_counter()
+        det = core.details(sc, a["thr_day"], a["thr_night"], a["day"], rows=idx)
+        t4 = time.perf_counter()
+        core.rule_names(a["kind"][idx], det.day_under, det.night_under)
+        t5 = time.perf_counter()
+        for name, dt in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            steps[name].append(dt * 1000)
+    return {name: round(statistics.median(v), 1) for name, v in steps.items()}
+
+
 def timed(fn: Callable[[], object]) -> float:
     t = time.perf_counter()
     fn()
@@ -95,6 +117,7 @@ def main() -> int:
     ap.add_argument("--hours", type=int, default=24)
     ap.add_argument("--communities", type=int, default=2_000)
     ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--parts", action="store_true", help="also time each step alone (median ms) under \"parts_ms\"")
     args = ap.parse_args()
     a = make_arrays(args.homes, args.hours, args.communities)
     cs, idx, _, _ = analytics(a)  # warm up, and a sanity check against a plain computation
@@ -127,8 +150,10 @@ def main() -> int:
         "goal_ratio": GOAL_RATIO,
         "meets_goal": med(t_an) / lb <= GOAL_RATIO,
         "repeat": args.repeat,
+        **({"parts_ms": parts(a, args.repeat)} if args.parts else {}),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "numba": numba.__version__,
         "machine": platform.machine(),
     }
     print(json.dumps(result))

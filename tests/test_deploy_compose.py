@@ -265,6 +265,8 @@ def test_dockerfile() -> None:
     assert base and base.group(1).startswith("python:3.11")
     assert 'ENTRYPOINT ["heatwatch"]' in text and "USER heatwatch" in text
     assert "fonts-noto-cjk" in text and "tzdata" in text
+    # compiled analytics kernels are cached in the volume the image's user may write
+    assert re.search(r"NUMBA_CACHE_DIR=/var/lib/heatwatch/\S+", text) and 'VOLUME ["/var/lib/heatwatch"]' in text
     for m in re.finditer(r"cp -r /src/(\S+)", text):
         assert (ROOT / m.group(1)).exists()
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()

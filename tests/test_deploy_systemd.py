@@ -97,6 +97,11 @@ def test_units_run_heatwatch_commands_with_real_config_keys() -> None:
             env.update(_env_file(UNITS / (Path(extra).stem + ".env.example")))
         cfg = load_config(environ={k: v for k, v in env.items() if k.startswith("HEATWATCH_")})
         assert argv[3] in known, f"{unit.name}: unknown command {argv[3:]}"
+        if argv[3] == "report" or (argv[3] == "run" and "analytics" in cfg.run.parts):
+            # the analytics kernels are compiled once and cached; under ProtectSystem=strict only
+            # ReadWritePaths are writable, so the cache must be there or every start compiles again
+            cache = env.get("NUMBA_CACHE_DIR", "")
+            assert any(cache.startswith(p.rstrip("/") + "/") for p in u["ReadWritePaths"]), f"{unit.name}: NUMBA_CACHE_DIR"
         parser.parse_args(argv[1:])
         if unit.name == "heatwatch-collector@.service":
             assert cfg.mqtt.client_id == "heatwatch-collector-a" and cfg.mqtt.shared_group == "heatwatch"
