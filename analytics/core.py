@@ -24,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from analytics import kernels
 from heatwatch.storage.base import hour_offset_s
 from heatwatch.timeutil import to_ns
 
@@ -132,6 +131,8 @@ def scan(values: FloatArray, thr_day: FloatArray, thr_night: FloatArray, day: Bo
     n_hours, longest, hours, first = (np.empty(n, dtype=ct) for _ in range(4))
     day_under, night_under = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
     flat = np.asfortranarray(values, dtype=np.float64).ravel(order="F")  # a view when built by hourly_matrix
+    from analytics import kernels  # here, not at import: numba and LLVM add ~100 MB to a process (the collector has no use)
+
     kernels.scan(flat, n, h, _f64(thr_day), _f64(thr_night), np.ascontiguousarray(day, dtype=bool), min_hours_below,
                  BLOCK, total, n_hours, longest, hours, first, min_c, day_under, night_under)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -223,6 +224,8 @@ def community_stats(
     cnt3 = np.zeros((n_groups, 3), dtype=np.int64)  # (middle, edge, not reporting) homes
     sum2 = np.zeros((n_groups, 2))  # sums of middle and edge window temperatures
     n_below = np.zeros(n_groups, dtype=np.int64)  # reporting homes below standard
+    from analytics import kernels
+
     kernels.community_sums(np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(is_edge, dtype=bool),
                            _f64(mean_c), np.ascontiguousarray(below, dtype=bool), cnt3, sum2, n_below)
     registered = cnt3.sum(axis=1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numba
@@ -291,3 +294,19 @@ def test_kernels_still_compile_where_no_cache_directory_is_writable(monkeypatch:
     x = np.zeros(3)
     compiled(x)
     assert x.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_numba_is_loaded_only_by_an_analysis() -> None:
+    """numba and LLVM cost ~100 MB of RSS: the CLI and a collector (memory goal ≤ 150 MB) must not load them."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from heatwatch.cli import build_parser\n"
+        "build_parser()\n"
+        "import analytics.engine, collector.service, heatwatch.service\n"
+        "assert 'numba' not in sys.modules, 'numba loaded at import'\n"
+        "from analytics import core\n"
+        "core.scan(np.full((2, 3), 17.0, order='F'), np.full(2, 18.0), np.full(2, 16.0), np.ones(3, bool), 2)\n"
+        "assert 'numba' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
