@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,22 +102,87 @@ def detect(
     return None
 
 
-def plan_ramp(
-    current_c: float, target_c: float, max_step_c: float, last_effective: datetime, interval: timedelta, now: datetime
-) -> list[tuple[datetime, float]]:
-    """Steps of at most ``max_step_c``, ``interval`` apart, reaching ``target_c`` at ``last_effective``.
+def _tenth_down(x: float) -> float:
+    """Setpoints go out in 0.1 °C; rounding down keeps a step within max_step_c from a measured supply."""
+    return math.floor(x * 10 + 1e-6) / 10
 
-    When the forecast comes too late for that, the ramp starts now and is compressed to still arrive in
-    time, but never faster than a step per ``interval / 3``: stacking the steps into one jump would
-    defeat the step bound, which protects the network (and a late step beats no step).
+
+def coldest_ahead(forecast: Forecast, t: datetime, lead: timedelta) -> float | None:
+    """The coldest forecast hour in [t, t + lead]: what water sent at t must still be warm enough for
+    by the time it has warmed the buildings; the next forecast hour when that span has none."""
+    within = [v for ft, v in forecast if t <= ft <= t + lead]
+    if within:
+        return min(within)
+    return next((v for ft, v in forecast if ft > t), None)
+
+
+@dataclass(frozen=True, slots=True)
+class RampStep:
+    at: datetime
+    supply_c: float
+    sized_for_c: float  # the outdoor temperature this step's supply is for (coldest_ahead)
+
+
+def plan_following(
+    forecast: Forecast,
+    now: datetime,
+    until: datetime,
+    current_c: float,
+    supply_for: Callable[[float], float],
+    lead: timedelta,
+    interval: timedelta,
+    max_step_c: float,
+    min_change_c: float,
+) -> list[RampStep]:
+    """A supply ramp that follows the forecast one thermal lag ahead, up to its peak at ``until``.
+
+    At each ramp time t (``interval`` apart, counted back from ``until`` = the forecast minimum − lead) the
+    supply should be ``supply_for(coldest_ahead(t))``: raising it to the minimum's value a day before
+    the minimum only overheats homes. Steps are at most ``max_step_c``, so a big rise starts as early as
+    the bound requires (a backward pass). A forecast too late for that is compressed to one step per
+    ``interval / 3`` (the whole plan, not only its start) and, if still short, finishes after ``until``:
+    a late step beats one large jump,
+    which the step bound forbids to protect the network. Only raises: lowering after the snap is the
+    normal feedback's job. Changes under ``min_change_c`` wait for the next step unless waiting would
+    break the step bound; the peak is always proposed.
     """
-    if target_c <= current_c:
+    if not forecast:
         return []
-    n = math.ceil(round((target_c - current_c) / max_step_c, 9))
-    values = [round(min(current_c + k * max_step_c, target_c), 1) for k in range(1, n + 1)]
-    gap = interval if last_effective - (n - 1) * interval >= now else (last_effective - now) / max(n - 1, 1)
-    if gap >= interval / 3:  # in time (or compressed): the last step lands exactly at last_effective
-        times = [max(now, last_effective - (n - k) * gap) for k in range(1, n + 1)]
-    else:  # too late even compressed: start now at the fastest allowed pace
-        times = [now + (k - 1) * (interval / 3) for k in range(1, n + 1)]
-    return list(zip(times, values, strict=True))
+    for gap in (interval, interval / 3):
+        times = [until]  # counted back from the peak, so that steps are a whole gap apart
+        while times[-1] - gap >= now:
+            times.append(times[-1] - gap)
+        times = times[::-1] if until >= now else [now]
+        sized: list[float] = []
+        for t in times:
+            x = coldest_ahead(forecast, t, lead)
+            sized.append(x if x is not None else (sized[-1] if sized else min(v for _, v in forecast)))
+        need = [round(supply_for(x), 1) for x in sized]
+        for k in range(len(need) - 2, -1, -1):  # early enough for every later value at max_step_c per step
+            need[k] = max(need[k], round(need[k + 1] - max_step_c, 1))
+        if need[0] - current_c <= max_step_c + 1e-9:
+            break
+    peak = max(need)
+    if peak - current_c < max(min_change_c, 0.05):
+        return []
+    values, prev = [], current_c
+    for v in need:
+        prev = max(prev, min(v, _tenth_down(prev + max_step_c)))
+        values.append(prev)
+    while values[-1] < peak:  # too late even compressed: keep stepping after ``until``
+        nxt = min(peak, _tenth_down(values[-1] + max_step_c))
+        if nxt <= values[-1]:  # a max_step_c under 0.1 °C cannot move a setpoint
+            break
+        times.append(times[-1] + gap)
+        sized.append(sized[-1])
+        values.append(nxt)
+    steps: list[RampStep] = []
+    last = current_c
+    for k, (t, v) in enumerate(zip(times, values, strict=True)):
+        nxt = values[k + 1] if k + 1 < len(values) else None
+        if v - last < 0.05:
+            continue
+        if v - last >= min_change_c or nxt is None or nxt - last > max_step_c + 1e-9:
+            steps.append(RampStep(max(t, now), v, sized[k]))
+            last = v
+    return steps

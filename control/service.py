@@ -23,7 +23,7 @@ from control.alerts.repo import AlertRepo
 from control.alerts.rules import Observation, StationReading, observe_analysis, observe_stations, unit_of
 from control.alerts.sinks import JsonlSink, MqttSink, Sink, WebhookSink
 from control.alerts.tracker import plan
-from control.coldsnap import ForecastError, detect, forecast_from_store, load_openmeteo, plan_ramp
+from control.coldsnap import ForecastError, detect, forecast_from_store, load_openmeteo, plan_following
 from control.curve import auto_apply_for, design_for, feedback_supply, heating_curve
 from control.db import db_path, open_engine
 from control.diagnosis import StationState, diagnose
@@ -32,9 +32,9 @@ from control.proposal import OPEN, SETPOINT_KINDS, STATUSES, Proposal, new_propo
 from control.publish import Publisher, PublishError, setpoint_payload, setpoint_topic
 from control.repo import ProposalRepo
 from heatwatch import schema
-from heatwatch.config import Config
+from heatwatch.config import Config, StationDesign
 from heatwatch.model import FieldValue, Point
-from heatwatch.registry import Registry
+from heatwatch.registry import Registry, Station
 from heatwatch.storage.base import Store, StoreError, StoreUnavailable
 from heatwatch.timeutil import Clock, rfc3339, to_ns, utc_now
 
@@ -387,52 +387,58 @@ class ControlLoop:
                 if snap is None or self._coldsnap_planned(sid, now):
                     continue
                 design = design_for(self.cfg, sid)
-                curve = heating_curve(design, snap.min_c).supply_c
                 # indoor feedback, as for every supply proposal: homes already warm above the target have margin
                 # for the cold (and raising them further only wastes heat); homes under it need more
                 before = min((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
-                wanted = feedback_supply(curve, self.cfg.standard.target_c, before, c.feedback_gain)
-                feedback = wanted - curve
-                target = max(st.supply_min_c, min(st.supply_max_c, wanted))
+
+                def supply_for(outdoor_c: float, design: StationDesign = design, st: Station = st,
+                               before: float | None = before) -> float:
+                    wanted = feedback_supply(heating_curve(design, outdoor_c).supply_c, self.cfg.standard.target_c,
+                                             before, c.feedback_gain)
+                    return max(st.supply_min_c, min(st.supply_max_c, wanted))
+
                 current = r.supply_c if r and r.supply_c is not None else None
                 if current is None:
                     if r is None or r.outdoor_c is None:
                         continue
                     current = round(heating_curve(design, r.outdoor_c).supply_c, 1)
-                if target - current < c.min_change_c:
-                    continue
-                last = snap.arrival - timedelta(hours=design.lead_time_h)
-                steps = plan_ramp(current, target, c.max_step_c, last, timedelta(hours=c.ramp_interval_h), now)
+                lead = timedelta(hours=design.lead_time_h)
+                steps = plan_following(fc, now, snap.min_at - lead, current, supply_for, lead,
+                                       timedelta(hours=c.ramp_interval_h), c.max_step_c, c.min_change_c)
                 prev = current
                 tz = self.cfg.general.tz
                 why = (
                     f"under the {c.coldsnap_threshold_c:g} °C threshold" if snap.trigger == "threshold"
                     else f"a {snap.reference_c - snap.min_c:.1f} °C drop"
                 )
-                for k, (at, value) in enumerate(steps, start=1):
+                for k, step in enumerate(steps, start=1):
+                    curve = heating_curve(design, step.sized_for_c).supply_c
+                    wanted = feedback_supply(curve, self.cfg.standard.target_c, before, c.feedback_gain)
+                    feedback = wanted - curve
                     reason = (
                         f"Cold snap: forecast {snap.min_c:.1f} °C at {rfc3339(snap.min_at, tz)} ({why}), "
                         f"arriving {rfc3339(snap.arrival, tz)}; step {k}/{len(steps)}: raise {st.name or sid} supply "
-                        f"{prev:.1f} → {value:.1f} °C from {rfc3339(at, tz)} (heating curve {curve:.1f} °C at "
-                        f"{snap.min_c:.1f} °C{_feedback_note(feedback, before)}, {design.lead_time_h:g} h ahead for the "
-                        "buildings' thermal lag)."
+                        f"{prev:.1f} → {step.supply_c:.1f} °C from {rfc3339(step.at, tz)}, sized for "
+                        f"{step.sized_for_c:.1f} °C, the coldest forecast within the buildings' {design.lead_time_h:g} h "
+                        f"thermal lag (heating curve {curve:.1f} °C{_feedback_note(feedback, before)})."
                     )
                     p = Proposal(
                         new_proposal_id(), sid, "supply", st.communities[0] if len(st.communities) == 1 else "",
-                        prev, value, round(value - prev, 1),
+                        prev, step.supply_c, round(step.supply_c - prev, 1),
                         {
                             "arrival": rfc3339(snap.arrival), "forecast_min_c": snap.min_c,
                             "forecast_min_at": rfc3339(snap.min_at),
-                            "trigger": snap.trigger, "reference_c": snap.reference_c, "curve_supply_c": round(curve, 2),
+                            "trigger": snap.trigger, "reference_c": snap.reference_c,
+                            "sized_for_outdoor_c": step.sized_for_c, "curve_supply_c": round(curve, 2),
                             "indoor_feedback_c": round(feedback, 2), "weighted_mean_c": before,
                             "lead_time_h": design.lead_time_h, "step": k, "steps": len(steps),
                             "window_h": c.recheck_window_h,
                         },
-                        reason, now, at, origin="cold_snap", targets=tuple(st.communities),
+                        reason, now, step.at, origin="cold_snap", targets=tuple(st.communities),
                         before_c=None if before is None else round(before, 2),
                     )
                     made.append(p)
-                    prev = value
+                    prev = step.supply_c
             self._add_many(made)
         for p in made:
             if auto_apply_for(self.cfg, p.station_id):

@@ -176,7 +176,9 @@ def test_cold_snap_scenario_pre_adjusts_before_the_cold_arrives(tmp_path: Path, 
     assert all(p.created_at < snap_at for p in planned)
     arrival = datetime.fromisoformat(planned[-1].evidence["arrival"])
     assert snap_at <= arrival <= snap_at + timedelta(hours=6)
-    assert planned[-1].effective_at <= arrival - timedelta(hours=12)
+    # the supply for the coldest forecast hour is in place one lead time (12 h) before that hour
+    coldest_at = datetime.fromisoformat(planned[-1].evidence["forecast_min_at"])
+    assert planned[-1].effective_at <= coldest_at - timedelta(hours=12)
     assert all(0 < (p.delta_c or 0) <= cfg.control.max_step_c for p in planned)
     assert planned[-1].proposed_c is not None and planned[-1].proposed_c > 62.0
     # the simulated station got every step before the cold arrived

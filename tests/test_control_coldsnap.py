@@ -7,8 +7,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from control.coldsnap import ForecastError, detect, forecast_from_store, load_openmeteo, parse_openmeteo, plan_ramp
+from control.coldsnap import (
+    ForecastError,
+    RampStep,
+    detect,
+    forecast_from_store,
+    load_openmeteo,
+    parse_openmeteo,
+    plan_following,
+)
 from heatwatch import schema
 from heatwatch.model import Point
 from heatwatch.storage.sqlite import SqliteStore
@@ -78,16 +88,78 @@ def test_detect_threshold_drop_and_nothing() -> None:
     assert snap is not None and snap.arrival == T0 + 3 * H and snap.reference_c == -2
 
 
-def test_ramp_steps_are_bounded_and_end_at_the_lead_time() -> None:
-    steps = plan_ramp(50.0, 58.2, 3.0, T0 + 18 * H, 3 * H, T0)
-    assert steps == [(T0 + 12 * H, 53.0), (T0 + 15 * H, 56.0), (T0 + 18 * H, 58.2)]
-    assert plan_ramp(50.0, 56.0, 3.0, T0 + 18 * H, 3 * H, T0) == [(T0 + 15 * H, 53.0), (T0 + 18 * H, 56.0)]
-    # too late for the full ramp: it starts now, compressed to arrive in time ...
-    assert plan_ramp(50.0, 56.0, 3.0, T0 + 2 * H, 3 * H, T0) == [(T0, 53.0), (T0 + 2 * H, 56.0)]
-    # ... but never two steps at once: at most one per interval / 3 even when it arrives late
-    assert plan_ramp(55.0, 63.9, 3.0, T0, 3 * H, T0) == [(T0, 58.0), (T0 + H, 61.0), (T0 + 2 * H, 63.9)]
-    assert plan_ramp(55.0, 57.0, 3.0, T0 - H, 3 * H, T0) == [(T0, 57.0)]
-    assert plan_ramp(60.0, 58.0, 3.0, T0 + 2 * H, 3 * H, T0) == []
+def at(steps: list[RampStep]) -> list[tuple[float, float]]:
+    return [((s.at - T0) / H, s.supply_c) for s in steps]
+
+
+# 0 °C for a day, −8 °C the next, then −16 °C from +48 h; supply 50 °C at 0 °C and 1 °C more per °C colder
+STEPPED = fc([0.0] * 24 + [-8.0] * 24 + [-16.0] * 24)
+
+
+def linear(x: float) -> float:
+    return 50.0 - x
+
+
+def test_the_ramp_follows_the_forecast_one_lead_time_ahead() -> None:
+    """Hand-computed: the supply sized for −16 °C arrives 12 h before −16 °C, not a day early."""
+    steps = plan_following(STEPPED, T0, T0 + 36 * H, 50.0, linear, 12 * H, 3 * H, 3.0, 0.5)
+    # at +12 h the lag window reaches the −8 °C day (58 °C); 58 → 66 takes 3 steps of at most 3 °C,
+    # so the climb to the −16 °C value starts at +30 h and ends at +36 h = the minimum − the lead time.
+    # 52 at +6 h: the 58 at +12 h needs it (step bound), though the forecast alone would say 50.
+    assert at(steps) == [(6, 52.0), (9, 55.0), (12, 58.0), (30, 60.0), (33, 63.0), (36, 66.0)]
+    assert [s.sized_for_c for s in steps] == [0.0, 0.0, -8.0, -8.0, -8.0, -16.0]
+
+
+def test_a_late_forecast_is_compressed_then_finishes_late_but_never_jumps() -> None:
+    # at +18 h the −8 °C day is inside the lag window already: 58 °C is wanted now, 8 °C above the supply.
+    # Three 3 h steps would be late, so the plan runs at one step an hour: 53, 56, 58, then 60, 63, 66
+    # in the last three hours before +36 h (the pace is chosen for the whole plan)
+    assert at(plan_following(STEPPED, T0 + 18 * H, T0 + 36 * H, 50.0, linear, 12 * H, 3 * H, 3.0, 0.5)) == [
+        (18, 53.0), (19, 56.0), (20, 58.0), (34, 60.0), (35, 63.0), (36, 66.0)]
+    # 24 h ahead with the supply at 56 °C: 58 °C is wanted from +12 h (2 °C, one step) — 3 h steps fit
+    assert at(plan_following(STEPPED, T0 + 12 * H, T0 + 36 * H, 56.0, linear, 12 * H, 3 * H, 3.0, 0.5)) == [
+        (12, 58.0), (30, 60.0), (33, 63.0), (36, 66.0)]
+    # 4 h before it at 57 °C: 3 h steps would be +33 h and +36 h, 63 °C then 66 °C — 6 °C at once is
+    # not allowed, so one step an hour (interval / 3), counted back from +36 h ...
+    assert at(plan_following(STEPPED, T0 + 32 * H, T0 + 36 * H, 57.0, linear, 12 * H, 3 * H, 3.0, 0.5)) == [
+        (32, 58.0), (34, 60.0), (35, 63.0), (36, 66.0)]
+    # ... and past it: start now at that pace and finish late, one bounded step at a time
+    assert at(plan_following(STEPPED, T0 + 40 * H, T0 + 36 * H, 50.0, linear, 12 * H, 3 * H, 3.0, 0.5)) == [
+        (40, 53.0), (41, 56.0), (42, 59.0), (43, 62.0), (44, 65.0), (45, 66.0)]
+
+
+def test_no_ramp_when_already_there_or_the_rise_is_too_small() -> None:
+    assert plan_following(STEPPED, T0, T0 + 36 * H, 70.0, linear, 12 * H, 3 * H, 3.0, 0.5) == []
+    assert plan_following(STEPPED, T0, T0 + 36 * H, 65.8, linear, 12 * H, 3 * H, 3.0, 0.5) == []
+    assert plan_following([], T0, T0 + 36 * H, 50.0, linear, 12 * H, 3 * H, 3.0, 0.5) == []
+
+
+def test_small_changes_wait_unless_waiting_would_break_the_step_bound() -> None:
+    # the forecast cools 0.25 °C an hour: the wanted supply creeps up 0.75 °C per 3 h step
+    creeping = fc([-0.25 * i for i in range(60)])
+    steps = plan_following(creeping, T0, T0 + 36 * H, 50.0, linear, 12 * H, 3 * H, 3.0, 2.0)
+    rises = [b.supply_c - a for a, b in zip([50.0] + [s.supply_c for s in steps[:-1]], steps, strict=True)]
+    assert len(steps) >= 3 and all(r >= 2.0 - 1e-9 for r in rises[:-1]) and rises[-1] > 0  # the peak is always proposed
+    assert all(r <= 3.0 + 1e-9 for r in rises)
+    assert steps[-1].supply_c == linear(-0.25 * 48) and steps[-1].at == T0 + 36 * H
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(-30, 10), min_size=1, max_size=72), st.floats(30, 80), st.integers(0, 80),
+       st.integers(-10, 60), st.sampled_from([0.05, 1.0, 2.5, 3.0]), st.sampled_from([0.0, 0.5, 2.0]))
+def test_ramp_invariants(temps: list[float], current: float, until_h: int, now_h: int, max_step: float,
+                         min_change: float) -> None:
+    """Only raises, one bounded step at a time, in time order from now, never above what a forecast hour asks for."""
+    forecast = fc(temps)
+    now, until = T0 + now_h * H, T0 + until_h * H
+    steps = plan_following(forecast, now, until, current, linear, 12 * H, 3 * H, max_step, min_change)
+    prev_v, prev_t = current, now
+    for s in steps:
+        assert s.at >= prev_t and s.supply_c > prev_v and s.supply_c - prev_v <= max_step + 1e-9
+        prev_v, prev_t = s.supply_c, s.at
+    if steps:
+        assert steps[-1].supply_c <= max(round(linear(x), 1) for _, x in forecast) + 1e-9
+        assert steps[-1].supply_c - current >= min_change - 1e-9
 
 
 def test_store_forecast_by_site_within_horizon(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from heatwatch.config import Config, load_config
 from heatwatch.model import Point
 from heatwatch.registry import Home, Registry, Station
 from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import to_ns
+from heatwatch.timeutil import rfc3339, to_ns
 from tests.helpers import Listener
 from tests.servers import Mosquitto
 
@@ -279,11 +279,15 @@ def test_cold_snap_ramp_from_forecast_file_beats_the_lag(tmp_path: Path) -> None
     loop = ControlLoop(cfg, REG, store, clock, rec, analyze=Analyses())
     try:
         steps = loop.run_coldsnap()
-        arrival = T0 + timedelta(hours=30)  # -10 °C at +30 h is a 10 °C drop from 0 °C (≥ 8): the snap arrives
+        # -10 °C at +30 h is a 10 °C drop from 0 °C (≥ 8): the snap arrives; its coldest hour is +33 h
+        assert steps[0].evidence["arrival"] == rfc3339(T0 + timedelta(hours=30))
         target = heating_curve(cfg.control.design, -17.0).supply_c
-        assert len(steps) == -(-(target - 48.0) // 3.0)
-        assert steps[-1].effective_at == arrival - timedelta(hours=12)
+        # the supply for -17 °C is in place one lead time (12 h) before -17 °C, not before the arrival
+        assert steps[-1].effective_at == T0 + timedelta(hours=33 - 12)
         assert steps[-1].proposed_c == pytest.approx(round(target, 1))
+        for s in steps:  # each step is sized for the coldest forecast hour within the lag after it
+            hour = round((s.effective_at - T0) / timedelta(hours=1))
+            assert s.evidence["sized_for_outdoor_c"] == min(temps[hour:hour + 13])
         assert all(s.origin == "cold_snap" and s.kind == "supply" for s in steps)
         assert all(0 < (s.delta_c or 0) <= 3.0 for s in steps)
         assert [s.effective_at for s in steps] == sorted(s.effective_at for s in steps)
