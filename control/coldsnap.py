@@ -179,10 +179,10 @@ def plan_following(
     steps: list[RampStep] = []
     last = current_c
     for k, (t, v) in enumerate(zip(times, values, strict=True)):
-        nxt = values[k + 1] if k + 1 < len(values) else None
+        following = values[k + 1] if k + 1 < len(values) else None
         if v - last < 0.05:
             continue
-        if v - last >= min_change_c or nxt is None or nxt - last > max_step_c + 1e-9:
+        if v - last >= min_change_c or following is None or following - last > max_step_c + 1e-9:
             steps.append(RampStep(max(t, now), v, sized[k]))
             last = v
     return steps

@@ -8,6 +8,7 @@ orders (alerts), sweeps overdue rechecks and setpoints, and delivers queued aler
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,15 @@ from control.alerts.repo import AlertRepo
 from control.alerts.rules import Observation, StationReading, observe_analysis, observe_stations, unit_of
 from control.alerts.sinks import JsonlSink, MqttSink, Sink, WebhookSink
 from control.alerts.tracker import plan
-from control.coldsnap import ForecastError, detect, forecast_from_store, load_openmeteo, plan_following
+from control.coldsnap import (
+    Forecast,
+    ForecastError,
+    coldest_ahead,
+    detect,
+    forecast_from_store,
+    load_openmeteo,
+    plan_following,
+)
 from control.curve import auto_apply_for, design_for, feedback_supply, heating_curve
 from control.db import db_path, open_engine
 from control.diagnosis import StationState, diagnose
@@ -384,7 +393,7 @@ class ControlLoop:
                     continue
                 r = readings.get(sid)
                 snap = detect(fc, now, r.outdoor_c if r else None, c.coldsnap_threshold_c, c.coldsnap_drop_c, horizon)
-                if snap is None or self._coldsnap_planned(sid, now):
+                if self._coldsnap_planned(sid, now):
                     continue
                 design = design_for(self.cfg, sid)
                 # indoor feedback, as for every supply proposal: homes already warm above the target have margin
@@ -397,6 +406,10 @@ class ControlLoop:
                                              before, c.feedback_gain)
                     return max(st.supply_min_c, min(st.supply_max_c, wanted))
 
+                if snap is None:
+                    release = self._coldsnap_release(sid, st, r, fc, now, design)
+                    made.extend([release] if release else [])
+                    continue
                 current = r.supply_c if r and r.supply_c is not None else None
                 if current is None:
                     if r is None or r.outdoor_c is None:
@@ -445,10 +458,60 @@ class ControlLoop:
                 self._auto_apply(p.proposal_id)
         return made
 
+    def _coldsnap_release(
+        self, sid: str, st: Station, r: StationReading | None, fc: Forecast, now: datetime, design: StationDesign
+    ) -> Proposal | None:
+        """After a snap, step a pre-adjusted supply back down with the forecast, as it was raised.
+
+        Only while the station's last applied supply change is a cold-snap step (once an operator or the
+        analytics feedback changed it, the setpoint is theirs) and no setpoint proposal is undecided.
+        Without this the raised supply stays until the 48 h rechecks let the feedback lower it, and the
+        homes overheat after the cold has gone. It goes back to the curve for the coming weather with the
+        indoor feedback the ramp was planned with — not with today's: homes warmed by the ramp would drive
+        it far under the curve every 3 h, faster than the buildings answer (it undershot into cold homes
+        in the demo). Correcting the indoor level is the analytics' job, one change per recheck.
+        One step of at most ``max_step_c`` per ``ramp_interval_h``.
+        """
+        c = self.cfg.control
+        changes = self.proposals.find(statuses=["applied", "rechecked"], station_id=sid, kinds=sorted(SETPOINT_KINDS))
+        last = max(changes, key=lambda p: p.effective_at, default=None)
+        if last is None or last.origin != "cold_snap" or last.effective_at > now or ("setpoint", sid) in self._live_keys():
+            return None
+        current = r.supply_c if r is not None and r.supply_c is not None else last.proposed_c
+        lead = timedelta(hours=design.lead_time_h)
+        sized = coldest_ahead(fc, now, lead) if fc else (r.outdoor_c if r is not None else None)
+        if current is None or sized is None:
+            return None
+        planned_feedback = float(last.evidence.get("indoor_feedback_c") or 0.0)
+        curve = heating_curve(design, sized).supply_c
+        wanted = max(st.supply_min_c, min(st.supply_max_c, curve + planned_feedback))
+        if current - wanted < max(c.min_change_c, 0.05):
+            return None
+        value = max(round(wanted, 1), math.ceil((current - c.max_step_c) * 10 - 1e-6) / 10)
+        tz = self.cfg.general.tz
+        warmest = max((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
+        feedback_note = f" {planned_feedback:+.1f} °C indoor feedback as planned" if abs(planned_feedback) >= 0.05 else ""
+        reason = (
+            f"Cold snap over: the coldest forecast within the buildings' {design.lead_time_h:g} h thermal lag is "
+            f"{sized:.1f} °C; lower {st.name or sid} supply {current:.1f} → {value:.1f} °C from {rfc3339(now, tz)}, back "
+            f"toward the heating curve ({curve:.1f} °C{feedback_note}) after the pre-adjustment {last.proposal_id}."
+        )
+        return Proposal(
+            new_proposal_id(), sid, "lower_supply", st.communities[0] if len(st.communities) == 1 else "",
+            current, value, round(value - current, 1),
+            {
+                "release_of": last.proposal_id, "sized_for_outdoor_c": sized, "curve_supply_c": round(curve, 2),
+                "indoor_feedback_c": planned_feedback, "weighted_mean_c": warmest, "lead_time_h": design.lead_time_h,
+                "window_h": c.recheck_window_h,
+            },
+            reason, now, now, origin="cold_snap", targets=tuple(st.communities),
+            before_c=None if warmest is None else round(warmest, 2),  # a lowering is judged on the warmest community
+        )
+
     def _coldsnap_planned(self, station_id: str, now: datetime) -> bool:
         """A ramp already proposed or applied and not yet past: do not plan it again every hour."""
-        for p in self.proposals.find(statuses=[*OPEN, "applied"], station_id=station_id, kinds=["supply"]):
-            if p.origin == "cold_snap" and p.effective_at >= now - timedelta(hours=self.cfg.control.ramp_interval_h):
+        for p in self.proposals.find(statuses=[*OPEN, "applied"], station_id=station_id, kinds=sorted(SETPOINT_KINDS)):
+            if p.origin == "cold_snap" and p.effective_at > now - timedelta(hours=self.cfg.control.ramp_interval_h):
                 return True
         return False
 

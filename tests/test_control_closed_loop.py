@@ -171,18 +171,24 @@ def test_cold_snap_scenario_pre_adjusts_before_the_cold_arrives(tmp_path: Path, 
         loop.shutdown()
         pub.close()
     snap_at = runner.start_time + timedelta(hours=snap_start_h)
-    assert planned, "no pre-adjustment proposed"
-    assert all(p.origin == "cold_snap" and p.kind == "supply" for p in planned)
-    assert all(p.created_at < snap_at for p in planned)
-    arrival = datetime.fromisoformat(planned[-1].evidence["arrival"])
+    raises = [p for p in planned if p.kind == "supply"]
+    assert raises, "no pre-adjustment proposed"
+    assert all(p.origin == "cold_snap" for p in planned)
+    assert all(p.created_at < snap_at for p in raises)
+    arrival = datetime.fromisoformat(raises[-1].evidence["arrival"])
     assert snap_at <= arrival <= snap_at + timedelta(hours=6)
     # the supply for the coldest forecast hour is in place one lead time (12 h) before that hour
-    coldest_at = datetime.fromisoformat(planned[-1].evidence["forecast_min_at"])
-    assert planned[-1].effective_at <= coldest_at - timedelta(hours=12)
-    assert all(0 < (p.delta_c or 0) <= cfg.control.max_step_c for p in planned)
-    assert planned[-1].proposed_c is not None and planned[-1].proposed_c > 62.0
-    # the simulated station got every step before the cold arrived
+    coldest_at = datetime.fromisoformat(raises[-1].evidence["forecast_min_at"])
+    assert raises[-1].effective_at <= coldest_at - timedelta(hours=12)
+    assert all(0 < (p.delta_c or 0) <= cfg.control.max_step_c for p in raises)
+    assert raises[-1].proposed_c is not None and raises[-1].proposed_c > 62.0
+    # a release (the forecast turned milder once the cold was here) only after the ramp, bounded, downwards
+    for p in planned:
+        if p.kind == "lower_supply":
+            assert p.created_at > raises[-1].effective_at and -cfg.control.max_step_c <= (p.delta_c or 0) < 0
+            assert p.evidence["release_of"] in {q.proposal_id for q in planned}
+    # the simulated station got every step of the ramp before the cold arrived
     applied = {e["proposal_id"]: e for e in events(tmp_path / "sim") if e["kind"] == "setpoint_applied"}
     assert {p.proposal_id for p in planned} <= set(applied)
-    for p in planned:
+    for p in raises:
         assert datetime.fromisoformat(applied[p.proposal_id]["ts"]) < snap_at

@@ -14,7 +14,7 @@ import pytest
 
 from analytics.results import AnalysisResult, CommunityStats, HomeBelow
 from control.curve import heating_curve
-from control.proposal import TransitionError
+from control.proposal import TransitionError, new_proposal_id
 from control.publish import MqttPublisher, PublishError
 from control.rechecks import stored_jobs
 from control.service import ControlLoop
@@ -333,6 +333,102 @@ def test_cold_snap_target_takes_the_indoor_feedback(tmp_path: Path, mean_c: floa
             assert steps[-1].proposed_c == pytest.approx(round(target, 1))
             assert steps[-1].evidence["indoor_feedback_c"] == pytest.approx(feedback)
             assert f"indoor feedback (weighted mean {mean_c:.1f} °C)" in steps[-1].reason
+    finally:
+        loop.shutdown()
+        store.close()
+
+
+def test_after_the_snap_the_supply_steps_back_down_with_the_forecast(tmp_path: Path) -> None:
+    """A pre-adjusted supply is released as the cold passes, a bounded step per ramp interval, and only
+    while the last change at the station was the cold-snap plan's."""
+    temps = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20
+    fc = tmp_path / "forecast.json"
+    fc.write_text(json.dumps(openmeteo(T0, temps)), encoding="utf-8")
+    cfg = cfg_for(tmp_path, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
+    store = SqliteStore(tmp_path / "s.sqlite")
+    seed_station(store, T0, supply=48.0)
+    clock = Clock(T0)
+    rec = Recorder()
+    loop = ControlLoop(cfg, REG, store, clock, rec, analyze=Analyses())
+    try:
+        ramp = loop.run_coldsnap()
+        for p in ramp:
+            loop.approve(p.proposal_id)
+            loop.apply(p.proposal_id)
+        peak = ramp[-1].proposed_c
+        assert peak is not None
+        # two days on, the cold has gone: the forecast is 0 °C again and the station runs at the peak
+        clock.t = T0 + timedelta(hours=60)
+        fc.write_text(json.dumps(openmeteo(clock.t, [0.0] * 48)), encoding="utf-8")
+        seed_station(store, clock.t, supply=peak)
+        [down] = loop.run_coldsnap()
+        wanted = heating_curve(cfg.control.design, 0.0).supply_c  # no analytics yet: no feedback
+        assert down.kind == "lower_supply" and down.origin == "cold_snap" and down.effective_at == clock.t
+        assert down.current_c == peak and down.proposed_c == pytest.approx(max(round(wanted, 1), peak - 3.0))
+        assert down.evidence["release_of"] == ramp[-1].proposal_id and down.evidence["sized_for_outdoor_c"] == 0.0
+        assert "Cold snap over" in down.reason
+        assert loop.run_coldsnap() == []  # undecided
+        loop.approve(down.proposal_id)
+        loop.apply(down.proposal_id)
+        clock.advance(hours=1)
+        seed_station(store, clock.t, supply=down.proposed_c or 0.0)
+        assert loop.run_coldsnap() == []  # one step per ramp interval (3 h)
+        clock.advance(hours=2)
+        seed_station(store, clock.t, supply=down.proposed_c or 0.0)
+        [second] = loop.run_coldsnap()
+        assert second.current_c == down.proposed_c and (second.delta_c or 0) >= -3.0
+        # once an operator's (or the feedback's) change is the last one, the setpoint is theirs
+        loop.reject(second.proposal_id)
+        manual = replace(second, proposal_id=new_proposal_id(), origin="analytics", kind="supply", proposed_c=60.0,
+                         delta_c=round(60.0 - (second.current_c or 0.0), 1), status="proposed")
+        loop.proposals.add_many([manual], "operator")
+        loop.approve(manual.proposal_id)
+        loop.apply(manual.proposal_id)
+        clock.advance(hours=4)
+        seed_station(store, clock.t, supply=60.0)
+        assert loop.run_coldsnap() == []
+    finally:
+        loop.shutdown()
+        store.close()
+
+
+def test_the_release_returns_to_the_curve_with_the_feedback_it_was_planned_with(tmp_path: Path) -> None:
+    """Homes the ramp made warm (23.5 °C) do not drive the release under the curve: that is the analytics'
+    correction, one change per recheck; a release every 3 h on a lagging mean undershoots into cold homes."""
+    temps = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20
+    fc = tmp_path / "forecast.json"
+    fc.write_text(json.dumps(openmeteo(T0, temps)), encoding="utf-8")
+    cfg = cfg_for(tmp_path, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
+    store = SqliteStore(tmp_path / "s.sqlite")
+    seed_station(store, T0, supply=48.0)
+    clock = Clock(T0)
+    loop = ControlLoop(cfg, REG, store, clock, Recorder(), analyze=Analyses())
+    try:
+        loop._last_means["幸福小区"] = 18.0  # on target when the ramp is planned: no feedback
+        for p in loop.run_coldsnap():
+            loop.approve(p.proposal_id)
+            loop.apply(p.proposal_id)
+        clock.t = T0 + timedelta(hours=60)
+        fc.write_text(json.dumps(openmeteo(clock.t, [0.0] * 72)), encoding="utf-8")
+        loop._last_means["幸福小区"] = 23.5  # the ramp overheated the homes
+        supply = max(loop.proposals.find(statuses=["applied"]), key=lambda p: p.effective_at).proposed_c or 0.0
+        releases = []
+        for _ in range(20):
+            seed_station(store, clock.t, supply=supply)
+            made = loop.run_coldsnap()
+            if not made:
+                break
+            [down] = made
+            assert down.kind == "lower_supply" and -3.0 <= (down.delta_c or 0) < 0
+            loop.approve(down.proposal_id)
+            loop.apply(down.proposal_id)
+            releases.append(down)
+            supply = down.proposed_c or 0.0
+            clock.advance(hours=3)
+        assert len(releases) >= 3
+        curve = heating_curve(cfg.control.design, 0.0).supply_c
+        assert supply == pytest.approx(round(curve, 1))  # the curve, not curve + 3 × (18 − 23.5)
+        assert all(d.evidence["indoor_feedback_c"] == 0.0 for d in releases)
     finally:
         loop.shutdown()
         store.close()
