@@ -267,16 +267,23 @@ def openmeteo(t0: datetime, temps: list[float], offset_s: int = 8 * 3600) -> dic
     }
 
 
+SNAP_TEMPS = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20  # cold from +30 h, coldest from +33 h
+
+
+def snap_rig(tmp: Path, supply: float = 48.0) -> tuple[Path, Config, SqliteStore, Clock, Recorder, ControlLoop]:
+    """A control loop reading SNAP_TEMPS from a forecast file (lead time 12 h), the station at ``supply``."""
+    fc = tmp / "forecast.json"
+    fc.write_text(json.dumps(openmeteo(T0, SNAP_TEMPS)), encoding="utf-8")
+    cfg = cfg_for(tmp, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
+    store = SqliteStore(tmp / "s.sqlite")
+    seed_station(store, T0, supply=supply)
+    clock, rec = Clock(T0), Recorder()
+    return fc, cfg, store, clock, rec, ControlLoop(cfg, REG, store, clock, rec, analyze=Analyses())
+
+
 def test_cold_snap_ramp_from_forecast_file_beats_the_lag(tmp_path: Path) -> None:
-    temps = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20  # cold from +30 h
-    fc = tmp_path / "forecast.json"
-    fc.write_text(json.dumps(openmeteo(T0, temps)), encoding="utf-8")
-    cfg = cfg_for(tmp_path, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
-    store = SqliteStore(tmp_path / "s.sqlite")
-    seed_station(store, T0, supply=48.0)
-    clock = Clock(T0)
-    rec = Recorder()
-    loop = ControlLoop(cfg, REG, store, clock, rec, analyze=Analyses())
+    _, cfg, store, clock, rec, loop = snap_rig(tmp_path)
+    temps = SNAP_TEMPS
     try:
         steps = loop.run_coldsnap()
         # -10 °C at +30 h is a 10 °C drop from 0 °C (≥ 8): the snap arrives; its coldest hour is +33 h
@@ -315,13 +322,7 @@ def test_cold_snap_ramp_from_forecast_file_beats_the_lag(tmp_path: Path) -> None
 @pytest.mark.parametrize(("mean_c", "supply_c"), [(23.5, 48.0), (23.5, 60.0), (17.0, 48.0)])
 def test_cold_snap_target_takes_the_indoor_feedback(tmp_path: Path, mean_c: float, supply_c: float) -> None:
     """Homes above the target have margin for the cold (a smaller raise, or none); homes under it get more."""
-    temps = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20
-    fc = tmp_path / "forecast.json"
-    fc.write_text(json.dumps(openmeteo(T0, temps)), encoding="utf-8")
-    cfg = cfg_for(tmp_path, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
-    store = SqliteStore(tmp_path / "s.sqlite")
-    seed_station(store, T0, supply=supply_c)
-    loop = ControlLoop(cfg, REG, store, Clock(T0), Recorder(), analyze=Analyses())
+    _, cfg, store, _, _, loop = snap_rig(tmp_path, supply=supply_c)
     try:
         loop._last_means["幸福小区"] = mean_c  # what the last analytics cycle measured
         steps = loop.run_coldsnap()
@@ -341,15 +342,7 @@ def test_cold_snap_target_takes_the_indoor_feedback(tmp_path: Path, mean_c: floa
 def test_after_the_snap_the_supply_steps_back_down_with_the_forecast(tmp_path: Path) -> None:
     """A pre-adjusted supply is released as the cold passes, a bounded step per ramp interval, and only
     while the last change at the station was the cold-snap plan's."""
-    temps = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20
-    fc = tmp_path / "forecast.json"
-    fc.write_text(json.dumps(openmeteo(T0, temps)), encoding="utf-8")
-    cfg = cfg_for(tmp_path, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
-    store = SqliteStore(tmp_path / "s.sqlite")
-    seed_station(store, T0, supply=48.0)
-    clock = Clock(T0)
-    rec = Recorder()
-    loop = ControlLoop(cfg, REG, store, clock, rec, analyze=Analyses())
+    fc, cfg, store, clock, _, loop = snap_rig(tmp_path)
     try:
         ramp = loop.run_coldsnap()
         for p in ramp:
@@ -395,14 +388,7 @@ def test_after_the_snap_the_supply_steps_back_down_with_the_forecast(tmp_path: P
 def test_the_release_returns_to_the_curve_with_the_feedback_it_was_planned_with(tmp_path: Path) -> None:
     """Homes the ramp made warm (23.5 °C) do not drive the release under the curve: that is the analytics'
     correction, one change per recheck; a release every 3 h on a lagging mean undershoots into cold homes."""
-    temps = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20
-    fc = tmp_path / "forecast.json"
-    fc.write_text(json.dumps(openmeteo(T0, temps)), encoding="utf-8")
-    cfg = cfg_for(tmp_path, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
-    store = SqliteStore(tmp_path / "s.sqlite")
-    seed_station(store, T0, supply=48.0)
-    clock = Clock(T0)
-    loop = ControlLoop(cfg, REG, store, clock, Recorder(), analyze=Analyses())
+    fc, cfg, store, clock, _, loop = snap_rig(tmp_path)
     try:
         loop._last_means["幸福小区"] = 18.0  # on target when the ramp is planned: no feedback
         for p in loop.run_coldsnap():
