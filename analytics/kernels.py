@@ -11,7 +11,7 @@ Conventions: ``flat`` is the homes × hours matrix in Fortran order, raveled, so
 never under a threshold (every comparison with NaN is false), so it ends a run of cold hours.
 Counters are small unsigned ints whose width the caller picks so the window cannot overflow them
 (less memory traffic); ``first`` holds the type's maximum for "no qualifying run". Compiled once per
-machine and cached in ``__pycache__`` (``cache=True``). One thread: analytics shares the machine with
+machine and cached on disk (``_jit``). One thread: analytics shares the machine with
 the collector, broker and database.
 """
 
