@@ -28,7 +28,7 @@ from heatwatch.storage.base import hour_offset_s
 from heatwatch.timeutil import to_ns
 
 H_NS = 3_600 * 1_000_000_000
-BLOCK = 262_144  # homes per block; 64k–256k measured best of 8k…1M (single thread: 23 ms vs 30 ms at 8k and 27 ms unblocked)
+BLOCK = 262_144  # homes per block: scan 17.9 ms vs 22.0 at 8k, 18.5 at 64k and 19.6 unblocked (1M homes × 24 h, one run)
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
