@@ -90,11 +90,6 @@ def thresholds(
     return day.astype(np.float64), night.astype(np.float64)
 
 
-def threshold_matrix(thr_day: FloatArray, thr_night: FloatArray, day: BoolArray) -> FloatArray:
-    """The applicable threshold per home-hour (materialised; use on subsets)."""
-    return np.where(day[None, :], thr_day[:, None], thr_night[:, None])
-
-
 # --- the scan: everything per home in one pass ---------------------------------------------------------
 @dataclass(frozen=True)
 class Scan:
@@ -220,7 +215,7 @@ def community_stats(
     target_c: float = 18.0,
     cold_share_max: float = 0.25,
 ) -> CommunityArrays:
-    """Edge-weighted community means (the 40 % rule) with bincounts: O(homes), no Python loop over homes."""
+    """Edge-weighted community means (the 40 % rule): one compiled loop over homes for the counts and sums."""
     cnt3 = np.zeros((n_groups, 3), dtype=np.int64)  # (middle, edge, not reporting) homes
     sum2 = np.zeros((n_groups, 2))  # sums of middle and edge window temperatures
     n_below = np.zeros(n_groups, dtype=np.int64)  # reporting homes below standard

@@ -107,6 +107,11 @@ def _tenth_down(x: float) -> float:
     return math.floor(x * 10 + 1e-6) / 10
 
 
+def step_down(current_c: float, wanted_c: float, max_step_c: float) -> float:
+    """One lowering toward ``wanted_c``, at most ``max_step_c`` below a (measured) ``current_c``, in 0.1 °C."""
+    return max(round(wanted_c, 1), math.ceil((current_c - max_step_c) * 10 - 1e-6) / 10)
+
+
 def coldest_ahead(forecast: Forecast, t: datetime, lead: timedelta) -> float | None:
     """The coldest forecast hour in [t, t + lead]: what water sent at t must still be warm enough for
     by the time it has warmed the buildings; the next forecast hour when that span has none."""
@@ -141,10 +146,10 @@ def plan_following(
     the minimum only overheats homes. Steps are at most ``max_step_c``, so a big rise starts as early as
     the bound requires (a backward pass). A forecast too late for that is compressed to one step per
     ``interval / 3`` (the whole plan, not only its start) and, if still short, finishes after ``until``:
-    a late step beats one large jump,
-    which the step bound forbids to protect the network. Only raises: lowering after the snap is the
-    normal feedback's job. Changes under ``min_change_c`` wait for the next step unless waiting would
-    break the step bound; the peak is always proposed.
+    a late step beats one large jump, which the step bound forbids to protect the network. Only
+    raises: lowering after the snap is ``ControlLoop._coldsnap_release``'s job. Changes under
+    ``min_change_c`` wait for the next step unless waiting would break the step bound; the peak is
+    always proposed.
     """
     if not forecast:
         return []

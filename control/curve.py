@@ -46,11 +46,14 @@ def heating_curve(design: StationDesign, outdoor_c: float) -> CurvePoint:
     return CurvePoint(outdoor_c, q, t_n + mean_part + half_diff, t_n + mean_part - half_diff)
 
 
+def indoor_feedback(target_c: float, measured_c: float | None, gain: float) -> float:
+    """The curve's shift for the indoor error: homes measured under target need hotter water than the curve says."""
+    return 0.0 if measured_c is None else gain * (target_c - measured_c)
+
+
 def feedback_supply(curve_supply_c: float, target_c: float, measured_c: float | None, gain: float) -> float:
-    """Shift the curve by the indoor error: homes measured under target need hotter water than the curve says."""
-    if measured_c is None:
-        return curve_supply_c
-    return curve_supply_c + gain * (target_c - measured_c)
+    """The curve's supply shifted by ``indoor_feedback``."""
+    return curve_supply_c + indoor_feedback(target_c, measured_c, gain)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ orders (alerts), sweeps overdue rechecks and setpoints, and delivers queued aler
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ from control.coldsnap import (
     forecast_from_store,
     load_openmeteo,
     plan_following,
+    step_down,
 )
-from control.curve import auto_apply_for, design_for, feedback_supply, heating_curve
+from control.curve import auto_apply_for, design_for, heating_curve, indoor_feedback
 from control.db import db_path, open_engine
 from control.diagnosis import StationState, diagnose
 from control.outcome import judge, measured
@@ -398,25 +399,22 @@ class ControlLoop:
                 design = design_for(self.cfg, sid)
                 # indoor feedback, as for every supply proposal: homes already warm above the target have margin
                 # for the cold (and raising them further only wastes heat); homes under it need more
-                before = min((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
-
-                def supply_for(outdoor_c: float, design: StationDesign = design, st: Station = st,
-                               before: float | None = before) -> float:
-                    wanted = feedback_supply(heating_curve(design, outdoor_c).supply_c, self.cfg.standard.target_c,
-                                             before, c.feedback_gain)
-                    return max(st.supply_min_c, min(st.supply_max_c, wanted))
-
                 if snap is None:
                     release = self._coldsnap_release(sid, st, r, fc, now, design)
                     made.extend([release] if release else [])
                     continue
+                # indoor feedback, as for every supply proposal: homes already warm above the target have margin
+                # for the cold (and raising them further only wastes heat); homes under it need more
+                before = min((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
+                feedback = indoor_feedback(self.cfg.standard.target_c, before, c.feedback_gain)
                 current = r.supply_c if r and r.supply_c is not None else None
                 if current is None:
                     if r is None or r.outdoor_c is None:
                         continue
                     current = round(heating_curve(design, r.outdoor_c).supply_c, 1)
                 lead = timedelta(hours=design.lead_time_h)
-                steps = plan_following(fc, now, snap.min_at - lead, current, supply_for, lead,
+                steps = plan_following(fc, now, snap.min_at - lead, current,
+                                       partial(_station_supply, design, st, feedback_c=feedback), lead,
                                        timedelta(hours=c.ramp_interval_h), c.max_step_c, c.min_change_c)
                 prev = current
                 tz = self.cfg.general.tz
@@ -426,8 +424,6 @@ class ControlLoop:
                 )
                 for k, step in enumerate(steps, start=1):
                     curve = heating_curve(design, step.sized_for_c).supply_c
-                    wanted = feedback_supply(curve, self.cfg.standard.target_c, before, c.feedback_gain)
-                    feedback = wanted - curve
                     reason = (
                         f"Cold snap: forecast {snap.min_c:.1f} °C at {rfc3339(snap.min_at, tz)} ({why}), "
                         f"arriving {rfc3339(snap.arrival, tz)}; step {k}/{len(steps)}: raise {st.name or sid} supply "
@@ -475,8 +471,10 @@ class ControlLoop:
         c = self.cfg.control
         changes = self.proposals.find(statuses=["applied", "rechecked"], station_id=sid, kinds=sorted(SETPOINT_KINDS))
         last = max(changes, key=lambda p: p.effective_at, default=None)
-        if last is None or last.origin != "cold_snap" or last.effective_at > now or ("setpoint", sid) in self._live_keys():
+        if last is None or last.origin != "cold_snap" or last.effective_at > now:
             return None
+        if self.proposals.find(statuses=sorted(OPEN), station_id=sid, kinds=sorted(SETPOINT_KINDS), limit=1):
+            return None  # an undecided setpoint proposal: let the operator decide first
         current = r.supply_c if r is not None and r.supply_c is not None else last.proposed_c
         lead = timedelta(hours=design.lead_time_h)
         sized = coldest_ahead(fc, now, lead) if fc else (r.outdoor_c if r is not None else None)
@@ -484,10 +482,10 @@ class ControlLoop:
             return None
         planned_feedback = float(last.evidence.get("indoor_feedback_c") or 0.0)
         curve = heating_curve(design, sized).supply_c
-        wanted = max(st.supply_min_c, min(st.supply_max_c, curve + planned_feedback))
+        wanted = _station_supply(design, st, sized, planned_feedback)
         if current - wanted < max(c.min_change_c, 0.05):
             return None
-        value = max(round(wanted, 1), math.ceil((current - c.max_step_c) * 10 - 1e-6) / 10)
+        value = step_down(current, wanted, c.max_step_c)
         tz = self.cfg.general.tz
         warmest = max((self._last_means[n] for n in st.communities if n in self._last_means), default=None)
         feedback_note = f" {planned_feedback:+.1f} °C indoor feedback as planned" if abs(planned_feedback) >= 0.05 else ""
@@ -578,6 +576,11 @@ class ControlLoop:
             for i, o in enumerate(orders)
         ]
         self._write(pts)
+
+
+def _station_supply(design: StationDesign, st: Station, outdoor_c: float, feedback_c: float) -> float:
+    """The heating curve at ``outdoor_c`` shifted by the indoor feedback, in the station's supply range."""
+    return max(st.supply_min_c, min(st.supply_max_c, heating_curve(design, outdoor_c).supply_c + feedback_c))
 
 
 def _feedback_note(feedback: float, mean_c: float | None) -> str:
