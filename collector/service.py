@@ -203,7 +203,12 @@ class Collector:
         points: list[Point] = []
         dead: list[tuple[str, bytes, Reject]] = []
         for msg in batch:
-            res = self.codec.decode(msg.topic, msg.payload, now_ns)
+            try:
+                res = self.codec.decode(msg.topic, msg.payload, now_ns)
+            except Exception as exc:  # a codec bug must cost this message (dead-lettered), not stall the batch
+                log.exception("codec failed on a message on %s; dead-lettering it as internal_error", msg.topic)
+                dead.append((msg.topic, msg.payload, Reject("internal_error", f"{type(exc).__name__}: {exc}"[:300])))
+                continue
             points += res.points
             for rej in res.rejects:
                 dead.append((msg.topic, msg.payload, rej))

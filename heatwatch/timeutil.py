@@ -15,6 +15,7 @@ Clock = Callable[[], datetime]
 
 NS = 1_000_000_000
 _MS_EPOCH_THRESHOLD = 100_000_000_000  # 1e11 s is year 5138; larger values are milliseconds sent by mistake
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc_now() -> datetime:
@@ -24,7 +25,7 @@ def utc_now() -> datetime:
 def to_ns(dt: datetime) -> int:
     if dt.tzinfo is None:
         raise ValueError("datetime must be timezone-aware")
-    delta = dt.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = dt - _EPOCH  # aware subtraction: no astimezone, so 0001-01-01T00:00+01:00 cannot overflow
     return (delta.days * 86_400 + delta.seconds) * NS + delta.microseconds * 1000
 
 
@@ -59,6 +60,10 @@ def parse_ts(value: object) -> int:
             raise ValueError(f"ts {value[:40]!r} is not RFC 3339") from None
         if dt.tzinfo is None:
             raise ValueError(f"ts {value[:40]!r} has no UTC offset (RFC 3339 needs Z or +hh:mm)")
+        try:  # 0001-01-01T00:00+01:00 is a year-0 instant: not a time any reading or later step can hold
+            dt.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"ts {value[:40]!r} is outside the representable range (years 1-9999 UTC)") from None
         return to_ns(dt)
     raise ValueError(f"ts must be RFC 3339 or epoch seconds, got {type(value).__name__}")
 
