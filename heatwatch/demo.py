@@ -6,26 +6,32 @@ the simulator publishes; every few simulated hours the real analytics and contro
 simulated time, auto-apply their proposals (setpoints go back to the simulator over MQTT) and recheck
 them 48 simulated hours later. It ends with the HTML report. Nothing here re-implements analytics or
 control: it only drives them with a simulated clock.
+
+Simulated time moves in lockstep (``heatwatch.lockstep``): a cycle runs once everything simulated before
+it is stored, and the next step waits for the setpoints the cycle sent. So the story — every cycle, every
+proposal — is the same on any machine; ``--speed`` only holds the steps back for a human to watch
+(``--speed max`` does not).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 from zoneinfo import ZoneInfo
 
 from heatwatch.cli import UsageError
 
 if TYPE_CHECKING:
     from analytics.results import AnalysisResult
+    from collector.snapshot import CollectorSnapshot
     from control.alerts.model import WorkOrder
     from control.proposal import Proposal
     from heatwatch.config import Config
@@ -33,16 +39,6 @@ if TYPE_CHECKING:
 MARKER = ".heatwatch-demo"  # only a directory carrying this marker is ever wiped
 ANALYSIS_WINDOW_H = 12.0
 SAFETY = timedelta(minutes=10)  # keep the last simulated reading this far in the past
-
-
-@dataclass
-class SimClock:
-    """The control loop's clock: the simulated time of the current cycle."""
-
-    t: datetime
-
-    def __call__(self) -> datetime:
-        return self.t
 
 
 @dataclass
@@ -143,12 +139,11 @@ class Demo:
         print(line, file=self.out, flush=True)
 
     def run(self) -> int:
-        from analytics.engine import analyze
-        from analytics.output import write_results
         from collector.service import Collector
         from control.publish import MqttPublisher
         from control.service import ControlLoop
         from heatwatch.embedded_broker import EmbeddedBroker
+        from heatwatch.lockstep import CountingPublisher, Lockstep, SimClock, analytics_control_cycle
         from heatwatch.storage import open_store
         from heatwatch.timeutil import utc_now
         from simulators.mqttio import MqttTarget
@@ -169,6 +164,8 @@ class Demo:
         tz = cfg.general.tz
         start = demo_start(utc_now(), timedelta(hours=scenario.duration_h), tz)
         until = start + timedelta(hours=scenario.duration_h)
+        # speed 0 (--speed max): as fast as the lockstep allows; otherwise the steps are also held to the wall
+        # clock for a human to watch. Either way every cycle runs at its simulated time: the same story.
         runner = ScenarioRunner(scenario, MqttTarget.from_config(cfg), out_dir=data / "sim", speed=a.speed, start=start,
                                 until=until, tz=tz, client_id="heatwatch-demo-sim")
         reg = runner.registry
@@ -176,54 +173,40 @@ class Demo:
         clock = SimClock(runner.start_time)
         collector = Collector(cfg, reg, store).start()
         publisher = MqttPublisher(cfg, "heatwatch-demo-control")
-        loop = ControlLoop(cfg, reg, store, clock, publisher)
+        counted = CountingPublisher(publisher, cfg.mqtt.topic_prefix)
+        loop = ControlLoop(cfg, reg, store, clock, counted)
+        lockstep = Lockstep(runner, [collector], clock=clock, setpoints=counted, timeout_s=60.0)
 
         def local(t: datetime) -> str:
             return t.astimezone(tz).strftime("%m-%d %H:%M")
 
+        pace = "as fast as the loop allows" if a.speed == 0 else f"{a.speed:g}× real time"
         self.say(f"heatwatch demo — scenario {scenario.name!r}: {scenario.description}")
         self.say(f"  broker   amqtt in-process on 127.0.0.1:{broker.port} (MQTT 3.1.1)")
         self.say(f"  store    SQLite {cfg.sqlite.path or data / 'heatwatch.sqlite'}")
         self.say(f"  network  {len(reg.homes)} homes with sensors in {len(reg.communities())} communities, "
                  f"{len(reg.stations)} stations")
-        self.say(f"  period   {local(start)} .. {local(until)} {tz.key} (simulated; {a.speed:g}× real time), "
+        self.say(f"  period   {local(start)} .. {local(until)} {tz.key} (simulated; {pace}), "
                  f"analytics + control every {a.every:g} h, recheck {cfg.control.recheck_after_h:g} h after each change")
         self.say()
         interrupted = False
         try:
             if not collector.wait_ready(timeout=15):
                 raise UsageError("the collector could not connect to the embedded broker")
-            runner.start()
-            next_tick = start + timedelta(hours=a.every)
-            while True:
-                done = runner.join(timeout=0.05)
-                if runner.error is not None:
-                    raise RuntimeError(f"the simulator failed: {runner.error}")
-                t = runner.sim_time
-                if (t < next_tick and not done) or (done and min(t, until) <= clock.t):
-                    if done:
-                        break
-                    continue
-                clock.t = min(t, until)
-                self._wait_stored(collector, runner)
-                result = analyze(store, reg, cfg, clock.t - timedelta(hours=ANALYSIS_WINDOW_H), clock.t, now=clock.t)
-                write_results(store, result, at=clock.t)
-                self.tally.cold_homes |= {h.home_id for h in result.homes_below_standard}
-                planned = loop.run_coldsnap()  # what the scheduler's cold-snap job does in `heatwatch run`
-                loop.publish_due_setpoints()
-                report = loop.evaluate(result)
-                stored = int(collector.snapshot()["stored"])  # type: ignore[call-overload]
-                self.say(cycle_line(local(clock.t), stored, result, cfg.standard.target_c))
-                self._events(planned, report.proposals, report.opened, report.resolved, report.rechecked)
-                next_tick = clock.t + timedelta(hours=a.every)
-                if done:
-                    break
+            for t in lockstep.cycles(timedelta(hours=a.every)):
+                cycle = analytics_control_cycle(store, reg, cfg, loop, t, ANALYSIS_WINDOW_H)
+                self.tally.cold_homes |= {h.home_id for h in cycle.result.homes_below_standard}
+                stored = int(collector.snapshot()["stored"])
+                self.say(cycle_line(local(t), stored, cycle.result, cfg.standard.target_c))
+                rep = cycle.report
+                assert rep is not None
+                self._events(cycle.planned, rep.proposals, rep.opened, rep.resolved, rep.rechecked)
         except KeyboardInterrupt:
             interrupted = True
             self.say("\ninterrupted — stopping; the report covers what was simulated so far")
         finally:
             runner.stop()
-            runner.join(timeout=30)
+            lockstep.close()
             collector.stop(timeout=30)
             loop.shutdown()
             publisher.close()
@@ -237,15 +220,6 @@ class Demo:
         self._summary(collector.snapshot(), path, out, data)
         store.close()
         return 130 if interrupted else 0
-
-    def _wait_stored(self, collector: Any, runner: Any, timeout: float = 10.0) -> None:
-        """Let the collector catch up with what the simulator has published before analysing."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            snap = collector.snapshot()
-            if int(snap["readings"]) >= runner.published * 0.98 and int(snap["queue_depth"]) == 0:
-                return
-            time.sleep(0.05)
 
     def _events(self, planned: list[Proposal], proposals: list[Proposal], opened: list[WorkOrder],
                 resolved: list[WorkOrder], rechecked: list[Proposal]) -> None:
@@ -267,7 +241,7 @@ class Demo:
             t.rechecked.append(p)
             self.say(recheck_line(p))
 
-    def _summary(self, snap: dict[str, object], report: Path, out: Path, data: Path) -> None:
+    def _summary(self, snap: CollectorSnapshot, report: Path, out: Path, data: Path) -> None:
         t = self.tally
         kinds = Counter(f"{p.kind}/{p.origin}" for p in t.proposals)
         outcomes = Counter(str(p.outcome) for p in t.rechecked)
@@ -284,9 +258,21 @@ class Demo:
         self.say(f"  data         {data.resolve()} (SQLite store, simulator ground truth)")
 
 
+def speed_arg(text: str) -> float:
+    """``max`` (or 0): as fast as the lockstep allows; otherwise simulated seconds per real second."""
+    if text.strip().lower() == "max":
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected simulated seconds per real second (3600 = an hour a second) or 'max'")
+    return value
+
+
 def _demo(args: argparse.Namespace) -> int:
-    if args.speed <= 0:
-        raise UsageError(f"--speed {args.speed}: expected simulated seconds per real second > 0 (3600 = an hour a second)")
     if args.every <= 0:
         raise UsageError(f"--every {args.every}: expected simulated hours > 0")
     if args.days is not None and args.days <= 0:
@@ -302,7 +288,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "then writes the HTML report. --data and --out are wiped at the start (only if a demo made them).",
     )
     p.add_argument("--scenario", default="cold_snap", help="shipped scenario name or a scenario TOML file (default: cold_snap)")
-    p.add_argument("--speed", type=float, default=3600.0, help="simulated seconds per real second (default 3600: an hour a second)")
+    p.add_argument("--speed", type=speed_arg, default=3600.0,
+                   help="simulated seconds per real second (default 3600: an hour a second), or 'max': as fast as "
+                        "the loop allows. The story is the same at any speed: each cycle runs at its simulated time "
+                        "once everything before it is stored")
     p.add_argument("--days", type=float, help="simulated days (default: the scenario's length)")
     p.add_argument("--every", type=float, default=3.0, help="simulated hours between analytics/control cycles (default 3)")
     p.add_argument("--data", default="data/demo", help="data directory (default data/demo; wiped at start)")

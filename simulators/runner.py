@@ -4,8 +4,9 @@ The simulated period ends at "now" by default (start = now - duration), because 
 rejects readings from the future; simulated time is never allowed to pass the injected clock,
 so with ``live=True`` the runner catches up at ``speed`` and then follows real time.
 
-Used by ``heatwatch simulate run`` and by the zero-setup demo (``ScenarioRunner(...).start()``
-in a thread next to an in-process broker and the collector).
+``run()`` (or ``start()`` in a thread) paces itself: ``heatwatch simulate run``. ``begin()``, ``step()``,
+``end()`` and ``close()`` hand the steps to a driver: ``heatwatch.lockstep`` advances the simulator, the
+collector and control together (the demo, the closed-loop tests), so nothing depends on the machine's speed.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class ScenarioRunner:
         self.published = 0
         self.setpoints_applied = 0
         self.setpoints_refused = 0
+        self.setpoints_received = 0  # setpoint messages taken from the inbox (applied, pending or refused)
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,6 +107,9 @@ class ScenarioRunner:
         self._inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._prev_faults = ""
         self._last_progress = 0.0
+        self._begun = False
+        self._wall0 = 0.0
+        self._next_fc = self.start_time
 
     # --- public API --------------------------------------------------------------
     @property
@@ -142,13 +147,12 @@ class ScenarioRunner:
         return True
 
     def stats(self) -> dict[str, Any]:
-        pub = self._publisher
         return {
             "scenario": self.scenario.name,
             "step": self.sim.step_no,
             "sim_time": rfc3339(self.sim.t),
             "published": self.published,
-            "acked": pub.acked if pub else self.published,
+            "acked": self.acked,
             "setpoints_applied": self.setpoints_applied,
             "setpoints_refused": self.setpoints_refused,
             "supply_c": {sid: round(float(v), 2) for sid, v in zip(self.sim.station_ids,
@@ -164,45 +168,45 @@ class ScenarioRunner:
             self.error = exc
 
     def run(self) -> dict[str, Any]:
-        sc = self.scenario
+        """The whole run at ``speed``: the same steps a lockstep driver takes one at a time."""
+        try:
+            self.begin()
+            while not self.at_end:
+                if not self.pace():
+                    break
+                self.step()
+            self.end()
+        finally:
+            self.close()
+        return self.stats()
+
+    # --- one step at a time (``run`` above, or a lockstep driver such as heatwatch.lockstep) ----
+    def begin(self) -> datetime:
+        """Connect and publish the state at the start time; returns the simulated time."""
+        if self._begun:
+            return self.sim.t
+        self._begun = True
         if self.target is not None:
             sub = [setpoint_topic(self.prefix, "+")]
             self._publisher = Publisher(self.target, self.client_id, subscribe=sub).connect()
-        wall0 = time.monotonic()
-        next_fc = self.start_time
-        try:
-            truth: StepTruth = self.sim.truth()
-            while True:
-                t = truth.t
-                if sc.forecast.enabled and t >= next_fc:
-                    self._forecast(t)
-                    next_fc = next_forecast(self.start_time, sc.forecast.every_h, t)
-                self._emit(truth)
-                self._report_progress()
-                if self._stop.is_set() or (self.until is not None and t >= self.until):
-                    break
-                t_next = t + timedelta(seconds=sc.step_s)
-                if not self._pace(wall0, t_next):
-                    break
-                self._apply_setpoints(t_next)
-                truth = self.sim.step()
-            msgs, rows = self.sensors.flush()
-            self._send(msgs)
-            self.truth.indoor(rows)
-            if self._publisher is not None and not self._publisher.drain(timeout=60):
-                raise PublishError(f"{self._publisher.outstanding} simulator messages were not acknowledged by the broker "
-                                   "within 60 s (is it overloaded or gone?)")
-        finally:
-            self.truth.close()
-            if self._publisher is not None:
-                self._publisher.close()
-            self._report_progress(final=True)
-        return self.stats()
+        self._wall0 = time.monotonic()
+        self._publish_state(self.sim.truth())
+        return self.sim.t
 
-    def _pace(self, wall0: float, t_next: datetime) -> bool:
+    @property
+    def at_end(self) -> bool:
+        """Stopped, or the simulated time has reached ``until``: ``step()`` must not be called."""
+        return self._stop.is_set() or (self.until is not None and self.sim.t >= self.until)
+
+    @property
+    def next_time(self) -> datetime:
+        return self.sim.t + timedelta(seconds=self.scenario.step_s)
+
+    def pace(self) -> bool:
         """Sleep until the next step is due (speed) and not in the future (clock). False when stopped."""
+        t_next = self.next_time
         sim_elapsed = (t_next - self.start_time).total_seconds()
-        due = wall0 + (sim_elapsed / self.speed if self.speed > 0 else 0.0)
+        due = self._wall0 + (sim_elapsed / self.speed if self.speed > 0 else 0.0)
         while not self._stop.is_set():
             self._poll_inbox()
             wait = due - time.monotonic()
@@ -211,6 +215,52 @@ class ScenarioRunner:
                 return True
             self._stop.wait(min(MAX_SLEEP_S, max(wait, ahead, 0.01)))
         return False
+
+    def step(self) -> datetime:
+        """Apply the setpoints due at the next step, advance the physics one step and publish it."""
+        if self.at_end:
+            raise RuntimeError(f"the run is over at {rfc3339(self.sim.t)}; no further step")
+        self._apply_setpoints(self.next_time)
+        self._publish_state(self.sim.step())
+        return self.sim.t
+
+    def end(self) -> None:
+        """Publish what the sensors still hold back (late messages, partial batches); wait for every PUBACK."""
+        msgs, rows = self.sensors.flush()
+        self._send(msgs)
+        self.truth.indoor(rows)
+        if not self.drain(timeout=60):
+            assert self._publisher is not None
+            raise PublishError(f"{self._publisher.outstanding} simulator messages were not acknowledged by the broker "
+                               "within 60 s (is it overloaded or gone?)")
+
+    def close(self) -> None:
+        self.truth.close()
+        if self._publisher is not None:
+            self._publisher.close()
+        self._report_progress(final=True)
+
+    def drain(self, timeout: float = 60.0) -> bool:
+        """Wait until the broker has acknowledged everything published so far; False on timeout."""
+        return self._publisher is None or self._publisher.drain(timeout=timeout)
+
+    @property
+    def acked(self) -> int:
+        """Messages the broker acknowledged (all of them when publishing to a sink only)."""
+        return self._publisher.acked if self._publisher is not None else self.published
+
+    def poll_setpoints(self) -> int:
+        """Take the setpoint messages received so far into the schedule; returns how many arrived in all."""
+        self._poll_inbox()
+        return self.setpoints_received
+
+    def _publish_state(self, truth: StepTruth) -> None:
+        sc = self.scenario
+        if sc.forecast.enabled and truth.t >= self._next_fc:
+            self._forecast(truth.t)
+            self._next_fc = next_forecast(self.start_time, sc.forecast.every_h, truth.t)
+        self._emit(truth)
+        self._report_progress()
 
     def _poll_inbox(self) -> None:
         sources: list[queue.Queue[tuple[str, bytes]]] = [self._inbox]
@@ -222,6 +272,7 @@ class ScenarioRunner:
                     topic, payload = q.get_nowait()
                 except queue.Empty:
                     break
+                self.setpoints_received += 1
                 try:
                     cmd = parse_setpoint(topic, payload, self.prefix)
                     self.sim.station_index(cmd.station_id)

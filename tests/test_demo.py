@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -46,10 +47,12 @@ def test_prepare_dir_wipes_only_what_a_demo_made(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_shows_the_whole_loop_and_writes_the_report(tmp_path: Path) -> None:
+    """In lockstep (--speed max) the story does not depend on the machine: one cycle every 3 simulated
+    hours, each once everything before it is stored."""
     data, out = tmp_path / "data", tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "heatwatch.cli", "demo", "--days", "3", "--speed", "14400", "--data", str(data), "--out", str(out)],
+        [sys.executable, "-m", "heatwatch.cli", "demo", "--days", "3", "--speed", "max", "--data", str(data), "--out", str(out)],
         capture_output=True, text=True, encoding="utf-8", timeout=240, env=env, cwd=tmp_path,
     )
     text = proc.stdout
@@ -57,21 +60,25 @@ def test_demo_shows_the_whole_loop_and_writes_the_report(tmp_path: Path) -> None
     assert "Traceback" not in proc.stderr
     lines = text.splitlines()
     cycles = [(i, m.group(1), int(m.group(2).replace(",", ""))) for i, ln in enumerate(lines) if (m := CYCLE.match(ln))]
-    assert len(cycles) >= 20  # 3 simulated days, a cycle every 3 h
-    assert [n for _, _, n in cycles] == sorted(n for _, _, n in cycles) and cycles[-1][2] > 5000  # readings keep flowing
-    assert all("幸福里小区" in lines[i] and "和平新村" in lines[i] and "°C" in lines[i] for i, _, _ in cycles)
-    # the cold snap arrives 48 h into the run; the pre-adjustment comes before it
+    # exactly 3 simulated days / 3 h = 24 cycles, at 03:00, 06:00, … of each simulated day
     period = next(ln for ln in lines if ln.strip().startswith("period"))
-    first_day = re.search(r"(\d\d-\d\d) 00:00 \.\.", period)
+    first_day = re.search(r"(\d\d)-(\d\d) 00:00 \.\.", period)
     assert first_day, period
-    snap_idx = cycles[16][0]  # 16 cycles × 3 h = hour 48
+    day0 = datetime(2000, int(first_day.group(1)), int(first_day.group(2)))
+    assert [t for _, t, _ in cycles] == [(day0 + timedelta(hours=3 * k)).strftime("%m-%d %H:%M") for k in range(1, 25)]
+    stored = [n for _, _, n in cycles]
+    assert all(a < b for a, b in itertools.pairwise(stored)) and stored[-1] > 5000  # readings keep flowing
+    assert all("幸福里小区" in lines[i] and "和平新村" in lines[i] and "°C" in lines[i] for i, _, _ in cycles)
+    # the cold snap arrives 48 h into the run; the pre-adjustment is proposed at a cycle before it
+    snap_idx = cycles[15][0]  # the cycle at hour 48 (16 × 3 h)
     pre = [i for i, ln in enumerate(lines) if "→ proposal" in ln and "[cold_snap]" in ln]
     assert pre and pre[0] < snap_idx
     assert any("! alert" in ln for ln in lines)
     assert any("→ proposal" in ln and "[analytics]" in ln for ln in lines)
     assert any(re.search(r"recheck P\w+ .*: improved", ln) for ln in lines)
     summary = text[text.index("\nsummary"):]
-    assert re.search(r"readings\s+[\d,]+ stored, 0 rejected", summary)
+    total = re.search(r"readings\s+([\d,]+) stored, 0 rejected", summary)
+    assert total and int(total.group(1).replace(",", "")) == stored[-1]  # the last cycle saw every reading
     flagged = re.search(r"cold homes\s+(\d+) flagged", summary)
     assert flagged and int(flagged.group(1)) > 0
     report = out / "report.html"
