@@ -52,7 +52,9 @@ def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | 
 class Mosquitto:
     """A real Mosquitto broker with persistence on, restartable on the same port and data."""
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "", autosave_interval: int = 5) -> None:
+        """``autosave_interval``: seconds between saves of the persistence file (changes, with
+        ``autosave_on_changes true`` in ``extra_conf``); a SIGKILL loses what arrived since the last save."""
         self.binary = require_binary("mosquitto", "mosquitto")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ class Mosquitto:
                     "allow_anonymous true",
                     "persistence true",
                     f"persistence_location {workdir}/",
-                    "autosave_interval 5",
+                    f"autosave_interval {autosave_interval}",
                     # never drop messages queued for an offline persistent session
                     "max_queued_messages 0",
                     "max_queued_bytes 0",
