@@ -1,14 +1,15 @@
 """Closed loop through real Mosquitto: simulator → collector → store → analytics → control → setpoint → simulator.
 
 A cold community gets a supply proposal, applying it (auto-apply) warms the simulated homes, and the
-time-accelerated recheck records ``improved``; the cold-snap scenario gets a pre-adjustment that the
-simulated station carries out before the cold arrives.
+simulated-time recheck records ``improved``; the cold-snap scenario gets a pre-adjustment that the
+simulated station carries out before the cold arrives. Driven in lockstep (heatwatch.lockstep): each
+cycle runs once everything before it is stored, and its setpoints reach the simulator before the next
+step, so the outcome is the same on a fast machine and a loaded one.
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,15 +17,14 @@ from typing import Any
 
 import pytest
 
-from analytics.engine import analyze
 from collector.service import Collector
 from control.proposal import Proposal
 from control.publish import MqttPublisher
 from control.service import ControlLoop
-from heatwatch import schema
 from heatwatch.config import Config, load_config
+from heatwatch.lockstep import CountingPublisher, Lockstep, SimClock, analytics_control_cycle
 from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import utc_now
+from heatwatch.timeutil import rfc3339, utc_now
 from simulators.mqttio import MqttTarget
 from simulators.runner import ScenarioRunner, floor_to_step
 from simulators.testing import design_scenario
@@ -43,16 +43,6 @@ def network(setpoint_c: float) -> dict[str, Any]:
     }
 
 
-class Tick:
-    """The control loop's clock: the simulated time of the current control cycle."""
-
-    def __init__(self, t: datetime) -> None:
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
-
-
 def make_cfg(tmp: Path, port: int, prefix: str, **control: Any) -> Config:
     return load_config(environ={}, overrides={
         "general": {"data_dir": str(tmp / "data")},
@@ -63,13 +53,25 @@ def make_cfg(tmp: Path, port: int, prefix: str, **control: Any) -> Config:
     })
 
 
-def wait_stored(store: SqliteStore, t: datetime, timeout: float = 20.0) -> None:
-    """Let the collector catch up with the simulator before analysing up to ``t``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if store.count(schema.INDOOR, t - timedelta(minutes=20), t + timedelta(minutes=1)) > 0:
-            return
-        time.sleep(0.05)
+class Rig:
+    """Simulator, collector, control on one Mosquitto, in lockstep (close() stops them all)."""
+
+    def __init__(self, tmp: Path, cfg: Config, runner: ScenarioRunner, prefix: str) -> None:
+        self.cfg, self.runner = cfg, runner
+        self.reg = runner.registry
+        self.store = SqliteStore(tmp / "store.sqlite")
+        self.col = Collector(cfg, self.reg, self.store).start()
+        self.pub = MqttPublisher(cfg, f"ctl-{prefix}")
+        self.setpoints = CountingPublisher(self.pub, cfg.mqtt.topic_prefix)
+        self.clock = SimClock(runner.start_time)
+        self.loop = ControlLoop(cfg, self.reg, self.store, self.clock, self.setpoints)
+        self.lockstep = Lockstep(runner, [self.col], clock=self.clock, setpoints=self.setpoints)
+
+    def close(self) -> None:
+        self.lockstep.close()
+        self.col.stop(timeout=30)
+        self.loop.shutdown()
+        self.pub.close()
 
 
 def events(out_dir: Path) -> list[dict[str, Any]]:
@@ -81,40 +83,23 @@ def test_cold_community_proposal_applied_warms_homes_and_recheck_improved(tmp_pa
     cfg = make_cfg(tmp_path, mosquitto.port, prefix, recheck_after_h=30.0, recheck_window_h=12.0, max_step_c=10.0)
     sc = design_scenario(network=network(52.0), duration_h=60)
     until = floor_to_step(utc_now() - timedelta(minutes=10), sc.step_s)
-    runner = ScenarioRunner(sc, MqttTarget.from_config(cfg), out_dir=tmp_path / "sim", speed=5 * 3600, until=until,
+    runner = ScenarioRunner(sc, MqttTarget.from_config(cfg), out_dir=tmp_path / "sim", speed=0, until=until,
                             client_id=f"sim-{prefix}")
-    reg = runner.registry
-    store = SqliteStore(tmp_path / "store.sqlite")
-    col = Collector(cfg, reg, store).start()
-    pub = MqttPublisher(cfg, f"ctl-{prefix}")
-    tick = Tick(runner.start_time)
-    loop = ControlLoop(cfg, reg, store, tick, pub)
+    rig = Rig(tmp_path, cfg, runner, prefix)
     proposals: list[Proposal] = []
     rechecked: list[Proposal] = []
+    cycle_times: list[datetime] = []
     try:
-        assert col.wait_ready()
-        runner.start()
-        next_tick = runner.start_time + timedelta(hours=12)
-        wall_deadline = time.monotonic() + 150
-        while time.monotonic() < wall_deadline:
-            done = runner.join(timeout=0.05)
-            t = runner.sim_time
-            if t >= next_tick or done:
-                tick.t = min(t, until)
-                wait_stored(store, tick.t)
-                result = analyze(store, reg, cfg, tick.t - timedelta(hours=12), tick.t, now=tick.t)
-                rep = loop.evaluate(result)
-                proposals += rep.proposals
-                rechecked += rep.rechecked
-                next_tick = tick.t + timedelta(hours=4)
-            if done:
-                break
+        for t in rig.lockstep.cycles(timedelta(hours=4), first=timedelta(hours=12)):
+            cycle = analytics_control_cycle(rig.store, rig.reg, cfg, rig.loop, t, 12.0, coldsnap=False)
+            assert cycle.report is not None
+            proposals += cycle.report.proposals
+            rechecked += cycle.report.rechecked
+            cycle_times.append(t)
     finally:
-        runner.stop()
-        runner.join(timeout=30)
-        col.stop(timeout=30)
-        loop.shutdown()
-        pub.close()
+        rig.close()
+    assert cycle_times == [runner.start_time + timedelta(hours=h) for h in range(12, 61, 4)]
+    loop = rig.loop
     first = proposals[0]
     assert first.kind == "supply" and first.station_id == "S1" and first.origin == "analytics"
     assert first.current_c == pytest.approx(52.0, abs=0.5) and first.proposed_c is not None and first.proposed_c > 55.0
@@ -122,6 +107,8 @@ def test_cold_community_proposal_applied_warms_homes_and_recheck_improved(tmp_pa
     # the simulator obeyed the setpoint heatwatch published
     applied = [e for e in events(tmp_path / "sim") if e["kind"] == "setpoint_applied"]
     assert applied and applied[0]["proposal_id"] == first.proposal_id and applied[0]["supply_c"] == first.proposed_c
+    # ... at the very next simulated step after the cycle that sent it
+    assert applied[0]["ts"] == rfc3339(first.created_at + timedelta(seconds=sc.step_s))
     # the accelerated recheck found the community warmer
     [r] = [p for p in rechecked if p.proposal_id == first.proposal_id]
     assert r.outcome == "improved" and r.after_c is not None and r.after_c > first.before_c + 0.3
@@ -139,37 +126,19 @@ def test_cold_snap_scenario_pre_adjusts_before_the_cold_arrives(tmp_path: Path, 
         forecast={"every_h": 6.0, "horizon_h": 48},
     )
     until = floor_to_step(utc_now() - timedelta(minutes=10), sc.step_s)
-    runner = ScenarioRunner(sc, MqttTarget.from_config(cfg), out_dir=tmp_path / "sim", speed=8 * 3600, until=until,
+    runner = ScenarioRunner(sc, MqttTarget.from_config(cfg), out_dir=tmp_path / "sim", speed=0, until=until,
                             client_id=f"sim-{prefix}")
-    reg = runner.registry
-    store = SqliteStore(tmp_path / "store.sqlite")
-    col = Collector(cfg, reg, store).start()
-    pub = MqttPublisher(cfg, f"ctl-{prefix}")
-    tick = Tick(runner.start_time)
-    loop = ControlLoop(cfg, reg, store, tick, pub)
+    rig = Rig(tmp_path, cfg, runner, prefix)
     planned: list[Proposal] = []
+    cycles = 0
     try:
-        assert col.wait_ready()
-        runner.start()
-        next_tick = runner.start_time + timedelta(hours=1)
-        wall_deadline = time.monotonic() + 120
-        while time.monotonic() < wall_deadline:
-            done = runner.join(timeout=0.05)
-            t = runner.sim_time
-            if t >= next_tick or done:
-                tick.t = min(t, until)
-                wait_stored(store, tick.t)
-                planned += loop.run_coldsnap()  # what the scheduler's cold-snap job does
-                loop.publish_due_setpoints()
-                next_tick = tick.t + timedelta(hours=1)
-            if done:
-                break
+        for _t in rig.lockstep.cycles(timedelta(hours=1)):
+            planned += rig.loop.run_coldsnap()  # what the scheduler's cold-snap job does
+            rig.loop.publish_due_setpoints()
+            cycles += 1
     finally:
-        runner.stop()
-        runner.join(timeout=30)
-        col.stop(timeout=30)
-        loop.shutdown()
-        pub.close()
+        rig.close()
+    assert cycles == 44  # one an hour, 44 simulated hours
     snap_at = runner.start_time + timedelta(hours=snap_start_h)
     raises = [p for p in planned if p.kind == "supply"]
     assert raises, "no pre-adjustment proposed"
