@@ -1,10 +1,13 @@
-"""Test helpers: registries, configs and a paced QoS 1 publisher that survives broker restarts."""
+"""Test helpers: registries, configs, a QoS 1 publisher that survives broker restarts, and waits on the
+product's own signals (a collector's status.json) instead of sleeps."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +138,48 @@ class Listener:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, poll_s: float = 0.05) -> Any:
+    """Poll ``cond`` until it returns something truthy (returned); AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def read_status(data_dir: Path) -> dict[str, Any] | None:
+    """The snapshot a running ``heatwatch collect``/``run`` keeps in ``<data_dir>/status.json`` (None if absent)."""
+    try:
+        doc = json.loads((data_dir / "status.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):  # not written yet, or (never: it is replaced atomically) torn
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def wait_subscribed(
+    data_dir: Path, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None, connects: int = 1
+) -> dict[str, Any]:
+    """Block until the collector writing ``data_dir`` says the broker acknowledged its subscriptions
+    (``broker.subscribed``, rewritten as soon as it changes): from then on nothing published is lost.
+
+    With ``proc`` the snapshot must come from that process (a SIGKILLed predecessor's file still says
+    subscribed) and its exit ends the wait at once; ``connects`` asks for that many MQTT connections
+    (2: it has reconnected after a broker restart).
+    """
+
+    def ready() -> dict[str, Any] | None:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the collector exited with code {proc.returncode} before subscribing")
+        snap = read_status(data_dir)
+        if not snap or snap.get("state") != "running" or (proc is not None and snap.get("pid") != proc.pid):
+            return None
+        broker = snap.get("broker") or {}
+        return snap if broker.get("subscribed") is True and int(broker.get("connects", 1)) >= connects else None
+
+    result: dict[str, Any] = wait_until(ready, timeout, f"the collector in {data_dir} to subscribe")
+    return result
