@@ -6,13 +6,10 @@ Speed is measured in bench/bench_scaleout.py, not asserted here.
 
 from __future__ import annotations
 
-import ast
 import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from heatwatch import schema
 from heatwatch.config import load_config
 from heatwatch.storage import open_store
 from heatwatch.timeutil import utc_now
-from tests.helpers import Publisher, make_registry_files
+from tests.helpers import Publisher, make_registry_files, read_status, wait_subscribed, wait_until
 from tests.servers import Influxd, Mosquitto
 
 N = 20_000
@@ -49,20 +46,11 @@ def _env(tmp: Path, broker: Mosquitto, influx: Influxd, homes_csv: Path, k: int,
     return env
 
 
-def _final_snapshot(log: Path) -> dict[str, object]:
-    """The counters a collector logs as it stops (``collector stopped: {...}``)."""
-    lines = [ln for ln in log.read_text(encoding="utf-8").splitlines() if "collector stopped: " in ln]
-    assert lines, f"no shutdown line in {log}"
-    return dict(ast.literal_eval(lines[-1].split("collector stopped: ", 1)[1]))
-
-
-def _wait_log(log: Path, pattern: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.exists() and re.search(pattern, log.read_text(encoding="utf-8", errors="replace")):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{pattern!r} not in {log} after {timeout} s")
+def _final_ingest(data_dir: Path) -> dict[str, int]:
+    """The counters a collector leaves in its status.json as it stops (state "stopped")."""
+    snap = read_status(data_dir)
+    assert snap is not None and snap["state"] == "stopped", f"no final status in {data_dir}: {snap}"
+    return {k: int(v) for k, v in snap["ingest"].items() if k in ("received_messages", "readings", "acked")}
 
 
 def test_three_collectors_share_the_stream_and_store_every_reading_once(
@@ -77,9 +65,8 @@ def test_three_collectors_share_the_stream_and_store_every_reading_once(
         for env, log in zip(envs, logs, strict=True):
             out = log.open("ab")
             procs.append(subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "collect"], env=env, stdout=out, stderr=out))
-        for log in logs:
-            _wait_log(log, r"MQTT connected")
-        time.sleep(1.0)  # every SUBSCRIBE to the shared group acknowledged
+        for k, proc in enumerate(procs):  # every SUBSCRIBE to the shared group acknowledged, as each one says
+            wait_subscribed(tmp_path / f"data-{k}", timeout=60, proc=proc)
 
         pub = Publisher(mosquitto.port, f"{prefix}-publisher", max_inflight=500)
         t0 = utc_now().timestamp() - 3600
@@ -95,9 +82,7 @@ def test_three_collectors_share_the_stream_and_store_every_reading_once(
 
         store = open_store(load_config(environ=envs[0]))
         start, end = utc_now() - timedelta(hours=2), utc_now()
-        deadline = time.monotonic() + 60
-        while store.count(schema.INDOOR, start, end) < N and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: store.count(schema.INDOOR, start, end) >= N, 60, f"{N} readings stored", poll_s=0.2)
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -112,8 +97,8 @@ def test_three_collectors_share_the_stream_and_store_every_reading_once(
     wrong = [k for k, v in expected.items() if got[k] != v]
     assert not wrong, f"{len(wrong)} readings stored with other values, e.g. {wrong[:3]}"
 
-    snaps = [_final_snapshot(log) for log in logs]
-    received = [int(s["readings"]) for s in snaps]  # type: ignore[call-overload]
+    snaps = [_final_ingest(tmp_path / f"data-{k}") for k in range(COLLECTORS)]
+    received = [s["readings"] for s in snaps]
     assert sum(received) == N, f"each message goes to exactly one collector of the group: {received}"
-    assert all(int(s["acked"]) == int(s["received"]) for s in snaps), snaps  # type: ignore[call-overload]
+    assert all(s["acked"] == s["received_messages"] for s in snaps), snaps
     assert all(r >= N // (COLLECTORS * 4) for r in received), f"load not split: {received}"
