@@ -162,7 +162,7 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
 
 
 def wait_subscribed(
-    data_dir: Path, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None, connects: int = 1
+    data_dir: Path, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None, connects: int = 1
 ) -> dict[str, Any]:
     """Block until the collector writing ``data_dir`` says the broker acknowledged its subscriptions
     (``broker.subscribed``, rewritten as soon as it changes): from then on nothing published is lost.

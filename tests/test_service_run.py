@@ -19,7 +19,7 @@ import pytest
 from heatwatch import schema
 from heatwatch.storage.sqlite import SqliteStore
 from heatwatch.timeutil import utc_now
-from tests.helpers import Publisher, make_homes, make_registry_files
+from tests.helpers import Publisher, make_homes, make_registry_files, wait_subscribed
 from tests.servers import Mosquitto, free_port
 
 pytestmark = [pytest.mark.mosquitto]
@@ -81,17 +81,21 @@ def wait_for(cond: Any, timeout: float, what: str) -> Any:
 
 
 def start_healthy(cfg: Path, command: str, http_port: int) -> subprocess.Popen[str]:
-    """`heatwatch <command>` as a subprocess, once its /healthz answers 200 (SIGTERM it when done)."""
+    """`heatwatch <command>` as a subprocess, once its /healthz answers 200 and its collector says it is
+    subscribed — healthy means connected, and a reading published before the SUBACK would be lost
+    (SIGTERM it when done)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
     proc = subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "--config", str(cfg), command], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200 if proc.poll() is None else True,
                  30, f"`heatwatch {command}` to report healthy")
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        wait_subscribed(cfg.parent / "data", timeout=30, proc=proc)
     except AssertionError:
         proc.kill()
+        proc.communicate(timeout=30)
         raise
-    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
     return proc
 
 
