@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from collector.codec import Codec, Reject
 from collector.deadletter import deadletter, deadletter_topic
 from collector.handover import Handover
+from collector.session import SessionMarker
+from collector.snapshot import CollectorSnapshot
 from collector.spool import Spool
-from collector.topics import subscriptions
+from collector.topics import probe_topic, subscriptions
 from collector.transport import Inbound, Subscriber
 from heatwatch import schema
 from heatwatch.config import Config
@@ -50,7 +52,9 @@ class Stats:
     ack_skipped: int = 0  # acks dropped because the connection changed (message will be redelivered)
     batches: int = 0
     last_batch_ms: float = 0.0
+    writer_errors: int = 0  # unexpected exceptions in the writer (logged; the writer carries on)
     rejects_by_reason: Counter[str] = field(default_factory=Counter)
+    store_alarms: Counter[str] = field(default_factory=Counter)  # store errors that are not bad data, by alarm code
 
 
 @dataclass(slots=True)
@@ -79,11 +83,17 @@ class Collector:
         self.stats_lock = threading.Lock()
         self.stats = Stats()
         self.subscriber = Subscriber(
-            cfg, subscriptions(cfg.mqtt.topic_prefix, cfg.mqtt.shared_group), self._enqueue, client_id=cfg.mqtt.client_id
+            cfg, subscriptions(cfg.mqtt.topic_prefix, cfg.mqtt.shared_group), self._enqueue, client_id=cfg.mqtt.client_id,
+            probe=probe_topic(cfg.mqtt.topic_prefix, cfg.mqtt.client_id),
         )
+        self.session = SessionMarker(cfg.general.data_dir / "mqtt-session.json", cfg)
+        self.subscriber.had_session = self.session.expects_session()
+        self.subscriber.on_session_lost = self._session_lost
+        self._alarms: list[Point] = []  # alarm points waiting to be written with the next metrics
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="collector-worker", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="collector-watchdog", daemon=True)
         # decoded batches waiting for the writer: one, so at most two batches are unacknowledged at a time
         self._decoded: queue.Queue[_Decoded | None] = queue.Queue(maxsize=1)
         self._writing = False  # the writer is storing a batch: the worker may keep filling the next one
@@ -100,10 +110,51 @@ class Collector:
         self._writer.start()
         self._worker.start()
         self.subscriber.start()
+        self._watchdog.start()
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Subscribed: the broker acknowledged every filter, so what is published from now on reaches us."""
         return self.subscriber.subscribed.wait(timeout)
+
+    def stalled_s(self) -> float:
+        """Seconds of unacknowledged work with no progress (0 when nothing waits or things move)."""
+        sub = self.subscriber
+        waiting = sub.unacked > 0 or self.queue.qsize() > 0 or self.spool.batches > 0
+        return round(sub.idle_s(), 1) if waiting else 0.0
+
+    def live(self) -> tuple[bool, str]:
+        """Progress-based liveness: what a supervisor should restart on, whatever "connected" says."""
+        if not self._writer.is_alive() and not self._stop.is_set():
+            return False, "writer thread is not running"
+        if not self._worker.is_alive() and not self._stop.is_set():
+            return False, "worker thread is not running"
+        stalled = self.stalled_s()
+        if stalled > self.cfg.collector.stall_after_s:
+            return False, f"unacknowledged readings with no progress for {stalled:.0f} s"
+        return True, ""
+
+    # --- watchdog thread -------------------------------------------------------------------------
+    def _watch(self) -> None:
+        """Once a second: detect a stalled MQTT session (collector.transport) and keep the session marker fresh."""
+        while not self._stop.wait(1.0):
+            try:
+                idle = self.queue.qsize() == 0 and self._decoded.empty() and not self._writing
+                self.subscriber.check(pipeline_idle=idle)
+                if self.subscriber.subscribed.is_set():
+                    self.session.seen()
+            except Exception:
+                log.exception("collector watchdog tick failed; it carries on")
+
+    def _session_lost(self) -> None:
+        """The broker forgot our session: an alarm for operators (status, /metrics, a work order via the store)."""
+        ts = to_ns(self.clock())
+        detail = (f"broker {self.cfg.mqtt.host}:{self.cfg.mqtt.port} had no session for {self.cfg.mqtt.client_id}; "
+                  "readings published while the collector was away may be lost: check the broker's persistence")
+        with self.stats_lock:
+            self._alarms.append(Point(schema.COLLECTOR_ALARMS, {"collector_id": self.collector_id, "alarm": "session_lost"},
+                                      {"count": self.subscriber.session_lost, "detail": detail}, ts))
+        self._last_metrics = 0.0  # write it with the next metrics, soon
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful: stop consuming, store and ack what was received, then disconnect."""
@@ -117,21 +168,27 @@ class Collector:
         except Exception:
             log.exception("final metrics write failed")
         time.sleep(0.05)  # let paho send the last PUBACKs before DISCONNECT
+        self._watchdog.join(2.0)
         self.subscriber.disconnect()
         self.spool.close()
         log.info("collector stopped: %s", self.snapshot())
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> CollectorSnapshot:
+        sub = self.subscriber
+        ok, why = self.live()
         with self.stats_lock:
             s = self.stats
-            return {
-                "received": s.received, "readings": s.readings, "stored": s.stored, "rejected": s.rejected,
-                "spooled": s.spooled, "replayed": s.replayed, "acked": s.acked, "ack_skipped": s.ack_skipped,
-                "batches": s.batches, "last_batch_ms": round(s.last_batch_ms, 1),
-                "spool_batches": self.spool.batches, "spool_points": self.spool.points, "spool_bytes": self.spool.bytes,
-                "queue_depth": self.queue.qsize(), "rejects_by_reason": dict(s.rejects_by_reason),
-                "connected": self.subscriber.connected.is_set(),
-            }
+            return CollectorSnapshot(
+                received=s.received, readings=s.readings, stored=s.stored, rejected=s.rejected, spooled=s.spooled,
+                replayed=s.replayed, acked=s.acked, ack_skipped=s.ack_skipped, batches=s.batches,
+                last_batch_ms=round(s.last_batch_ms, 1), spool_batches=self.spool.batches, spool_points=self.spool.points,
+                spool_bytes=self.spool.bytes, queue_depth=self.queue.qsize(), rejects_by_reason=dict(s.rejects_by_reason),
+                connected=sub.connected.is_set(), subscribed=sub.subscribed.is_set(), unacked=sub.unacked,
+                stalled_s=self.stalled_s(), live=ok, not_live_reason=why, session_lost=sub.session_lost,
+                session_lost_at=sub.session_lost_at, stalls=sub.stalls, redeliveries=sub.redeliveries, probes=sub.probes_sent,
+                probe_refused=sub.probe_refused, connects=sub.connects, writer_errors=s.writer_errors,
+                store_alarms=dict(s.store_alarms),
+            )
 
     # --- paho thread ---------------------------------------------------------------------------
     def _enqueue(self, msg: Inbound) -> None:
@@ -156,12 +213,17 @@ class Collector:
 
     # --- writer thread -------------------------------------------------------------------------
     def _write_loop(self) -> None:
+        """Never dies on an error: a writer that ended silently would leave every later reading unacknowledged."""
         while True:
             try:
                 item = self._decoded.get(timeout=0.2)
             except queue.Empty:
-                if self.spool.batches:
-                    self._replay()
+                item = None
+                try:
+                    if self.spool.batches:
+                        self._replay()
+                except Exception:
+                    self._writer_error("replaying the spool")
             else:
                 if item is None:
                     return
@@ -169,11 +231,22 @@ class Collector:
                 try:
                     self._process(item)
                 except Exception:
-                    log.exception("unexpected error storing a batch of %d messages; they stay unacked", len(item.batch))
+                    self._writer_error(f"storing a batch of {len(item.batch)} messages (they stay unacknowledged and "
+                                       "are redelivered after a reconnect)")
+                    self.subscriber.settle(item.batch)
                     time.sleep(self.cfg.collector.store_retry_s)
                 finally:
                     self._writing = False
-            self._write_metrics()
+            try:
+                self._write_metrics()
+            except Exception:
+                self._writer_error("writing collector metrics")
+
+    def _writer_error(self, doing: str) -> None:
+        with self.stats_lock:
+            self.stats.writer_errors += 1
+            n = self.stats.writer_errors
+        log.exception("unexpected error while %s (writer error #%d); the writer carries on", doing, n)
 
     def _collect_batch(self) -> list[Inbound]:
         c = self.cfg.collector
@@ -322,15 +395,20 @@ class Collector:
         ts = to_ns(self.clock())
         tags = {"collector_id": self.collector_id}
         fields: dict[str, float | int | str | bool] = {
-            k: int(snap[k]) for k in ("received", "readings", "stored", "rejected", "spooled", "replayed", "queue_depth")  # type: ignore[call-overload]
+            "received": snap.received, "readings": snap.readings, "stored": snap.stored, "rejected": snap.rejected,
+            "spooled": snap.spooled, "replayed": snap.replayed, "queue_depth": snap.queue_depth,
+            "spool_bytes": snap.spool_bytes, "batch_latency_ms": snap.last_batch_ms, "unacked": snap.unacked,
+            "stalls": snap.stalls, "session_lost": snap.session_lost, "writer_errors": snap.writer_errors,
         }
-        fields["spool_bytes"] = int(snap["spool_bytes"])  # type: ignore[call-overload]
-        fields["batch_latency_ms"] = float(snap["last_batch_ms"])  # type: ignore[arg-type]
         pts = [Point(schema.COLLECTOR, tags, fields, ts)]
-        by_reason: dict[str, int] = snap["rejects_by_reason"]  # type: ignore[assignment]
-        pts += [Point(schema.COLLECTOR_REJECTS, {**tags, "reason": r}, {"count": n}, ts) for r, n in by_reason.items()]
-        log.info("collector %s", {k: v for k, v in snap.items() if k != "rejects_by_reason"})
+        pts += [Point(schema.COLLECTOR_REJECTS, {**tags, "reason": r}, {"count": n}, ts) for r, n in snap.rejects_by_reason.items()]
+        with self.stats_lock:
+            alarms, self._alarms = self._alarms, []
+        log.info("collector %s", snap.log_line())
         try:
-            self.store.write(pts)
+            self.store.write(pts + alarms)
         except (StoreUnavailable, StoreError) as exc:
             log.warning("could not write collector metrics: %s", exc)
+            if alarms:
+                with self.stats_lock:
+                    self._alarms[:0] = alarms  # an alarm is not dropped: it goes with the next write

@@ -27,6 +27,12 @@ def subscriptions(prefix: str, shared_group: str = "") -> list[str]:
     return filters
 
 
+def probe_topic(prefix: str, client_id: str) -> str:
+    """The collector's own liveness probe topic: it publishes here and only it subscribes (not shared)."""
+    safe = "".join("_" if c in "+#/" else c for c in client_id) or "collector"
+    return f"{prefix}/_probe/{safe}"
+
+
 def _check_id(value: str, what: str) -> str:
     if not value:
         raise TopicError(f"empty {what} in topic")

@@ -13,6 +13,7 @@ import logging
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -128,7 +129,15 @@ def connect_properties(cfg: Config, persistent: bool = True) -> Properties | Non
 
 
 class Subscriber:
-    """Keeps a persistent, manually acknowledged subscription and hands messages to ``on_inbound``."""
+    """Keeps a persistent, manually acknowledged subscription and hands messages to ``on_inbound``.
+
+    It also watches its own session. Brokers redeliver unacknowledged messages only on a new connection,
+    so a session whose in-flight window the broker believes full (Mosquitto 2.0.11 after a resume under
+    load: docs/MQTT.md, "Stalled sessions") delivers nothing more while looking connected. When nothing
+    arrives for ``probe_idle_s`` and nothing is unacknowledged, a QoS 1 probe is published to a topic only
+    this client subscribes to; if no message at all arrives within ``probe_timeout_s`` the session is
+    stalled, and a clean reconnect makes the broker resend what it holds.
+    """
 
     def __init__(
         self,
@@ -136,22 +145,44 @@ class Subscriber:
         filters: list[str],
         on_inbound: Callable[[Inbound], None],
         client_id: str | None = None,
+        probe: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cfg = cfg
-        self.filters = filters
+        self.probe_topic = probe
+        self.filters = filters + ([probe] if probe else [])
         self.on_inbound = on_inbound
+        self.clock = clock
         self.client = make_client(cfg, client_id, persistent=True, manual_ack=True, fast=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_publish = self._on_publish
         self.generation = 0
         self.connected = threading.Event()
         self.subscribed = threading.Event()
-        self.session_lost = 0  # times the broker had no session for us on reconnect
+        self.session_lost = 0  # times the broker had no session for us when it should have had one
+        self.session_lost_at: float | None = None  # wall time (epoch s) of the last loss
+        self.had_session = False  # set by the owner when an earlier process of this client id had subscribed
+        self.on_session_lost: Callable[[], None] | None = None
         self.connects = 0
+        self.stalls = 0  # stalled sessions detected (and reconnected)
+        self.stranded = 0  # messages of this connection we will not acknowledge (errors): redelivered on reconnect
+        self.redeliveries = 0  # reconnects made to have stranded messages redelivered
+        self.probes_sent = 0
+        self.probe_refused = False  # the broker refused our probe (ACL): stall detection is off, said loudly
         self._lock = threading.Lock()
         self.accepting = True
+        # progress, written without a lock by one thread each (GIL-atomic ints and floats)
+        self.delivered = 0  # messages handed on (paho thread)
+        self.settled = 0  # messages acknowledged or dropped for redelivery (writer thread)
+        self.last_rx = clock()
+        self.last_settle = clock()
+        self._probe_sent_at: float | None = None
+        self._probe_mid: int | None = None
+        self._probe_misses = 0  # consecutive probes with no traffic at all: suspect the ACL, back off
+        self._connect_kwargs: dict[str, Any] = {}
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -161,6 +192,7 @@ class Subscriber:
         if v5:
             kwargs["clean_start"] = False
             kwargs["properties"] = connect_properties(self.cfg)
+        self._connect_kwargs = kwargs
         self.client.connect_async(m.host, m.port, **kwargs)
         self.client.loop_start()
 
@@ -173,6 +205,75 @@ class Subscriber:
             self.client.disconnect()
         finally:
             self.client.loop_stop()
+
+    def reconnect(self, why: str) -> None:
+        """A clean DISCONNECT and a new connection on the same session: the broker resends its in-flight messages."""
+        log.warning("MQTT reconnecting on purpose: %s", why)
+        with self._lock:
+            self.connected.clear()
+            self.subscribed.clear()
+        self.client.disconnect()
+        self.client.loop_stop()
+        m = self.cfg.mqtt
+        self.client.connect_async(m.host, m.port, **self._connect_kwargs)
+        self.client.loop_start()
+
+    # --- progress and liveness ------------------------------------------------------------------
+    @property
+    def unacked(self) -> int:
+        """Messages received and not yet acknowledged (or dropped for redelivery)."""
+        return max(0, self.delivered - self.settled)
+
+    def idle_s(self) -> float:
+        """Seconds since anything moved: a message in, or an acknowledgement out."""
+        return self.clock() - max(self.last_rx, self.last_settle)
+
+    def check(self, pipeline_idle: bool) -> str | None:
+        """One watchdog tick (the collector calls it about once a second); returns what it did, if anything.
+
+        ``pipeline_idle``: nothing waits in the collector's own queues, so silence is the broker's.
+        """
+        c = self.cfg.collector
+        if not self.probe_topic or self.probe_refused or not self.subscribed.is_set() or not self.accepting:
+            self._probe_sent_at = None
+            return None
+        now = self.clock()
+        if self.stranded and pipeline_idle and self.unacked == 0 and self.idle_s() >= min(c.probe_idle_s, c.probe_timeout_s):
+            n, self.redeliveries = self.stranded, self.redeliveries + 1
+            log.warning("%d messages on this connection were left unacknowledged after an error; the broker resends them "
+                        "only on a new connection: reconnecting (redelivery #%d)", n, self.redeliveries)
+            self.reconnect("redeliver unacknowledged messages")
+            return "redeliver"
+        if self._probe_sent_at is not None:
+            if self.last_rx >= self._probe_sent_at:  # something arrived: the session delivers
+                self._probe_sent_at = None
+                self._probe_misses = 0
+                return None
+            if now - self._probe_sent_at < c.probe_timeout_s:
+                return None
+            self._probe_sent_at = None
+            self._probe_misses += 1
+            self.stalls += 1
+            log.error(
+                "MQTT session STALLED: connected and subscribed, nothing unacknowledged on our side, yet not even our "
+                "own probe on %s arrived in %.0f s (%d messages received, %d acknowledged so far); reconnecting so the "
+                "broker resends what it holds in flight (stall #%d; see docs/MQTT.md, 'Stalled sessions')",
+                self.probe_topic, c.probe_timeout_s, self.delivered, self.settled, self.stalls,
+            )
+            if self._probe_misses >= 3:
+                log.error("three probes in a row were not echoed with no other traffic: check that the broker ACL lets "
+                          "this client write and read %s", self.probe_topic)
+            self.reconnect("stalled session")
+            return "reconnected"
+        backoff = min(2 ** max(0, self._probe_misses - 1), 40)  # a broker that drops our probe must not make us flap
+        if pipeline_idle and self.unacked == 0 and now - self.last_rx >= c.probe_idle_s * backoff:
+            info = self.client.publish(self.probe_topic, b"probe", qos=1)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                self._probe_sent_at = now
+                self._probe_mid = info.mid
+                self.probes_sent += 1
+                return "probed"
+        return None
 
     # --- acks --------------------------------------------------------------------------------
     def ack(self, generation: int, mid: int, qos: int) -> bool:
@@ -192,6 +293,8 @@ class Subscriber:
         mids: list[int] = []
         with self._lock:
             live = self.connected.is_set()
+            # messages of older connections were settled when the new one came up (the broker resends them)
+            self.settled += sum(1 for msg in messages if msg.generation == self.generation)
             for msg in messages:
                 if msg.qos == 0:
                     acked += 1
@@ -215,7 +318,16 @@ class Subscriber:
                             acked += 1
                         else:
                             skipped += 1
+        self.last_settle = self.clock()
         return acked, skipped
+
+    def settle(self, messages: Sequence[Inbound]) -> None:
+        """Messages left unacknowledged on purpose (an unexpected error): the broker resends them after a reconnect."""
+        with self._lock:
+            n = sum(1 for msg in messages if msg.generation == self.generation and msg.qos > 0)
+            self.settled += sum(1 for msg in messages if msg.generation == self.generation)
+            self.stranded += n
+        self.last_settle = self.clock()
 
     # --- callbacks (paho network thread) -----------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
@@ -226,33 +338,66 @@ class Subscriber:
             self.generation += 1
             self.connects += 1
             self.connected.set()
+            # whatever was in flight on the old connection is the broker's to resend: no longer ours to ack
+            self.settled = self.delivered
+            self.stranded = 0
         present = bool(getattr(flags, "session_present", False))
-        if self.connects > 1 and not present:
+        if (self.connects > 1 or self.had_session) and not present:
             self.session_lost += 1
-            log.warning(
-                "MQTT reconnected WITHOUT a persistent session (broker restarted without persistence, or the "
-                "session expired): messages published while we were away may be gone"
+            self.session_lost_at = time.time()
+            log.critical(
+                "MQTT SESSION LOST: %s:%s answered 'session present: false' to %s, which had a persistent session. "
+                "Readings published while we were away may be gone. Check the broker's persistence (persistence "
+                "true, a persistence_location writable by the broker user, autosave settings; docs/OPERATIONS.md)",
+                self.cfg.mqtt.host, self.cfg.mqtt.port, self.client._client_id.decode(errors="replace"),
             )
+            if self.on_session_lost is not None:
+                try:
+                    self.on_session_lost()
+                except Exception:
+                    log.exception("session-lost handler failed")
         log.info("MQTT connected to %s:%s (session present: %s)", self.cfg.mqtt.host, self.cfg.mqtt.port, present)
         self.subscribed.clear()
+        self.last_rx = self.clock()
         client.subscribe([(f, int(self.cfg.mqtt.qos)) for f in self.filters])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
-        bad = [rc for rc in reason_codes if getattr(rc, "is_failure", False)]
+        codes = list(reason_codes)
+        bad = [(f, rc) for f, rc in zip(self.filters, codes, strict=False) if getattr(rc, "is_failure", False)]
+        if self.probe_topic and any(f == self.probe_topic for f, _ in bad):
+            self.probe_refused = True
+            log.error("MQTT subscription to the liveness probe %s refused (%s): stalled sessions will not be detected; "
+                      "let this client read and write it in the broker ACL", self.probe_topic,
+                      [rc for f, rc in bad if f == self.probe_topic])
+            bad = [(f, rc) for f, rc in bad if f != self.probe_topic]
         if bad:
             log.error("MQTT subscription refused: %s (check the broker ACL for %s)", bad, self.filters)
         else:
             self.subscribed.set()
+            log.info("MQTT subscribed to %s", ", ".join(self.filters))
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        if mid == self._probe_mid and getattr(reason_code, "is_failure", False):
+            self.probe_refused = True
+            log.error("the broker refused our liveness probe on %s (%s): stalled sessions will not be detected; "
+                      "let this client write it in the broker ACL", self.probe_topic, reason_code)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._lock:
             self.connected.clear()
+        self.subscribed.clear()
         if self.accepting:
             log.warning("MQTT disconnected (%s); reconnecting with backoff", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self.accepting:
             return
+        self.last_rx = self.clock()
         # MQTT topics are UTF-8 by the spec; a broken one is kept readable for the dead letter
         topic = bytes(msg._topic).decode("utf-8", errors="replace")
+        if self.probe_topic is not None and topic == self.probe_topic:
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)  # the probe is not a reading: acknowledged at once, never stored
+            return
+        self.delivered += 1
         self.on_inbound(Inbound(self.generation, msg.mid, msg.qos, topic, bytes(msg.payload)))

@@ -21,7 +21,14 @@ from control import rechecks
 from control.alerts.dispatch import Dispatcher
 from control.alerts.model import Candidate, WorkOrder
 from control.alerts.repo import AlertRepo
-from control.alerts.rules import Observation, StationReading, observe_analysis, observe_stations, unit_of
+from control.alerts.rules import (
+    Observation,
+    StationReading,
+    observe_analysis,
+    observe_collector_alarms,
+    observe_stations,
+    unit_of,
+)
 from control.alerts.sinks import JsonlSink, MqttSink, Sink, WebhookSink
 from control.alerts.tracker import plan
 from control.coldsnap import (
@@ -145,6 +152,7 @@ class ControlLoop:
             st_obs = observe_stations(readings, self.registry, self.cfg, now)
             merged = Observation(obs.candidates + st_obs.candidates, {**obs.healthy, **st_obs.healthy})
             pl = plan(self.alerts.open_alerts(), merged, self.registry, self.cfg, now)
+            pl.opened += self._collector_alarm_orders(now)
             self.alerts.record(pl.opened, pl.updated, pl.resolved, pl.recovering, at=now)
             self._write_alert_points([*pl.opened, *pl.updated, *pl.resolved], now)
             report.opened, report.resolved = pl.opened, pl.resolved
@@ -155,6 +163,15 @@ class ControlLoop:
         report.rechecked = self.run_due_rechecks(by="sweep")
         self.dispatcher.deliver_due()
         return report
+
+    def _collector_alarm_orders(self, now: datetime) -> list[WorkOrder]:
+        """Collectors' alarms in the store (a broker that lost their session) become urgent orders, once each."""
+        try:
+            df = self.store.query(schema.COLLECTOR_ALARMS, now - timedelta(days=2), now + timedelta(seconds=1))
+        except (StoreUnavailable, StoreError) as exc:
+            log.warning("collector alarms unavailable: %s", exc)
+            return []
+        return [WorkOrder.from_candidate(c, now) for c in observe_collector_alarms(df, self.cfg) if not self.alerts.has_key(c.key)]
 
     def _reading_values(self, r: StationReading | None) -> tuple[float | None, float | None, float | None]:
         return (None, None, None) if r is None else (r.supply_c, r.return_c, r.outdoor_c)

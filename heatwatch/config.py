@@ -127,6 +127,12 @@ class CollectorSettings(_Section):
     metrics_interval_s: float = Field(10.0, gt=0)
     store_retry_s: float = Field(2.0, gt=0)
     collector_id: str = ""  # default: the MQTT client id
+    # liveness: with nothing received for probe_idle_s and nothing unacknowledged, publish a probe to our own
+    # session; no message at all within probe_timeout_s means the broker stopped delivering (a stalled session):
+    # reconnect, so the broker resends what it holds in flight (docs/MQTT.md, "Stalled sessions")
+    probe_idle_s: float = Field(15.0, gt=0)
+    probe_timeout_s: float = Field(15.0, gt=0)
+    stall_after_s: float = Field(60.0, gt=0)  # unacknowledged readings with no progress this long: unhealthy
 
 
 class LimitsSettings(_Section):

@@ -57,5 +57,6 @@ IMBALANCE = "imbalance"  # tags: community; fields: building_spread_c, entrance_
 PROPOSALS = "proposals"  # tags: station_id, kind; fields: proposal_id, status, current_c, proposed_c, delta_c, reason
 ALERTS = "alerts"  # tags: category, community, station_id; fields: alert_id, home_id, status, content
 COLLECTOR_REJECTS = "collector_rejects"  # tags: collector_id, reason; fields: count
+COLLECTOR_ALARMS = "collector_alarms"  # tags: collector_id, alarm (session_lost); fields: count, detail (str)
 # COLLECTOR: tags collector_id; fields: received, stored, rejected, spooled, replayed, spool_bytes,
 #   queue_depth, batch_latency_ms

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -134,6 +135,19 @@ def _fmt_status(snap: dict[str, Any] | None, source: str, stale: bool, probes: d
             lines.append(f"ingest       {i['rate_per_s']} readings/s; {i['stored']} stored, {i['rejected']} rejected, "
                          f"queue {i['queue_depth']}")
             lines.append(f"spool        {sp.get('batches', 0)} batches, {sp.get('readings', 0)} readings waiting for the store")
+            if not i.get("live", True):
+                lines.append(f"LIVENESS     NOT LIVE: {i.get('not_live_reason')}")
+        b = snap.get("broker") or {}
+        if b:
+            lines.append(f"broker       {'connected' if b.get('connected') else 'DISCONNECTED'}, "
+                         f"{'subscribed' if b.get('subscribed') else 'NOT subscribed yet'}; "
+                         f"{b.get('stalls_recovered', 0)} stalled sessions recovered")
+            if b.get("session_lost"):
+                lines.append(f"WARNING      the broker lost our persistent session {b['session_lost']} time(s), last at "
+                             f"{b.get('session_lost_at')}: readings published meanwhile may be lost — check the broker's "
+                             "persistence (docs/OPERATIONS.md, 'Broker sessions')")
+            if b.get("probe_refused"):
+                lines.append("WARNING      the broker refused the collector's liveness probe (ACL): stalls go undetected")
         la = snap.get("last_analysis")
         if la:
             lines.append(f"analysis     {la['at']}: {la['communities']} communities ({la['cold_communities']} cold), "
@@ -150,10 +164,30 @@ def _fmt_status(snap: dict[str, Any] | None, source: str, stale: bool, probes: d
     return lines
 
 
+def _wait_ready(cfg: Any, timeout: float) -> int:
+    """Block until the running service says it is ready (collector subscribed); 0 when it did, 1 on timeout."""
+    from heatwatch.status import is_stale, read_snapshot, ready
+
+    deadline = time.monotonic() + timeout
+    while True:
+        snap, source = read_snapshot(cfg)
+        fresh = snap is not None and not is_stale(snap, utc_now(), float(snap.get("status_interval_s", cfg.run.status_interval_s)))
+        if snap is not None and fresh and ready(snap):
+            print(f"ready ({source})")
+            return 0
+        if time.monotonic() >= deadline:
+            why = "no running service" if snap is None else ("stale status" if not fresh else "not subscribed yet")
+            print(f"heatwatch: not ready after {timeout:g} s ({why}; {source})", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+
+
 def _status(args: argparse.Namespace) -> int:
     from heatwatch.status import is_stale, probe_broker, probe_store, read_snapshot
 
     app = App.from_args(args)
+    if args.wait == "ready":
+        return _wait_ready(app.cfg, args.timeout)
     snap, source = read_snapshot(app.cfg)
     stale = snap is not None and is_stale(snap, utc_now(), float(snap.get("status_interval_s", app.cfg.run.status_interval_s)))
     probes = {"broker": probe_broker(app.cfg), "store": probe_store(app.cfg)}
@@ -174,6 +208,9 @@ def _add_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                        description="Reads the running service's status (HTTP when [run] http_port is set, else "
                                    "<data_dir>/status.json) and probes the broker and the store. Exit 0 when healthy, 1 when not.")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--wait", choices=["ready"], default=None,
+                   help="block until the service is ready (the collector has subscribed), then exit 0; 1 on timeout")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds --wait waits (default 60)")
     p.set_defaults(handler=_status)
 
 

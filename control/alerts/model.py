@@ -13,13 +13,16 @@ from typing import Any, Literal
 
 from heatwatch.timeutil import rfc3339
 
-Category = Literal["home_below_standard", "community_cold", "sensor_stale", "station_fault", "recheck_not_improved"]
+Category = Literal[
+    "home_below_standard", "community_cold", "sensor_stale", "station_fault", "recheck_not_improved", "broker_session_lost"
+]
 CATEGORIES: tuple[str, ...] = (
     "home_below_standard",
     "community_cold",
     "sensor_stale",
     "station_fault",
     "recheck_not_improved",
+    "broker_session_lost",
 )
 Status = Literal["open", "acked", "resolved"]
 Event = Literal["open", "update", "ack", "resolve"]
@@ -31,6 +34,7 @@ FAULT_NAMES: dict[str, str] = {
     "sensor_stale": "测温设备维护 sensor maintenance",
     "station_fault": "换热站故障 station fault",
     "recheck_not_improved": "调整后复查未改善 recheck not improved",
+    "broker_session_lost": "数据采集会话丢失 broker lost the collector's session",
 }
 # categories that recover only after the hysteresis hold (temperature, not a switch)
 HYSTERESIS = frozenset({"home_below_standard", "community_cold"})

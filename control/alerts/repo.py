@@ -87,6 +87,12 @@ class AlertRepo:
             raise UnknownAlert(alert_id)
         return WorkOrder.from_json(json.loads(r[0]))
 
+    def has_key(self, key: str) -> bool:
+        """Any order, in any status, ever opened under this dedupe key (one-off events open once)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(db.alerts.c.alert_id).where(db.alerts.c.dedupe_key == key).limit(1)).first()
+        return row is not None
+
     def open_alerts(self) -> list[OpenAlert]:
         q = select(db.alerts.c.body, db.alerts.c.recovering_since).where(db.alerts.c.status.in_(["open", "acked"]))
         with self.engine.connect() as conn:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import pandas as pd
+
 from analytics.results import AnalysisResult
 from control.alerts.model import Candidate
 from control.curve import design_for, heating_curve
@@ -185,3 +187,30 @@ def observe_stations(readings: Mapping[str, StationReading], registry: Registry,
         else:
             obs.healthy[key] = True
     return obs
+
+
+def observe_collector_alarms(alarms: pd.DataFrame, cfg: Config) -> list[Candidate]:
+    """One urgent order per alarm event a collector wrote (a lost broker session: readings may be lost).
+
+    ``alarms``: the ``collector_alarms`` points (time, collector_id, alarm, count, detail). The key names the
+    event's time, so each loss opens one order and an operator's resolution is not undone by the next cycle.
+    """
+    out: list[Candidate] = []
+    if alarms.empty:
+        return out
+    for row in alarms.itertuples(index=False):
+        if str(getattr(row, "alarm", "")) != "session_lost":
+            continue
+        cid = str(getattr(row, "collector_id", ""))
+        at = pd.Timestamp(str(row.time)) if not isinstance(row.time, pd.Timestamp) else row.time
+        out.append(Candidate(
+            key=f"broker_session_lost:{cid}:{at.value}", category="broker_session_lost",
+            content=(f"collector {cid}: the MQTT broker had lost its persistent session at {at.isoformat()} — readings "
+                     "published while the collector was away may be lost. Check the broker's persistence "
+                     "(persistence true, persistence_location writable by the broker user, autosave settings) and the "
+                     "sensors' gaps for that time. " + str(getattr(row, "detail", "") or "")).strip(),
+            evidence={"collector_id": cid, "at": at.isoformat(), "count": int(getattr(row, "count", 0) or 0)},
+            responsible_unit=cfg.alerts.responsible_unit or "operations (MQTT broker)",
+            deadline_h=cfg.alerts.station_response_h, severity="urgent", source="heatwatch collector",
+        ))
+    return out
