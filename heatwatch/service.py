@@ -14,13 +14,13 @@ import os
 import threading
 import time
 from collections import deque
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from heatwatch import __version__
 from heatwatch.config import Config
 from heatwatch.registry import Registry
-from heatwatch.status import Snapshot, StatusServer, healthy, status_path, write_snapshot
+from heatwatch.status import Snapshot, StatusServer, healthy, metrics_text, status_path, write_bytes_atomic, write_snapshot
 from heatwatch.storage.base import Store, StoreError, StoreUnavailable
 from heatwatch.timeutil import Clock, rfc3339, utc_now
 
@@ -51,11 +51,14 @@ class Service:
         self._samples: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
         self._latest: Snapshot = {}
+        self._stopping = threading.Event()
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Service:
         from apscheduler.schedulers.background import BackgroundScheduler
 
+        if self.cfg.run.http_port:  # bound before anything starts: a taken port is one error line, exit 2
+            self.http = StatusServer(self.cfg.run.http_host, self.cfg.run.http_port, lambda: self._latest)
         if "collector" in self.parts:
             from collector.service import Collector
 
@@ -82,15 +85,18 @@ class Service:
             name="status snapshot", jobstore="memory" if self.loop else "default", replace_existing=True,
             max_instances=1, coalesce=True,
         )
-        if self.cfg.run.http_port:
-            self.http = StatusServer(self.cfg.run.http_host, self.cfg.run.http_port, lambda: self._latest).start()
+        if self.http is not None:
+            self.http.start()
         self.write_status()
+        if self.collector is not None:
+            threading.Thread(target=self._watch_readiness, name="heatwatch-readiness", daemon=True).start()
         log.info("heatwatch run: parts %s, store %s, MQTT %s:%s", ", ".join(self.parts), self.store.name,
                  self.cfg.mqtt.host, self.cfg.mqtt.port)
         return self
 
     def stop(self) -> None:
         """Stop consuming, flush and ack (collector), then the scheduler; the last snapshot says stopped."""
+        self._stopping.set()
         if self.collector is not None:
             self.collector.stop(timeout=self.cfg.run.stop_timeout_s)
         if self.loop is not None:
@@ -171,13 +177,23 @@ class Service:
         }
         if self.collector is not None:
             c = self.collector.snapshot()
-            snap["broker"] = {"host": self.cfg.mqtt.host, "port": self.cfg.mqtt.port, "connected": bool(c["connected"])}
-            snap["ingest"] = {
-                "received_messages": c["received"], "readings": c["readings"], "stored": c["stored"], "rejected": c["rejected"],
-                "rejects_by_reason": c["rejects_by_reason"], "acked": c["acked"], "queue_depth": c["queue_depth"],
-                "rate_per_s": self._ingest_rate(int(c["stored"])),  # type: ignore[call-overload]
+            snap["broker"] = {
+                "host": self.cfg.mqtt.host, "port": self.cfg.mqtt.port, "connected": c.connected,
+                "subscribed": c.subscribed, "session_lost": c.session_lost,
+                "session_lost_at": rfc3339(datetime.fromtimestamp(c.session_lost_at, UTC)) if c.session_lost_at else None,
+                "stalls_recovered": c.stalls, "probe_refused": c.probe_refused, "connects": c.connects,
             }
-            snap["spool"] = {"batches": c["spool_batches"], "readings": c["spool_points"], "bytes": c["spool_bytes"]}
+            snap["ingest"] = {
+                "received_messages": c.received, "readings": c.readings, "stored": c.stored, "rejected": c.rejected,
+                "rejects_by_reason": c.rejects_by_reason, "acked": c.acked, "queue_depth": c.queue_depth,
+                "rate_per_s": self._ingest_rate(c.stored), "unacked": c.unacked, "stalled_s": c.stalled_s,
+                "live": c.live, "not_live_reason": c.not_live_reason, "writer_errors": c.writer_errors,
+                "store_alarms": c.store_alarms,
+            }
+            snap["spool"] = {"batches": c.spool_batches, "readings": c.spool_points, "bytes": c.spool_bytes}
+            snap["ready"] = c.subscribed
+            snap["collector_id"] = self.collector.collector_id
+            snap["collector"] = c.as_dict()
         jobs = []
         if self.scheduler is not None and self.scheduler.running:
             for j in self.scheduler.get_jobs():
@@ -203,3 +219,20 @@ class Service:
         with self._lock:
             self._latest = self.snapshot(state)
             write_snapshot(status_path(self.cfg), self._latest)
+            if self.collector is not None:  # for node_exporter's textfile collector where nothing scrapes /metrics
+                write_bytes_atomic(status_path(self.cfg).with_name("metrics.prom"), metrics_text(self._latest))
+
+    def _watch_readiness(self) -> None:
+        """Rewrite the status as soon as the collector's readiness changes: waiters need not wait an interval."""
+        assert self.collector is not None
+        last = False
+        while not self._stopping.is_set():
+            now = self.collector.subscriber.subscribed.wait(0.2)
+            if now != last:
+                last = now
+                try:
+                    self.write_status()
+                except Exception:
+                    log.exception("status write on readiness change failed")
+            if now:
+                self._stopping.wait(0.2)

@@ -8,6 +8,7 @@ and the store itself, so it also answers when no service is running.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from heatwatch.config import Config
+from heatwatch.config import Config, ConfigError
 
 log = logging.getLogger("heatwatch.status")
 Snapshot = dict[str, Any]
@@ -32,16 +33,43 @@ def status_path(cfg: Config) -> Path:
 
 
 def healthy(snap: Snapshot) -> bool:
-    """Broker connected (when collecting) and store reachable: what a load balancer or systemd needs."""
-    broker_ok = snap.get("broker", {}).get("connected", True) if "collector" in snap.get("parts", []) else True
-    return bool(broker_ok and snap.get("store", {}).get("reachable", False))
+    """Broker connected and progress being made (when collecting), store reachable: what a supervisor needs.
+
+    "Connected" alone is not health: a collector holding unacknowledged readings with no progress is
+    unhealthy whatever the socket says (collector.service.Collector.live).
+    """
+    collecting = "collector" in snap.get("parts", [])
+    broker_ok = snap.get("broker", {}).get("connected", True) if collecting else True
+    live = snap.get("ingest", {}).get("live", True) if collecting else True
+    return bool(broker_ok and live and snap.get("store", {}).get("reachable", False))
+
+
+def ready(snap: Snapshot) -> bool:
+    """Subscribed (when collecting): readings published from now on reach the collector."""
+    if "collector" not in snap.get("parts", []):
+        return snap.get("state") == "running"
+    return snap.get("state") == "running" and bool(snap.get("broker", {}).get("subscribed", False))
+
+
+def metrics_text(snap: Snapshot) -> bytes:
+    """``/metrics``: the collector's counters in Prometheus text format (empty when not collecting)."""
+    c = snap.get("collector")
+    if not c:
+        return b""
+    from collector.metrics import render
+
+    return render(c, {"collector_id": str(snap.get("collector_id") or "")})
 
 
 def write_snapshot(path: Path, snap: Snapshot) -> None:
     """Atomic replace, so a reader never sees half a file."""
+    write_bytes_atomic(path, json.dumps(snap, ensure_ascii=False, indent=2).encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(snap, ensure_ascii=False, indent=2), encoding="utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
@@ -123,8 +151,24 @@ def probe_store(cfg: Config) -> tuple[bool, str]:
         store.close()
 
 
+class HttpPortUnavailable(ConfigError):
+    """``[run] http_port`` cannot be bound: one line for the operator, exit 2; a restart would not help."""
+
+    def __init__(self, host: str, port: int, exc: OSError) -> None:
+        if exc.errno == errno.EADDRINUSE:
+            why = ("is already in use (another heatwatch process sharing this config, or another server); give each "
+                   "process its own port, or 0 to turn HTTP off (status stays in <data_dir>/status.json)")
+        else:
+            why = f"cannot be bound: {exc.strerror or exc}; check [run] http_host and the port"
+        super().__init__(f"[run] http_port {port} (HEATWATCH_RUN_HTTP_PORT) on {host} {why}")
+        self.port = port
+
+
 class StatusServer:
-    """``/healthz`` and ``/status`` over HTTP, from the latest snapshot (no work on request)."""
+    """``/healthz`` and ``/status`` over HTTP, from the latest snapshot (no work on request).
+
+    Port 0 binds an ephemeral port (``self.port``); the service never passes 0, which is "HTTP off" there.
+    """
 
     def __init__(self, host: str, port: int, latest: Callable[[], Snapshot]) -> None:
         latest_fn = latest
@@ -135,10 +179,20 @@ class StatusServer:
                 if self.path.rstrip("/") == "/healthz":
                     ok = healthy(snap)
                     self._send(200 if ok else 503, {"healthy": ok})
+                elif self.path.rstrip("/") == "/readyz":
+                    ok = ready(snap)
+                    self._send(200 if ok else 503, {"ready": ok})
+                elif self.path.rstrip("/") == "/metrics":
+                    data = metrics_text(snap)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
                 elif self.path.rstrip("/") in ("/status", ""):
                     self._send(200, snap)
                 else:
-                    self._send(404, {"error": f"no such path {self.path}; try /healthz or /status"})
+                    self._send(404, {"error": f"no such path {self.path}; try /healthz, /readyz, /metrics or /status"})
 
             def _send(self, code: int, body: Snapshot) -> None:
                 data = json.dumps(body, ensure_ascii=False).encode("utf-8")
@@ -151,7 +205,10 @@ class StatusServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http %s", format % args)
 
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        try:  # bind here, so a taken port stops the service before it starts anything
+            self.httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise HttpPortUnavailable(host, port, exc) from None
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="heatwatch-status-http", daemon=True)
 
