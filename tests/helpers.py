@@ -85,6 +85,7 @@ class Publisher:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, 2)
         self.acked = 0
+        self.sent = 0
         self._lock = threading.Lock()
         self.client.on_publish = self._on_publish
         kwargs: dict[str, Any] = {}
@@ -97,9 +98,20 @@ class Publisher:
         with self._lock:
             self.acked += 1
 
+    MAX_OUTSTANDING = 30_000  # well under the 65,535 MQTT packet ids: paho drops a publish whose id is still in use
+
     def publish(self, topic: str, body: Any, qos: int = 1) -> None:
+        """Publish, never silently dropping: paho refuses (MQTT_ERR_QUEUE_SIZE) a message whose packet id is still
+        taken by an unacknowledged one, which a fast publisher reaches after 65,535 outstanding messages."""
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
-        self.client.publish(topic, payload, qos=qos)
+        if qos:
+            while self.sent - self.acked >= self.MAX_OUTSTANDING:  # wait for the broker's PUBACKs
+                time.sleep(0.01)
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):  # NO_CONN: kept and sent on reconnect
+            raise RuntimeError(f"publish to {topic} refused by the client: {mqtt.error_string(info.rc)}")
+        if qos:
+            self.sent += 1
 
     def wait_all(self, n: int, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
