@@ -321,6 +321,7 @@ class Collector:
                 except StoreUnavailable as exc:
                     self._store_down_until = time.monotonic() + self.cfg.collector.store_retry_s
                     log.error("store unavailable (%s); spooling to %s", exc, self.spool.path)
+                    self._store_alarm(exc)
             if self.spool.has_room():
                 self.spool.append(points)
                 with self.stats_lock:
@@ -369,6 +370,7 @@ class Collector:
             except StoreUnavailable as exc:
                 self._store_down_until = time.monotonic() + self.cfg.collector.store_retry_s
                 log.warning("store still unavailable (%s); %d batches wait in the spool", exc, self.spool.batches)
+                self._store_alarm(exc)
                 return
             for topic, payload, rej in dead:
                 self.subscriber.client.publish(self._dl_topic, deadletter(topic, payload, rej, to_ns(self.clock())), qos=1)
@@ -377,6 +379,14 @@ class Collector:
                 self.stats.replayed += len(pts)
             if self._stop.is_set() and not self._decoded.empty():
                 return
+
+    def _store_alarm(self, exc: StoreUnavailable) -> None:
+        """Count a store trouble only an operator can end (full, at a limit, damaged, access denied) by its code."""
+        alarm = getattr(exc, "alarm", None)
+        if alarm:
+            with self.stats_lock:
+                self.stats.store_alarms[alarm] += 1
+            log.critical("STORE ALARM %s: %s", alarm, exc)
 
     def _warn_spool(self) -> None:
         fill = self.spool.bytes / self.spool.max_bytes

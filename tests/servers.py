@@ -5,6 +5,7 @@ Under CI=true a missing server binary is a failure, never a skip (see ``require_
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -108,7 +110,9 @@ class Mosquitto:
 class Influxd:
     """A real InfluxDB 1.x server (influxd), HTTP on a free port, data in a temp dir."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, data: Mapping[str, str | int | bool] | None = None) -> None:
+        """``data`` overrides [data] settings, e.g. ``{"index-version": "inmem", "max-values-per-tag": 3}`` (influxd
+        1.6 enforces the series and tag-value limits only with the in-memory index)."""
         self.binary = require_binary("influxd", "influxdb")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -117,6 +121,11 @@ class Influxd:
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf = workdir / "influxdb.conf"
         d = workdir
+        settings: dict[str, str | int | bool] = {
+            "dir": f"{d}/data", "wal-dir": f"{d}/wal", "index-version": "tsi1", "query-log-enabled": False,
+            "cache-max-memory-size": "1g", "max-series-per-database": 0, "max-values-per-tag": 0, **(data or {}),
+        }
+        data_lines = "\n".join(f"  {k} = {json.dumps(v)}" for k, v in settings.items())  # JSON scalars are TOML scalars
         self.conf.write_text(
             f"""
 reporting-disabled = true
@@ -124,13 +133,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [meta]
   dir = "{d}/meta"
 [data]
-  dir = "{d}/data"
-  wal-dir = "{d}/wal"
-  index-version = "tsi1"
-  query-log-enabled = false
-  cache-max-memory-size = "1g"
-  max-series-per-database = 0
-  max-values-per-tag = 0
+{data_lines}
 [coordinator]
   max-select-point = 0
   max-select-series = 0

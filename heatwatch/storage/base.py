@@ -8,6 +8,7 @@ spools instead of losing them.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -25,6 +26,8 @@ HOURLY_COLUMNS = ("hour", "mean", "min", "max", "count")
 class StoreUnavailable(Exception):
     """The store cannot be reached now; retry later (the collector spools meanwhile)."""
 
+    alarm: str | None = None  # set on the kinds an operator must act on; the collector counts them (store_alarms)
+
 
 class StoreError(Exception):
     """The store refused the request; retrying the same request will not help."""
@@ -35,14 +38,52 @@ class StoreAccessDenied(StoreUnavailable):
     database or bucket missing (404). The readings are fine, so the collector spools them and retries; it never
     dead-letters them for a configuration mistake."""
 
+    alarm = "access_denied"
+
+
+class StoreCapacityError(StoreUnavailable):
+    """The store is full or at a configured limit (series, tag values, disk, cache, plan). The readings are fine and
+    will be taken once an operator raises the limit or frees space, so they are spooled, never dead-lettered."""
+
+    def __init__(self, message: str, alarm: str = "store_capacity") -> None:
+        super().__init__(message)
+        self.alarm = alarm
+
+
+class StoreCorrupt(StoreUnavailable):
+    """The store reports its own files as damaged. Not the readings' fault: spooled until it is repaired or restored."""
+
+    alarm = "store_corrupt"
+
 
 # HTTP answers that say "not now, not with this configuration" rather than "not this data"
 ACCESS_STATUSES = frozenset({401, 403, 404})
 RETRY_STATUSES = frozenset({408, 425, 429})
 
 
+# Answers that say "the store is full, at a limit or damaged" whatever their status (1.x answers a tag-value limit
+# with 400 "partial write", like bad data): (pattern, alarm code). InfluxDB 1.x wording, 1.0-1.2 wording, 2.x/Cloud.
+CAPACITY_ANSWERS = (
+    (re.compile(r"max-values-per-tag limit exceeded|max values per tag exceeded"), "max_values_per_tag"),
+    (re.compile(r"max-series-per-database limit exceeded|max series per database exceeded|series cardinality limit"
+                r"|exceeded limited_cardinality"), "max_series"),
+    (re.compile(r"no space left on device|database or disk is full|disk quota exceeded"), "disk_full"),
+    (re.compile(r"cache-max-memory-size exceeded|cache maximum memory size exceeded"), "cache_full"),
+    (re.compile(r"exceeded limited_\w+ plan limit"), "plan_limit"),
+)
+CORRUPT_ANSWER = re.compile(r"\bcorrupt|checksum mismatch|malformed")
+
+
 def classify_http(status: int, url: str, text: str) -> Exception:
     """The store exception for an HTTP error answer from InfluxDB (1.x, 2.x and 3.x answer alike)."""
+    if "unable to parse" not in text:  # a parse error quotes the line: words in the data must not pass for an alarm
+        for pattern, alarm in CAPACITY_ANSWERS:
+            if pattern.search(text):
+                return StoreCapacityError(f"InfluxDB at {url} is at a limit ({status}): {text} — raise the limit or free "
+                                          "space; readings are kept in the spool meanwhile", alarm)
+        if status >= 500 and CORRUPT_ANSWER.search(text):
+            return StoreCorrupt(f"InfluxDB at {url} reports damaged data files ({status}): {text} — repair or restore it; "
+                                "readings are kept in the spool meanwhile")
     if status in ACCESS_STATUSES:
         return StoreAccessDenied(f"InfluxDB at {url} denied the request ({status}): {text} — check the database/bucket "
                                  "and the credentials or token; readings are kept in the spool meanwhile")

@@ -5,9 +5,12 @@ always travel as bind parameters (``params``), and identifiers are quoted. Resul
 InfluxDB's chunked JSON stream and turned into DataFrames chunk by chunk, so a million-row answer
 never exists as one giant JSON document or list of Python rows.
 
-Error mapping (the collector spools on StoreUnavailable and dead-letters on StoreError):
-connection errors, timeouts and 5xx → ``StoreUnavailable``; 4xx (bad line, field type
-conflict, "partial write", auth) → ``StoreError`` with InfluxDB's own message.
+Error mapping (the collector spools on StoreUnavailable and dead-letters on StoreError; ``classify_http``):
+connection errors, timeouts and 5xx → ``StoreUnavailable``; 401/403/404 → ``StoreAccessDenied``;
+a limit or a full disk (``partial write: max-values-per-tag limit exceeded`` is a 400) →
+``StoreCapacityError``; other 4xx (bad line, field type conflict) → ``StoreError`` with
+InfluxDB's own message. A database dropped at runtime is created again on the next write
+(when ``create_database`` is on, as at start).
 """
 
 from __future__ import annotations
@@ -232,11 +235,12 @@ class Influxdb1Store(Store):
         path = "/write?" + urlencode(query)
         try:
             self._request("POST", path, body=body, headers=headers)
-        except StoreError as exc:
+        except StoreAccessDenied as exc:  # 404 "database not found"
             if "database not found" in str(exc) and self.create_database:
-                self._ready = False  # dropped behind our back: create it again, once
+                log.warning("database %r is gone (dropped while we were writing?): creating it again", self.database)
+                self._ready = False
                 self._ensure_database()
-                self._request("POST", path, body=body, headers=headers)
+                self._request("POST", path, body=body, headers=headers)  # once; a second 404 is spooled by the caller
                 return
             raise
 

@@ -23,6 +23,8 @@ from heatwatch.model import Point
 from heatwatch.storage.base import (
     INT_FIELDS,
     Store,
+    StoreCapacityError,
+    StoreCorrupt,
     StoreError,
     StoreUnavailable,
     Where,
@@ -48,6 +50,21 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def sqlite_failure(exc: sqlite3.Error, path: Path, doing: str) -> Exception:
+    """The store exception for a SQLite error: a damaged file or a full disk is not bad data (spool and alarm); locked,
+    busy or I/O trouble may pass (spool); anything else is the request's fault."""
+    code = getattr(exc, "sqlite_errorname", "")
+    if code in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in str(exc) or "not a database" in str(exc):
+        return StoreCorrupt(f"SQLite store {path} is damaged ({doing}: {exc}) — restore it from a backup or run "
+                            "`sqlite3 FILE .recover`; readings are kept in the spool meanwhile")
+    if code == "SQLITE_FULL" or "database or disk is full" in str(exc):
+        return StoreCapacityError(f"SQLite store {path}: {doing} failed, the disk is full ({exc}) — free space; readings "
+                                  "are kept in the spool meanwhile", "disk_full")
+    if isinstance(exc, sqlite3.OperationalError):  # locked, busy, I/O error: may pass
+        return StoreUnavailable(f"SQLite {doing} failed: {exc}")
+    return StoreError(f"SQLite rejected the {doing}: {exc}")
+
+
 class SqliteStore(Store):
     name = "sqlite"
 
@@ -59,10 +76,14 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._create()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._create()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise sqlite_failure(exc, self.path, "opening") from exc
 
     def _create(self) -> None:
         with self._lock:
@@ -113,12 +134,11 @@ class SqliteStore(Store):
                         self._db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?)", generic)
                     self._db.execute("COMMIT")
                 except BaseException:
-                    self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:  # SQLite has already rolled back after some errors (a full disk)
+                        self._db.execute("ROLLBACK")
                     raise
-        except sqlite3.OperationalError as exc:  # locked, disk full, I/O error: may pass
-            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"SQLite rejected the write: {exc}") from exc
+            raise sqlite_failure(exc, self.path, "write") from exc
 
     # --- reads ----------------------------------------------------------------------------
     def _where_sql(self, meas: str, start: datetime, end: datetime, where: Where | None) -> tuple[str, list[Any]]:
@@ -146,7 +166,9 @@ class SqliteStore(Store):
                 cols = [d[0] for d in cur.description]
                 rows = cur.fetchall()
             except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+                raise sqlite_failure(exc, self.path, "read") from exc
+            except sqlite3.DatabaseError as exc:  # a damaged file (not a programming error, which stays raised)
+                raise sqlite_failure(exc, self.path, "read") from exc
         return pd.DataFrame.from_records(rows, columns=cols)
 
     def query(
@@ -258,8 +280,8 @@ class SqliteStore(Store):
         with self._lock:
             try:
                 return int(self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {cond}", params).fetchone()[0])
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                raise sqlite_failure(exc, self.path, "read") from exc
 
     def ping(self) -> None:
         with self._lock:
