@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from control.db import open_engine
+from control.rechecks import stored_jobs
 from control.repo import ProposalRepo
+from heatwatch.config import load_config
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DUE_S = 6.0
@@ -104,6 +107,13 @@ def wait_runs(data: Path, n: int, until: float) -> list[dict[str, object]]:
     return runs(data)
 
 
+def wait_job_gone(data: Path, proposal_id: str) -> None:
+    """Until the recheck's job has left the persistent job store: from then on no restart can run it again."""
+    cfg = load_config(environ={}, overrides={"general": {"data_dir": str(data)}})
+    wait_until(lambda: f"recheck:{proposal_id}" not in {j["job_id"] for j in stored_jobs(cfg)}, 30,
+               f"the job of recheck {proposal_id} to leave the job store")
+
+
 def schedule(script: Path, data: Path) -> tuple[str, datetime]:
     c = Child(script, "schedule", data)
     try:
@@ -132,12 +142,12 @@ def test_recheck_restarted_before_due_runs_once_when_due(tmp_path: Path) -> None
         assert json.loads(str(got[0]["detail"]))["by"] == "scheduler"
         ran_at = datetime.strptime(str(got[0]["ran_at"]), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         assert ran_at >= due
+        wait_job_gone(data, pid)  # the scheduler is done with it
     finally:
         b.kill()
     c = Child(script, "run", data)
     try:
-        assert c.first_line() == "STARTED"
-        time.sleep(2.0)
+        assert c.first_line() == "STARTED"  # its scheduler started from a job store without the recheck
         assert len(runs(data)) == 1  # not again after another restart
     finally:
         c.kill()
@@ -156,7 +166,7 @@ def test_recheck_due_while_down_runs_once_after_restart(tmp_path: Path) -> None:
         assert b.first_line() == "STARTED"
         got = wait_runs(data, 1, time.monotonic() + 30)
         assert [r["proposal_id"] for r in got] == [pid]
-        time.sleep(1.0)
+        wait_job_gone(data, pid)  # nothing left that could run it a second time
         assert len(runs(data)) == 1
     finally:
         b.kill()
