@@ -220,6 +220,24 @@ def pub(broker: Broker, user: str, password: str, topic: str, payload: str) -> s
 DENIED = "Not authorized"
 
 
+def barrier(broker: Broker, topic: str, *clients: Client, timeout: float = 10.0) -> None:
+    """Publish a marker on ``topic`` (as heatwatch-service, which may write there) and wait until every client has
+    it, then drop it from their messages. Mosquitto routes a message to its subscribers when it accepts it, and
+    each subscriber gets its queue in order: anything the broker let through before the marker has arrived by now.
+    """
+    marker = f"barrier-{uuid.uuid4().hex[:8]}".encode()
+    assert DENIED not in pub(broker, "heatwatch-service", PASSWORDS["heatwatch-service"], topic, marker.decode())
+    deadline = time.monotonic() + timeout
+    for c in clients:
+        while True:
+            with c.lock:
+                if any(p == marker for _, p in c.messages):
+                    c.messages[:] = [m for m in c.messages if m[1] != marker]
+                    break
+            assert time.monotonic() < deadline, f"the barrier on {topic} did not reach every client"
+            time.sleep(0.02)
+
+
 def test_sensor_publishes_only_its_own_topic(broker: Broker) -> None:
     group = f"g{uuid.uuid4().hex[:6]}"
     collector = Client(broker.port, "heatwatch-collector", PASSWORDS["heatwatch-collector"])
@@ -235,10 +253,10 @@ def test_sensor_publishes_only_its_own_topic(broker: Broker) -> None:
         # a sensor cannot read other homes' data (Mosquitto grants the wildcard, then filters each message)
         sensor.subscribe("heat/#")
         assert DENIED not in pub(broker, "XF-1-1-102", SENSORS["XF-1-1-102"], "heat/indoor/XF-1-1-102", '{"temp_c": 19}')
-        got = collector.wait_for(2)
-        time.sleep(0.3)  # anything wrongly let through would have arrived by now
-        assert collector.wait_for(2) == got == [("heat/indoor/XF-1-1-101", b'{"temp_c": 17.5}'),
-                                                ("heat/indoor/XF-1-1-102", b'{"temp_c": 19}')]
+        # the sensor may read only its own setpoint topic: a marker there reaches both, after anything let through
+        barrier(broker, "heat/control/setpoint/XF-1-1-101", collector, sensor)
+        assert collector.messages == [("heat/indoor/XF-1-1-101", b'{"temp_c": 17.5}'),
+                                      ("heat/indoor/XF-1-1-102", b'{"temp_c": 19}')]
         assert sensor.messages == []
     finally:
         collector.close()
@@ -261,8 +279,10 @@ def test_station_reads_only_its_setpoint_and_services_their_topics(broker: Broke
         assert DENIED in pub(broker, "heatwatch-service", service_pw, "heat/indoor/XF-1-1-101", "{}")
         assert station.wait_for(1) == [("heat/control/setpoint/S01", b"61.5")]  # not S02's
         assert collector.wait_for(1) == [("heat/alerts/community_cold", "幸福小区 室温不达标".encode())]
-        time.sleep(0.3)
-        assert len(station.wait_for(2)) == 1
+        barrier(broker, "heat/control/setpoint/S01", station)
+        barrier(broker, "heat/alerts/barrier", collector)
+        assert station.messages == [("heat/control/setpoint/S01", b"61.5")]
+        assert collector.messages == [("heat/alerts/community_cold", "幸福小区 室温不达标".encode())]
     finally:
         for c in (station, collector):
             c.close()
