@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from heatwatch.lockstep import Lockstep
 from simulators.load import LoadGenerator, LoadPlan, expected_readings
 from simulators.mqttio import MqttTarget, Publisher, PublishError
 from simulators.runner import ScenarioRunner
@@ -28,7 +29,11 @@ class Collect:
     """A paho subscriber that keeps every message it gets."""
 
     def __init__(self, port: int, topic: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv5) -> None:
+        assert topic.endswith("#")
+        self.port, self.topic = port, topic
         self.messages: list[tuple[str, bytes]] = []
+        self._marker = f"barrier-{uuid.uuid4().hex[:8]}".encode()
+        self._barrier = threading.Event()
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"collect-{uuid.uuid4().hex[:8]}",
@@ -41,14 +46,25 @@ class Collect:
         assert self._ready.wait(10), "subscription not confirmed"
 
     def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.payload == self._marker:
+            self._barrier.set()
+            return
         with self._lock:
             self.messages.append((msg.topic, bytes(msg.payload)))
 
     def wait_for(self, n: int, timeout: float = 30.0) -> int:
+        """How many arrived, once ``n`` have and a marker published after them has (so duplicates would have too:
+        the broker queues each subscriber's messages in the order it accepted them)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and len(self.messages) < n:
             time.sleep(0.05)
-        time.sleep(0.2)  # anything beyond n (duplicates) would show up now
+        marker = Publisher(MqttTarget(port=self.port), f"marker-{uuid.uuid4().hex[:8]}").connect()
+        try:
+            marker.publish(self.topic[:-1] + "barrier", self._marker)
+            assert marker.drain(10)
+        finally:
+            marker.close()
+        assert self._barrier.wait(timeout), "the barrier message did not arrive"
         return len(self.messages)
 
     def close(self) -> None:
@@ -93,10 +109,14 @@ def test_setpoint_on_mosquitto_changes_the_simulated_station(
     )
     target = MqttTarget(port=mosquitto.port, topic_prefix=prefix, protocol=protocol)
     sc = design_scenario(duration_h=8)
-    # 8 simulated hours in ~2 s: the retained setpoint arrives long before it is due
-    runner = ScenarioRunner(sc, target, out_dir=tmp_path, speed=4 * 3600, start=start, until=until)
-    runner.start()
-    assert runner.join(timeout=60)
+    runner = ScenarioRunner(sc, target, out_dir=tmp_path, speed=0, start=start, until=until)
+    lockstep = Lockstep(runner)
+    try:
+        lockstep.begin()
+        lockstep.deliver_setpoints(1)  # the retained setpoint is with the simulator before its first step
+        lockstep.run()
+    finally:
+        lockstep.close()
     with (tmp_path / "truth_stations.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     before = [r for r in rows if r["ts"] < "2026-01-10T07:00:00Z"]
