@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import struct
 import threading
-import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -17,6 +17,11 @@ from collector.fastsock import BufferedSocket, FastClient, plain_publish
 from tests.servers import Mosquitto
 
 
+def readable(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """The kernel says there is something to read (data or EOF): no sleep-and-hope."""
+    return bool(select.select([sock], [], [], timeout)[0])
+
+
 def test_buffered_socket_serves_small_reads_from_one_recv() -> None:
     a, b = socket.socketpair()
     try:
@@ -25,7 +30,7 @@ def test_buffered_socket_serves_small_reads_from_one_recv() -> None:
         with pytest.raises(BlockingIOError):
             buf.recv(1)
         a.sendall(b"\x30\x05hello" + b"x" * 10)
-        time.sleep(0.05)
+        assert readable(b)
         assert buf.recv(1) == b"\x30"
         assert buf.pending() == 16
         assert buf.recv(1) == b"\x05"
@@ -36,7 +41,7 @@ def test_buffered_socket_serves_small_reads_from_one_recv() -> None:
             buf.recv(1)
         assert buf.fileno() == b.fileno()
         a.close()
-        time.sleep(0.05)
+        assert readable(b)
         assert buf.recv(1) == b""  # EOF passes through
     finally:
         b.close()
