@@ -225,10 +225,12 @@ class ScenarioRunner:
         return self.sim.t
 
     def end(self) -> None:
-        """Publish what the sensors still hold back (late messages, partial batches); wait for every PUBACK."""
+        """Publish what the sensors still hold back (late messages, partial batches), write the ground truth
+        out in full (readable before ``close``) and wait for every PUBACK."""
         msgs, rows = self.sensors.flush()
         self._send(msgs)
         self.truth.indoor(rows)
+        self.truth.flush()
         if not self.drain(timeout=60):
             assert self._publisher is not None
             raise PublishError(f"{self._publisher.outstanding} simulator messages were not acknowledged by the broker "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import time
 import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from collector.service import Collector
 from heatwatch import schema
 from heatwatch.cli import main
 from heatwatch.config import load_config
+from heatwatch.lockstep import Lockstep
 from heatwatch.registry import load_registry
 from heatwatch.storage.influxdb1 import Influxdb1Store
 from heatwatch.timeutil import from_ns, parse_ts, utc_now
@@ -193,18 +193,16 @@ def test_analyze_on_influxd_matches_the_definitions_and_the_truth(
     registry = load_registry(runner.homes_csv, runner.stations_csv)
     store = Influxdb1Store(influxd.url, db)
     col = Collector(cfg, registry, store).start()
+    lockstep = Lockstep(runner, [col])  # returns once the collector has stored every message published
     try:
-        assert col.wait_ready()
-        runner.run()
+        lockstep.run()
         with runner.ground_truth_path.open(encoding="utf-8") as fh:
             truth = list(csv.DictReader(fh))
         sent = sum(1 for r in truth if r["reported_c"] != "")
         window_all = (runner.start_time - timedelta(hours=1), until + timedelta(hours=1))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and store.count(schema.INDOOR, *window_all) < sent:
-            time.sleep(0.2)
         assert store.count(schema.INDOOR, *window_all) == sent
     finally:
+        lockstep.close()
         col.stop(timeout=30)
 
     # the analysis window: whole local hours inside the run (the first hours let the sensors settle)
