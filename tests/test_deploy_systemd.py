@@ -119,3 +119,24 @@ def test_units_run_heatwatch_commands_with_real_config_keys() -> None:
             secret = cfg.mqtt.password_file
             assert secret is not None and secret.name in MAKE_PASSWD.read_text(encoding="utf-8"), (
                 f"{unit.name}: password file {secret} is not one deploy/mosquitto/make-passwd.sh reads")
+
+
+def test_units_sharing_heatwatch_toml_do_not_share_its_http_port(tmp_path: Path) -> None:
+    """OPERATIONS.md sets [run] http_port in the shared heatwatch.toml: only one long-running process may bind it."""
+    toml = tmp_path / "heatwatch.toml"
+    toml.write_text("[run]\nhttp_port = 8081\n", encoding="utf-8")
+    base_env = _env_file(UNITS / "heatwatch.env.example")
+    binders: list[str] = []
+    for unit in sorted(UNITS.glob("*.service")):
+        u = _unit(unit)
+        if shlex.split(u["ExecStart"][0])[3] not in ("run", "collect"):
+            continue
+        env = dict(e.split("=", 1) for e in u.get("Environment", []))
+        env.update(base_env)
+        for extra in u["EnvironmentFile"][1:]:
+            env.update(_env_file(UNITS / (Path(extra).stem + ".env.example")))
+        port = load_config(toml, environ={k: v for k, v in env.items() if k.startswith("HEATWATCH_")}).run.http_port
+        if port:  # a template unit (collector@) binds once per instance: two instances already collide
+            binders += [unit.name] * (2 if "@" in unit.name else 1)
+        assert "2" in u.get("RestartPreventExitStatus", [""])[0].split(), f"{unit.name}: restarts on a config error"
+    assert binders == ["heatwatch.service"]
