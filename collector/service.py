@@ -17,9 +17,12 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+
+from paho.mqtt.client import MQTT_ERR_SUCCESS
 
 from collector.codec import Codec, Reject
-from collector.deadletter import deadletter, deadletter_topic
+from collector.deadletter import deadletter, deadletter_point, deadletter_topic
 from collector.handover import Handover
 from collector.session import SessionMarker
 from collector.snapshot import CollectorSnapshot
@@ -38,6 +41,7 @@ log = logging.getLogger("heatwatch.collector")
 IDLE_FLUSH_S = 0.005  # a pause this long means the broker is waiting for our acks: flush now
 FILL_POLL_S = 0.001  # while a batch fills, look this often (not per message: see collector/handover.py)
 EAGER_FLUSH_S = 0.01  # the writer is idle: hand over a batch this old rather than let readings wait for more
+DEADLETTER_EXPIRE_EVERY_S = 3600.0  # how often dead letters past collector.deadletter_retention_days are deleted
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Stats:
     writer_errors: int = 0  # unexpected exceptions in the writer (logged; the writer carries on)
     rejects_by_reason: Counter[str] = field(default_factory=Counter)
     store_alarms: Counter[str] = field(default_factory=Counter)  # store errors that are not bad data, by alarm code
+    deadletters_unpublished: int = 0  # dead letters paho would not publish (they are in the store all the same)
 
 
 @dataclass(slots=True)
@@ -101,6 +106,8 @@ class Collector:
         self._last_metrics = time.monotonic()
         self._spool_warned_at = 0.0
         self._dl_topic = deadletter_topic(cfg.mqtt.topic_prefix)
+        self._dl_last_ns = 0  # time of the last dead letter: each gets its own
+        self._dl_expire_at = 0.0  # monotonic time of the next dead-letter retention pass
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Collector:
@@ -187,7 +194,8 @@ class Collector:
                 stalled_s=self.stalled_s(), live=ok, not_live_reason=why, session_lost=sub.session_lost,
                 session_lost_at=sub.session_lost_at, stalls=sub.stalls, redeliveries=sub.redeliveries, probes=sub.probes_sent,
                 probe_refused=sub.probe_refused, connects=sub.connects, writer_errors=s.writer_errors,
-                store_alarms=dict(s.store_alarms),
+                store_alarms=dict(s.store_alarms), deadletters_unpublished=s.deadletters_unpublished,
+                spool_set_aside=self.spool.quarantined,
             )
 
     # --- paho thread ---------------------------------------------------------------------------
@@ -289,12 +297,14 @@ class Collector:
 
     def _process(self, item: _Decoded) -> None:
         batch, points, dead, now_ns, t0 = item.batch, item.points, item.dead, item.now_ns, item.t0
-        if not self._store(points, dead, now_ns):
+        # dead letters are durable (store or spool) before the ack, like readings: one write for both
+        found = len(dead)
+        if not self._store([*points, *self._letters(dead, now_ns)], dead, now_ns) or (
+            len(dead) > found and not self._store(self._letters(dead[found:], now_ns), dead, now_ns)  # refused by the store
+        ):
             log.warning("shutting down with %d messages unstored; they stay unacknowledged for redelivery", len(batch))
             return
-        for topic, payload, rej in dead:
-            self.subscriber.client.publish(self._dl_topic, deadletter(topic, payload, rej, now_ns), qos=1)
-            log.info("rejected %s on %s: %s", rej.code, topic, rej.reason)
+        self._publish_dead(dead, now_ns)
         acked, skipped = self.subscriber.ack_many(batch)
         with self.stats_lock:
             s = self.stats
@@ -367,18 +377,53 @@ class Collector:
             try:
                 dead: list[tuple[str, bytes, Reject]] = []
                 self._write_isolating(pts, dead)
+                if dead:  # points the store refused: their dead letters are stored before the entry leaves the spool
+                    self._write_isolating(self._letters(dead, to_ns(self.clock())), [])
             except StoreUnavailable as exc:
                 self._store_down_until = time.monotonic() + self.cfg.collector.store_retry_s
                 log.warning("store still unavailable (%s); %d batches wait in the spool", exc, self.spool.batches)
                 self._store_alarm(exc)
                 return
-            for topic, payload, rej in dead:
-                self.subscriber.client.publish(self._dl_topic, deadletter(topic, payload, rej, to_ns(self.clock())), qos=1)
+            self._publish_dead(dead, to_ns(self.clock()))
             self.spool.remove(seq)
             with self.stats_lock:
                 self.stats.replayed += len(pts)
             if self._stop.is_set() and not self._decoded.empty():
                 return
+
+    def _letters(self, dead: Sequence[tuple[str, bytes, Reject]], now_ns: int) -> list[Point]:
+        """Dead letters as points, each at its own time (the key of a point is series + time)."""
+        out = []
+        for topic, payload, rej in dead:
+            self._dl_last_ns = max(now_ns, self._dl_last_ns + 1)
+            out.append(deadletter_point(topic, payload, rej, now_ns, self._dl_last_ns, self.collector_id,
+                                        self.cfg.collector.max_payload_bytes))
+        return out
+
+    def _publish_dead(self, dead: Sequence[tuple[str, bytes, Reject]], now_ns: int) -> None:
+        """Publish each dead letter (QoS 1) for live listeners; the store has them already. Count what paho refuses."""
+        failed = 0
+        for topic, payload, rej in dead:
+            log.info("rejected %s on %s: %s", rej.code, topic, rej.reason)
+            if self.subscriber.client.publish(self._dl_topic, deadletter(topic, payload, rej, now_ns), qos=1).rc != MQTT_ERR_SUCCESS:
+                failed += 1
+        if failed:
+            with self.stats_lock:
+                self.stats.deadletters_unpublished += failed
+            log.warning("%d dead letters not published on %s (they are in the store)", failed, self._dl_topic)
+
+    def _expire_deadletters(self) -> None:
+        """Hourly: delete dead letters older than collector.deadletter_retention_days from the store."""
+        days = self.cfg.collector.deadletter_retention_days
+        now = time.monotonic()
+        if not days or now < self._dl_expire_at:
+            return
+        try:
+            self.store.delete_before(schema.DEADLETTER, self.clock() - timedelta(days=days))
+            self._dl_expire_at = now + DEADLETTER_EXPIRE_EVERY_S
+        except (StoreUnavailable, StoreError) as exc:
+            self._dl_expire_at = now + 60
+            log.warning("could not delete dead letters older than %d days: %s", days, exc)
 
     def _store_alarm(self, exc: StoreUnavailable) -> None:
         """Count a store trouble only an operator can end (full, at a limit, damaged, access denied) by its code."""
@@ -397,6 +442,7 @@ class Collector:
                       self.spool.points)
 
     def _write_metrics(self, force: bool = False) -> None:
+        self._expire_deadletters()
         now = time.monotonic()
         if not force and now - self._last_metrics < self.cfg.collector.metrics_interval_s:
             return

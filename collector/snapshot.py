@@ -38,6 +38,8 @@ class CollectorSnapshot:
     connects: int = 0
     writer_errors: int = 0
     store_alarms: dict[str, int] = field(default_factory=dict)
+    deadletters_unpublished: int = 0  # dead letters paho would not publish (they are in the store all the same)
+    spool_set_aside: int = 0  # corrupt spool entries set aside (collector/spool.py)
 
     def __getitem__(self, key: str) -> Any:
         """Mapping-style access for older callers (``snap["stored"]``)."""

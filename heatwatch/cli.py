@@ -19,6 +19,7 @@ from heatwatch.registry import RegistryError
 COMMAND_MODULES = (
     "heatwatch.config_cli",
     "collector.cli",
+    "collector.deadletter_cli",
     "simulators.cli",
     "analytics.cli",
     "control.cli",

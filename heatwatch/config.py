@@ -127,6 +127,7 @@ class CollectorSettings(_Section):
     metrics_interval_s: float = Field(10.0, gt=0)
     store_retry_s: float = Field(2.0, gt=0)
     collector_id: str = ""  # default: the MQTT client id
+    deadletter_retention_days: int = Field(30, ge=0)  # dead letters older than this are deleted from the store hourly (0: kept)
     # liveness: with nothing received for probe_idle_s and nothing unacknowledged, publish a probe to our own
     # session; no message at all within probe_timeout_s means the broker stopped delivering (a stalled session):
     # reconnect, so the broker resends what it holds in flight (docs/MQTT.md, "Stalled sessions")

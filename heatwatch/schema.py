@@ -58,5 +58,14 @@ PROPOSALS = "proposals"  # tags: station_id, kind; fields: proposal_id, status, 
 ALERTS = "alerts"  # tags: category, community, station_id; fields: alert_id, home_id, status, content
 COLLECTOR_REJECTS = "collector_rejects"  # tags: collector_id, reason; fields: count
 COLLECTOR_ALARMS = "collector_alarms"  # tags: collector_id, alarm (session_lost); fields: count, detail (str)
+# Dead letters: what the collector rejected, kept in the store so they survive (docs/MQTT.md "Dead letters").
+# One point per rejection, at a time unique per collector (the receive time, nudged by 1 ns when it repeats).
+DEADLETTER = "deadletter"
+DEADLETTER_TAGS = ("reason", "collector_id")  # reason: the reject code (unknown_home, out_of_range, …)
+DEADLETTER_FIELDS = (
+    "topic", "payload", "payload_encoding", "payload_bytes", "truncated", "index", "detail", "received_at", "status", "note",
+)  # payload: UTF-8 text or base64; status: pending | replayed; note: what a replay did
+DEADLETTER_PENDING = "pending"
+DEADLETTER_REPLAYED = "replayed"
 # COLLECTOR: tags collector_id; fields: received, stored, rejected, spooled, replayed, spool_bytes,
 #   queue_depth, batch_latency_ms

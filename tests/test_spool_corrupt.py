@@ -117,7 +117,7 @@ def test_collector_replays_past_a_corrupt_entry(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert store.count(schema.INDOOR, *window) == 10
     assert sorted(set(store.query(schema.INDOOR, *window)["temp_c"])) == [11.5, 13.5]
-    assert col.spool.batches == 0 and col.spool.quarantined == 1
+    assert col.spool.batches == 0 and col.snapshot()["spool_set_aside"] == 1
     col._stop.set()
     col._decoded.put(None)
     col._writer.join(10)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from heatwatch.config import Config
-from heatwatch.storage.base import Store, StoreAccessDenied, StoreError, StoreUnavailable
+from heatwatch.storage.base import Store, StoreAccessDenied, StoreCapacityError, StoreCorrupt, StoreError, StoreUnavailable
 
-__all__ = ["Store", "StoreAccessDenied", "StoreError", "StoreUnavailable", "open_store"]
+__all__ = ["Store", "StoreAccessDenied", "StoreCapacityError", "StoreCorrupt", "StoreError", "StoreUnavailable", "open_store"]
 
 
 def open_store(cfg: Config) -> Store:

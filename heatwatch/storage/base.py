@@ -156,6 +156,10 @@ class Store(ABC):
     ) -> int:
         """Number of points (of ``field`` when given) in [start, end)."""
 
+    def delete_before(self, measurement: str, before: datetime) -> None:
+        """Delete the points of ``measurement`` stamped before ``before`` (retention of dead letters, docs/SCHEMA.md)."""
+        raise StoreError(f"the {self.name} store cannot delete points")
+
     @abstractmethod
     def ping(self) -> None:
         """Raise StoreUnavailable when the store cannot be reached."""

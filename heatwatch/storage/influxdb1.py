@@ -427,6 +427,14 @@ class Influxdb1Store(Store):
                 best = max([best, *(int(v) for c, v in zip(columns, row, strict=True) if c != "time" and v is not None)])
         return best
 
+    def delete_before(self, measurement: str, before: datetime) -> None:
+        fields = {"db": self.database, "q": f"DELETE FROM {quote_ident(measurement)} WHERE time < $p0",
+                  "params": orjson.dumps({"p0": to_ns(before)}).decode()}
+        resp = self._request("POST", "/query", fields=fields)
+        for result in orjson.loads(resp.data).get("results", []):
+            if "error" in result and not str(result["error"]).startswith("database not found"):
+                raise StoreError(f"InfluxDB: {result['error']}")
+
     def ping(self) -> None:
         resp = self._request("GET", "/ping")
         if resp.status != 204:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -343,6 +343,13 @@ class Influxdb2Store(Store):
         flux.then("  |> count()", '  |> group(columns: ["_field"])', "  |> sum()", "  |> group()", "  |> max()")
         df = self._frame(flux)
         return int(df["_value"].iloc[0]) if len(df) and "_value" in df.columns else 0
+
+    def delete_before(self, measurement: str, before: datetime) -> None:
+        predicate = f"_measurement={flux_string(measurement)}"  # the delete predicate syntax quotes like Flux strings
+        try:
+            self._client.delete_api().delete(datetime(1970, 1, 1, tzinfo=UTC), before, predicate, bucket=self.bucket, org=self.org)
+        except (ApiException, Urllib3Error, OSError) as exc:
+            raise self._fail(exc) from exc
 
     def ping(self) -> None:
         if not self._client.ping():

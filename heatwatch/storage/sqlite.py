@@ -283,6 +283,15 @@ class SqliteStore(Store):
             except sqlite3.DatabaseError as exc:
                 raise sqlite_failure(exc, self.path, "read") from exc
 
+    def delete_before(self, measurement: str, before: datetime) -> None:
+        table, cond = (_q(measurement), "") if measurement in _TYPED else ("points", "measurement = ? AND ")
+        params = ([] if measurement in _TYPED else [measurement]) + [to_ns(before)]
+        with self._lock:
+            try:
+                self._db.execute(f"DELETE FROM {table} WHERE {cond}ts_ns < ?", params)
+            except sqlite3.Error as exc:
+                raise sqlite_failure(exc, self.path, "delete") from exc
+
     def ping(self) -> None:
         with self._lock:
             try:
