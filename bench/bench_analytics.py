@@ -8,8 +8,15 @@ The analytics side is what the issue names — community stats and below-standar
 functions ``analytics.engine.analyze`` uses after reading the store: ``core.scan`` (window means,
 below-standard flags), ``core.community_stats`` (the 40 % rule) and ``core.details`` + ``rule_names``
 for the below-standard homes. The first call (compiling the kernels, or loading them from numba's
-cache) is a warm-up and not timed. ``analyze`` does more that is not timed here: the ``home_status``
-rows of every reporting home (a take from the scan), sensor health and imbalance. Run:
+cache) is a warm-up and not timed (``warmup_s``). ``analyze`` does more that is not timed here: the
+``home_status`` rows of every reporting home (a take from the scan), sensor health and imbalance.
+
+Why each timed round starts by waiting for this process's other threads to go idle: OpenBLAS's
+worker thread keeps spinning ~0.1 s after each BLAS call (the lower bound's ``values @ ones``), so
+the analytics timed next shared the machine's second core with it — and its only core when anything
+else ran (docs/PERFORMANCE.md, "Analytics on a clean machine"). Each call's CPU time (its own thread)
+is reported beside its wall time: ``wall_over_cpu`` > 1 says the run was descheduled by other load.
+Run:
     .venv/bin/python bench/bench_analytics.py [--homes N] [--hours H] [--repeat R] [--parts]
 Prints one JSON line; record it in docs/PERFORMANCE.md ("Analytics and the simulator step").
 """
@@ -18,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -88,6 +97,7 @@ def lower_bound_blas(a: dict[str, Any]) -> np.ndarray:
 def parts(a: dict[str, Any], repeat: int) -> dict[str, float]:
     """Each step of ``analytics`` timed alone, results kept alive as in the real run (median ms)."""
     steps: dict[str, list[float]] = {"scan": [], "community_stats": [], "flatnonzero": [], "details": [], "rule_names": []}
+    others_idle()
     for _ in range(repeat):
         t0 = time.perf_counter()
         sc = core.scan(a["values"], a["thr_day"], a["thr_night"], a["day"], 2)
@@ -105,10 +115,27 @@ def parts(a: dict[str, Any], repeat: int) -> dict[str, float]:
     return {name: round(statistics.median(v), 1) for name, v in steps.items()}
 
 
-def timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall ms, this thread's CPU ms): CPU time that other processes cannot inflate, only wall time."""
+    t, c = time.perf_counter(), time.thread_time()
     fn()
-    return (time.perf_counter() - t) * 1000
+    return (time.perf_counter() - t) * 1000, (time.thread_time() - c) * 1000
+
+
+def others_idle(limit_s: float = 1.0) -> float:
+    """Wait until no other thread of this process uses CPU for two 10 ms windows running; ms waited.
+    OpenBLAS's worker spins for 2^28 cycles (~0.1 s here) after each call before it sleeps."""
+    t0 = time.perf_counter()
+    quiet = 0
+    while quiet < 2 and time.perf_counter() - t0 < limit_s:
+        before = time.process_time() - time.thread_time()
+        time.sleep(0.01)
+        quiet = quiet + 1 if time.process_time() - time.thread_time() - before < 0.0005 else 0
+    return (time.perf_counter() - t0) * 1000
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def main() -> int:
@@ -116,22 +143,31 @@ def main() -> int:
     ap.add_argument("--homes", type=int, default=1_000_000)
     ap.add_argument("--hours", type=int, default=24)
     ap.add_argument("--communities", type=int, default=2_000)
-    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--parts", action="store_true", help="also time each step alone (median ms) under \"parts_ms\"")
     args = ap.parse_args()
     a = make_arrays(args.homes, args.hours, args.communities)
-    cs, idx, _, _ = analytics(a)  # warm up, and a sanity check against a plain computation
+    t_warm = time.perf_counter()
+    cs, idx, _, _ = analytics(a)  # warm up: compiles the kernels, or loads them from numba's cache
+    warmup_s = time.perf_counter() - t_warm
+    # a sanity check against a plain computation
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the silent homes' empty rows
         plain = np.nanmean(a["values"], axis=1)
     assert np.allclose(core.scan(a["values"], a["thr_day"], a["thr_night"], a["day"], 2).mean_c, plain, equal_nan=True)
     lower_bound_sum(a), lower_bound_blas(a)
-    t_an, t_sum, t_blas = [], [], []
+    an, sm, bl, waits = [], [], [], []
+    faults = 0
     for _ in range(args.repeat):  # interleaved, so load from other processes hits all three alike
-        t_an.append(timed(lambda: analytics(a)))
-        t_sum.append(timed(lambda: lower_bound_sum(a)))
-        t_blas.append(timed(lambda: lower_bound_blas(a)))
+        waits.append(others_idle())  # OpenBLAS's spinning worker must not share the analytics' time
+        f0 = minor_faults()
+        an.append(timed(lambda: analytics(a)))
+        faults += minor_faults() - f0
+        sm.append(timed(lambda: lower_bound_sum(a)))
+        lower_bound_blas(a)  # wakes BLAS's workers, so the timed call runs as hot as in a loop of BLAS calls
+        bl.append(timed(lambda: lower_bound_blas(a)))
     med = statistics.median
+    t_an, t_sum, t_blas = ([w for w, _ in x] for x in (an, sm, bl))
     lb = min(med(t_sum), med(t_blas))
     result = {
         "bench": "analytics",
@@ -150,6 +186,14 @@ def main() -> int:
         "goal_ratio": GOAL_RATIO,
         "meets_goal": med(t_an) / lb <= GOAL_RATIO,
         "repeat": args.repeat,
+        "analytics_cpu_median_ms": round(med(c for _, c in an), 1),
+        "lower_bound_sum_cpu_median_ms": round(med(c for _, c in sm), 1),
+        "ratio_cpu_vs_sum": round(med(c for _, c in an) / med(c for _, c in sm), 2),
+        "wall_over_cpu": round(med(w / c for w, c in an), 2),
+        "page_faults_per_call": round(faults / args.repeat, 1),
+        "threads": len(os.listdir("/proc/self/task")),
+        "idle_wait_median_ms": round(med(waits)),
+        "warmup_s": round(warmup_s, 2),
         **({"parts_ms": parts(a, args.repeat)} if args.parts else {}),
         "python": platform.python_version(),
         "numpy": np.__version__,
