@@ -151,7 +151,7 @@ class Collector:
         self.env, self.log = env, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.status = Path(env["HEATWATCH_GENERAL_DATA_DIR"]) / "status.json"
-        self.received: dict[int, int] = {}  # pid -> last received_messages seen in status.json
+        self.seen: dict[int, dict[str, int]] = {}  # pid -> counters of its last status.json
 
     def start(self) -> None:
         self.proc = start_collector(self.env, self.log)
@@ -167,8 +167,17 @@ class Collector:
         except (OSError, ValueError):
             return {}
         if "pid" in snap and "ingest" in snap:
-            self.received[int(snap["pid"])] = int(snap["ingest"].get("received_messages", 0))
+            broker = snap.get("broker", {})
+            self.seen[int(snap["pid"])] = {
+                "received": int(snap["ingest"].get("received_messages", 0)),
+                "session_lost": int(broker.get("session_lost", 0) or 0),
+                "stalls_recovered": int(broker.get("stalls_recovered", 0) or 0),
+            }
         return snap
+
+    def total(self, key: str) -> int:
+        """Summed over every process of the run (a SIGKILLed one counts up to its last status.json)."""
+        return sum(c.get(key, 0) for c in self.seen.values())
 
     def wait_ready(self, timeout: float = 60.0) -> str:
         """Until status.json (this process's) says SUBACK arrived: ``broker.subscribed``, or ``broker.connected``
@@ -307,7 +316,7 @@ ACTIONS: dict[str, Callable[[Run], None]] = {
 }
 EVIDENCE = {  # collector log lines that show the fault did what it says (log level WARNING)
     "spooling": "spooling to", "spool_full": "SPOOL FULL", "denied_401": "denied the request (401)",
-    "session_lost": "WITHOUT a persistent session",
+    "session_lost": "MQTT SESSION LOST",
 }
 
 
@@ -372,7 +381,8 @@ def run_once(idx: int, fault: str, setting: str, args: argparse.Namespace, base:
         if n_last >= r.n:
             status = "ok"
             break
-        pending = snap.get("spool", {}).get("readings", 1) or snap.get("ingest", {}).get("queue_depth", 1)
+        ingest = snap.get("ingest", {})
+        pending = snap.get("spool", {}).get("readings", 1) or ingest.get("queue_depth", 1) or ingest.get("unacked", 0)
         if now - t_change >= args.settle and not pending:
             held = broker_held(broker.port)
             if held == 0:
@@ -398,6 +408,7 @@ def run_once(idx: int, fault: str, setting: str, args: argparse.Namespace, base:
     acks = pub.ack_times()
     pub.close()
     rc = col.kill(signal.SIGTERM) if col.proc is not None and col.proc.poll() is None else None
+    col.snapshot()  # the last process's final counters (written on the way out)
     broker.stop()
     admin.q(f'DROP DATABASE "{db}"')
     log = col.log.read_text(encoding="utf-8", errors="replace")
@@ -410,7 +421,8 @@ def run_once(idx: int, fault: str, setting: str, args: argparse.Namespace, base:
         "after_last_puback_s": round(max(0.0, t_final - t_pub_done), 2) if status != "stalled" else None,
         "fault_s": round(r.t_fault_end - r.t_fault, 2), "publish_rate_per_s": publish_rate,
         "broker_held_at_end": held, "collector_exit": rc,
-        "delivered_msgs_at_least": sum(col.received.values()),
+        "delivered_msgs_at_least": col.total("received"), "session_lost": col.total("session_lost"),
+        "stalls_recovered": col.total("stalls_recovered"),
         "evidence": {k: log.count(v) for k, v in EVIDENCE.items() if v in log},
     }
     if r.t_kill:
@@ -438,6 +450,8 @@ def summarize(runs: list[dict[str, Any]]) -> tuple[str, str]:
         rec_txt = f"{med(rec):.1f} ({min(rec):.1f}–{max(rec):.1f})" if rec else "—"
         stall_txt = "; ".join(f"{r['stored']:,}/{r['published']:,} stored, {r['broker_held_at_end']} held at broker"
                               for r in stalled) or "0"
+        recovered = sum(r["stalls_recovered"] for r in rs)
+        stall_txt += f" ({recovered} recovered by the collector)" if recovered else ""
         lines.append(f"| {fault} | {len(rs)} | {rs[0]['published']:,} | {sum(r['lost'] for r in rs):,} "
                      f"({sum(1 for r in rs if r['lost'])}) | {sum(r['duplicates'] for r in rs)} | "
                      f"{sum(r['wrong_value'] + r['extra'] for r in rs)} | {rec_txt} | {stall_txt} |")
