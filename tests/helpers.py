@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from heatwatch.config import Config, load_config
 from heatwatch.registry import Home, Registry, Station, write_homes, write_stations
+from heatwatch.status import ready as service_ready
 
 COMMUNITIES = ("幸福小区", "阳光花园", "Riverside")
 
@@ -176,22 +177,22 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
 def wait_subscribed(
     data_dir: Path, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None, connects: int = 1
 ) -> dict[str, Any]:
-    """Block until the collector writing ``data_dir`` says the broker acknowledged its subscriptions
-    (``broker.subscribed``, rewritten as soon as it changes): from then on nothing published is lost.
+    """Block until the collector writing ``data_dir`` is ready — the broker acknowledged its subscriptions
+    (``heatwatch.status.ready``: what ``heatwatch status --wait ready`` and ``/readyz`` answer; status.json is
+    rewritten as soon as it changes): from then on nothing published is lost.
 
     With ``proc`` the snapshot must come from that process (a SIGKILLed predecessor's file still says
-    subscribed) and its exit ends the wait at once; ``connects`` asks for that many MQTT connections
-    (2: it has reconnected after a broker restart).
+    ready, and is fresh for a while, so ``status --wait ready`` could be fooled) and its exit ends the wait
+    at once; ``connects`` asks for that many MQTT connections (2: it has reconnected after a broker restart).
     """
 
-    def ready() -> dict[str, Any] | None:
+    def subscribed() -> dict[str, Any] | None:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"the collector exited with code {proc.returncode} before subscribing")
         snap = read_status(data_dir)
-        if not snap or snap.get("state") != "running" or (proc is not None and snap.get("pid") != proc.pid):
+        if not snap or not service_ready(snap) or (proc is not None and snap.get("pid") != proc.pid):
             return None
-        broker = snap.get("broker") or {}
-        return snap if broker.get("subscribed") is True and int(broker.get("connects", 1)) >= connects else None
+        return snap if int((snap.get("broker") or {}).get("connects", 1)) >= connects else None
 
-    result: dict[str, Any] = wait_until(ready, timeout, f"the collector in {data_dir} to subscribe")
+    result: dict[str, Any] = wait_until(subscribed, timeout, f"the collector in {data_dir} to subscribe")
     return result
