@@ -228,6 +228,7 @@ class Run:
     t_kill: float = 0.0  # broker SIGKILL
     t_col_stop: float = 0.0  # sweep: SIGTERM to the collector (it stops consuming at once)
     last_save: float | None = None  # mtime of mosquitto.db at the broker SIGKILL (None: never saved)
+    db_bytes: int = 0  # its size then: what every save rewrites
     broker_started: float = 0.0
 
     def wait_sent(self, share: float) -> None:
@@ -237,7 +238,8 @@ class Run:
     def kill_broker(self) -> None:
         db_file = self.broker.workdir / "mosquitto.db"
         self.t_kill = time.time()
-        self.last_save = db_file.stat().st_mtime if db_file.exists() else None
+        st = db_file.stat() if db_file.exists() else None
+        self.last_save, self.db_bytes = (st.st_mtime, st.st_size) if st else (None, 0)
         self.broker.stop(signal.SIGKILL)
 
     def save_broker(self) -> None:
@@ -430,6 +432,7 @@ def run_once(idx: int, fault: str, setting: str, args: argparse.Namespace, base:
         gone = min((t for t in pub.disconnects if t >= r.t_kill), default=r.t_kill)  # last PUBACK of the old broker read
         res["unsaved_window_s"] = round(r.t_kill - since, 2)
         res["saved_before_kill"] = r.last_save is not None
+        res["persistence_file_bytes"] = r.db_bytes
         # what the broker accepted after its last save (PUBACKs timed when the publisher reads them: an upper bound);
         # with the collector online most of it was stored before the kill
         res["acked_since_last_save"] = sum(1 for t in acks if since < t <= gone)
@@ -442,19 +445,22 @@ def run_once(idx: int, fault: str, setting: str, args: argparse.Namespace, base:
 def summarize(runs: list[dict[str, Any]]) -> tuple[str, str]:
     med = statistics.median
     lines = ["| fault | runs | published per run | lost: total (runs with loss) | duplicates | wrong or extra | "
-             "recovery s: median (min–max) | stalled runs |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "recovery s: median (min–max) | all stored after the last PUBACK s: median (max) | stalled runs |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for fault in [f for f in FAULTS if any(r["fault"] == f for r in runs)]:
         rs = [r for r in runs if r["fault"] == fault]
         rec = [r["recovery_s"] for r in rs if r["recovery_s"] is not None]
+        tail = [r["after_last_puback_s"] for r in rs if r["after_last_puback_s"] is not None]
         stalled = [r for r in rs if r["status"] == "stalled"]
         rec_txt = f"{med(rec):.1f} ({min(rec):.1f}–{max(rec):.1f})" if rec else "—"
+        tail_txt = f"{med(tail):.1f} ({max(tail):.1f})" if tail else "—"
         stall_txt = "; ".join(f"{r['stored']:,}/{r['published']:,} stored, {r['broker_held_at_end']} held at broker"
                               for r in stalled) or "0"
         recovered = sum(r["stalls_recovered"] for r in rs)
         stall_txt += f" ({recovered} recovered by the collector)" if recovered else ""
         lines.append(f"| {fault} | {len(rs)} | {rs[0]['published']:,} | {sum(r['lost'] for r in rs):,} "
                      f"({sum(1 for r in rs if r['lost'])}) | {sum(r['duplicates'] for r in rs)} | "
-                     f"{sum(r['wrong_value'] + r['extra'] for r in rs)} | {rec_txt} | {stall_txt} |")
+                     f"{sum(r['wrong_value'] + r['extra'] for r in rs)} | {rec_txt} | {tail_txt} | {stall_txt} |")
     sweep = ["| broker setting (SIGKILL, backlog queued for a stopped collector) | runs | lost per run: median (max) | "
              "queued since the last save: median (max) | backlog at the kill: median | time since the last save s: "
              "median (max) | publish rate /s: median |", "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -492,7 +498,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--json", type=Path, help="write every run and the tables here")
     ap.add_argument("--keep", type=Path, help="work (and leave logs and data) in this new directory instead of a temp dir")
+    ap.add_argument("--render", type=Path, help="only print the tables of a --json file written before")
     args = ap.parse_args()
+    if args.render:
+        print("\n\n".join(t for t in summarize(json.loads(args.render.read_text(encoding="utf-8"))["runs"]) if t))
+        return 0
     if args.quick:
         args.reps, args.readings, args.outage = 1, 5_000, 3.0
     if not 0 < args.readings <= 65_000:
