@@ -17,11 +17,11 @@ from analytics.health import HealthRules, sensor_findings
 from analytics.imbalance import imbalance
 from analytics.output import result_to_json, write_results
 from analytics.results import AnalysisResult, CommunityStats, HomeBelow
-from heatwatch import schema
-from heatwatch.config import Config
-from heatwatch.registry import Registry
-from heatwatch.storage.base import Store, Where
-from heatwatch.timeutil import Clock, from_ns, to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.config import Config
+from heatwatch.core.registry import Registry
+from heatwatch.core.timeutil import Clock, from_ns, to_ns, utc_now
+from heatwatch.infra.storage.base import Store, Where
 
 __all__ = ["analyze", "default_window", "result_to_json", "write_results"]
 

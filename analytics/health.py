@@ -21,7 +21,7 @@ import pandas as pd
 
 from analytics.core import H_NS, FloatArray, IntArray
 from analytics.results import SensorFinding
-from heatwatch.timeutil import from_ns
+from heatwatch.core.timeutil import from_ns
 
 FINDING_ORDER = {"no_sensor": 0, "stale": 1, "stuck": 2, "jump": 3, "warm": 4}
 

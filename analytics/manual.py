@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from heatwatch import schema
-from heatwatch.config import LimitsSettings
-from heatwatch.model import Point
-from heatwatch.registry import Registry
-from heatwatch.timeutil import NS, Clock, parse_ts, to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.config import LimitsSettings
+from heatwatch.core.model import Point
+from heatwatch.core.registry import Registry
+from heatwatch.core.timeutil import NS, Clock, parse_ts, to_ns, utc_now
 
 REQUIRED = ("home_id", "ts", "temp_c")
 OPTIONAL = ("rh", "note")

@@ -13,10 +13,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance, SensorFinding
-from heatwatch import schema
-from heatwatch.model import FieldValue, Point
-from heatwatch.storage.base import Store
-from heatwatch.timeutil import rfc3339, to_ns
+from heatwatch.core import schema
+from heatwatch.core.model import FieldValue, Point
+from heatwatch.core.timeutil import rfc3339, to_ns
+from heatwatch.infra.storage.base import Store
 
 
 def _t(x: float | None) -> float | None:

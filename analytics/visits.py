@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics.results import AnalysisResult
-from heatwatch.registry import Home, Registry
+from heatwatch.core.registry import Home, Registry
 
 # how strongly a flag pulls a home into the plan
 FLAG_PRIORITY = {"cold": 3, "no_sensor": 2, "stale": 2}

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import make_registry_files  # noqa: E402
-from tests.servers import Influxd, Mosquitto  # noqa: E402
+from tools.servers import Influxd, Mosquitto  # noqa: E402
 
 HOMES = 1000
 AHEAD = 20_000  # messages queued in the publisher ahead of the broker's PUBACKs
@@ -129,7 +129,7 @@ def collector_env(tmp: Path, broker: Mosquitto, influx: Influxd | None, client_i
 
 def start_collector(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "collect"], env=env, stdout=out, stderr=out, cwd=ROOT)
+    return subprocess.Popen([sys.executable, "-m", "heatwatch", "collect"], env=env, stdout=out, stderr=out, cwd=ROOT)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -128,8 +128,8 @@ def collector_batched(tmp: Path, broker: Any, influx: Any, n_messages: int, batc
 def influx_ceiling(influx: Any, readings: int, db: str = "ceiling", batch_lines: int = 5000, writers: int = 2) -> int:
     """The same line protocol the collector writes, posted straight to /write (gzip, like the collector)."""
     from collector.codec import Codec
-    from heatwatch.config import load_config
-    from heatwatch.storage.lineproto import encode
+    from heatwatch.core.config import load_config
+    from heatwatch.infra.storage.lineproto import encode
     from tests.helpers import registry_for
 
     codec = Codec(load_config(environ={}), registry_for(HOMES))

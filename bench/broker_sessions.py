@@ -97,7 +97,7 @@ def mosquitto_case(extra: str, protocol: int, expiry_s: int = 3600) -> dict[str,
 
 
 def amqtt_case() -> dict[str, Any]:
-    from heatwatch.embedded_broker import EmbeddedBroker
+    from heatwatch.infra.embedded_broker import EmbeddedBroker
 
     b = EmbeddedBroker().start()
     holder = {"b": b}

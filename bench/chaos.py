@@ -51,12 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import HOMES, ROOT, collector_env, machine, start_collector  # also puts the repo on sys.path (one place)
 
-from heatwatch import schema
-from heatwatch.config import load_config
-from heatwatch.storage import open_store
-from heatwatch.timeutil import utc_now
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.storage import open_store
 from tests.helpers import Publisher
-from tests.servers import Influxd, Mosquitto
+from tools.servers import Influxd, Mosquitto
 
 FAULTS = ("collector-kill", "influxd-kill", "broker-restart", "broker-kill", "store-refuses", "spool-full")
 # broker save settings for the sweep: label -> (autosave_interval, extra mosquitto.conf lines)
@@ -103,7 +103,7 @@ class Admin:
 
 
 def set_auth(db: Influxd, on: bool) -> None:
-    """Turn influxd's HTTP auth on or off in tests.servers.Influxd's config (read at the next start).
+    """Turn influxd's HTTP auth on or off in tools.servers.Influxd's config (read at the next start).
 
     Why not a revoked permission of a collector user: heatwatch's InfluxDB 1.x backend drops its
     credentials on writes (urllib3 replaces the pool's default headers when a request passes its own),

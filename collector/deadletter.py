@@ -16,9 +16,9 @@ import orjson
 import pandas as pd
 
 from collector.codec import Reject
-from heatwatch import schema
-from heatwatch.model import FieldValue, Point
-from heatwatch.timeutil import from_ns, rfc3339
+from heatwatch.core import schema
+from heatwatch.core.model import FieldValue, Point
+from heatwatch.core.timeutil import from_ns, rfc3339
 
 
 def deadletter_topic(prefix: str) -> str:

@@ -29,12 +29,12 @@ from collector.snapshot import CollectorSnapshot
 from collector.spool import Spool
 from collector.topics import probe_topic, subscriptions
 from collector.transport import Inbound, Subscriber
-from heatwatch import schema
-from heatwatch.config import Config
-from heatwatch.model import Point
-from heatwatch.registry import Registry
-from heatwatch.storage import Store, StoreError, StoreUnavailable
-from heatwatch.timeutil import Clock, to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.config import Config
+from heatwatch.core.model import Point
+from heatwatch.core.registry import Registry
+from heatwatch.core.timeutil import Clock, to_ns, utc_now
+from heatwatch.infra.storage import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("heatwatch.collector")
 

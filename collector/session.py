@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from heatwatch.config import Config
+from heatwatch.core.config import Config
 
 log = logging.getLogger("heatwatch.collector")
 SEEN_EVERY_S = 30.0  # how often "last seen" is rewritten while subscribed

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from heatwatch.model import Point
+from heatwatch.core.model import Point
 
 log = logging.getLogger("heatwatch.spool")
 SALVAGE_GAP = 1000  # salvaging a damaged file: this many missing entry numbers in a row end the search

@@ -23,7 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.fastsock import FastClient
-from heatwatch.config import Config
+from heatwatch.core.config import Config
 
 log = logging.getLogger("heatwatch.mqtt")
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from heatwatch import schema
-from heatwatch.storage.base import Store
+from heatwatch.core import schema
+from heatwatch.infra.storage.base import Store
 
 Forecast = list[tuple[datetime, float]]  # (target time UTC, °C), sorted
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from heatwatch.config import Config, StationDesign
+from heatwatch.core.config import Config, StationDesign
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from sqlalchemy import (
     event,
 )
 
-from heatwatch.config import Config
+from heatwatch.core.config import Config
 
 metadata = MetaData()
 

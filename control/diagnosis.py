@@ -23,8 +23,8 @@ from typing import Any
 from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance
 from control.curve import bound_supply, design_for, feedback_supply, heating_curve
 from control.proposal import Proposal, new_proposal_id
-from heatwatch.config import Config
-from heatwatch.registry import Registry, Station
+from heatwatch.core.config import Config
+from heatwatch.core.registry import Registry, Station
 
 
 @dataclass(frozen=True, slots=True)

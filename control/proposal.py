@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from heatwatch.timeutil import rfc3339
+from heatwatch.core.timeutil import rfc3339
 
 Kind = Literal["supply", "balancing", "home_visit", "lower_supply"]
 Status = Literal["proposed", "approved", "rejected", "applied", "rechecked"]

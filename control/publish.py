@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import orjson
 import paho.mqtt.client as mqtt
 
-from heatwatch.config import Config
-from heatwatch.timeutil import rfc3339
+from heatwatch.core.config import Config
+from heatwatch.core.timeutil import rfc3339
 
 log = logging.getLogger("heatwatch.control.mqtt")
 

@@ -20,7 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import create_engine, text
 
 from control.db import jobstore_url
-from heatwatch.config import Config
+from heatwatch.core.config import Config
 
 log = logging.getLogger("heatwatch.control.rechecks")
 JOB_TABLE = "heatwatch_jobs"

@@ -48,12 +48,12 @@ from control.outcome import judge, measured
 from control.proposal import OPEN, SETPOINT_KINDS, STATUSES, Proposal, new_proposal_id
 from control.publish import Publisher, PublishError, setpoint_payload, setpoint_topic
 from control.repo import ProposalRepo
-from heatwatch import schema
-from heatwatch.config import Config, StationDesign
-from heatwatch.model import FieldValue, Point
-from heatwatch.registry import Registry, Station
-from heatwatch.storage.base import Store, StoreError, StoreUnavailable
-from heatwatch.timeutil import Clock, rfc3339, to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.config import Config, StationDesign
+from heatwatch.core.model import FieldValue, Point
+from heatwatch.core.registry import Registry, Station
+from heatwatch.core.timeutil import Clock, rfc3339, to_ns, utc_now
+from heatwatch.infra.storage.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("heatwatch.control")
 AnalyzeFn = Callable[..., AnalysisResult]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heatwatch.registry import Home, Registry, Station, write_homes, write_stations
+from heatwatch.core.registry import Home, Registry, Station, write_homes, write_stations
 from simulators.spec import CommunitySpec, NetworkSpec
 
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"

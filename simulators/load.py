@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from heatwatch.registry import Home
+from heatwatch.core.registry import Home
 from simulators.mqttio import MqttTarget, Publisher
 from simulators.sensors import rfc3339_z
 from simulators.spec import CommunitySpec, NetworkSpec, StationSpec

@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from heatwatch.config import Config
+from heatwatch.core.config import Config
 
 log = logging.getLogger(__name__)
 

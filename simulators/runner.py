@@ -5,7 +5,7 @@ rejects readings from the future; simulated time is never allowed to pass the in
 so with ``live=True`` the runner catches up at ``speed`` and then follows real time.
 
 ``run()`` (or ``start()`` in a thread) paces itself: ``heatwatch simulate run``. ``begin()``, ``step()``,
-``end()`` and ``close()`` hand the steps to a driver: ``heatwatch.lockstep`` advances the simulator, the
+``end()`` and ``close()`` hand the steps to a driver: ``heatwatch.app.lockstep`` advances the simulator, the
 collector and control together (the demo, the closed-loop tests), so nothing depends on the machine's speed.
 """
 
@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from heatwatch.config import Config
-from heatwatch.registry import Registry
-from heatwatch.timeutil import Clock, rfc3339, utc_now
+from heatwatch.core.config import Config
+from heatwatch.core.registry import Registry
+from heatwatch.core.timeutil import Clock, rfc3339, utc_now
 from simulators.mqttio import MqttTarget, Publisher, PublishError
 from simulators.scenario import Scenario, load_scenario
 from simulators.sensors import (
@@ -180,7 +180,7 @@ class ScenarioRunner:
             self.close()
         return self.stats()
 
-    # --- one step at a time (``run`` above, or a lockstep driver such as heatwatch.lockstep) ----
+    # --- one step at a time (``run`` above, or a lockstep driver such as heatwatch.app.lockstep) ----
     def begin(self) -> datetime:
         """Connect and publish the state at the start time; returns the simulated time."""
         if self._begun:

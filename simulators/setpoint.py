@@ -12,7 +12,7 @@ from datetime import datetime
 
 import orjson
 
-from heatwatch.timeutil import from_ns, parse_ts
+from heatwatch.core.timeutil import from_ns, parse_ts
 
 
 @dataclass(frozen=True, slots=True)

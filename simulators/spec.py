@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from heatwatch.config import ConfigError
+from heatwatch.core.config import ConfigError
 
 
 class SpecError(ConfigError):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Influxd, Mosquitto
+from tools.servers import Influxd, Mosquitto
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from heatwatch.config import Config, load_config
-from heatwatch.registry import Home, Registry, Station, write_homes, write_stations
-from heatwatch.status import ready as service_ready
+from heatwatch.app.status import ready as service_ready
+from heatwatch.core.config import Config, load_config
+from heatwatch.core.registry import Home, Registry, Station, write_homes, write_stations
 
 COMMUNITIES = ("幸福小区", "阳光花园", "Riverside")
 
@@ -178,7 +178,7 @@ def wait_subscribed(
     data_dir: Path, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None, connects: int = 1
 ) -> dict[str, Any]:
     """Block until the collector writing ``data_dir`` is ready — the broker acknowledged its subscriptions
-    (``heatwatch.status.ready``: what ``heatwatch status --wait ready`` and ``/readyz`` answer; status.json is
+    (``heatwatch.app.status.ready``: what ``heatwatch status --wait ready`` and ``/readyz`` answer; status.json is
     rewritten as soon as it changes): from then on nothing published is lost.
 
     With ``proc`` the snapshot must come from that process (a SIGKILLed predecessor's file still says

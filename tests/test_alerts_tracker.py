@@ -10,8 +10,8 @@ from control.alerts.repo import AlertRepo
 from control.alerts.rules import StationReading, observe_analysis, observe_stations
 from control.alerts.tracker import plan
 from control.db import open_engine
-from heatwatch.config import Config, load_config
-from heatwatch.registry import Home, Registry, Station
+from heatwatch.core.config import Config, load_config
+from heatwatch.core.registry import Home, Registry, Station
 
 T0 = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)
 ST = Station("S1", "幸福换热站", ("幸福小区",), 35.0, 75.0)

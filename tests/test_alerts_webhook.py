@@ -20,8 +20,8 @@ from control.alerts.repo import AlertRepo
 from control.alerts.sinks import SIGNATURE_HEADER, JsonlSink, Sink, WebhookSink
 from control.db import open_engine
 from control.service import build_sinks
-from heatwatch.config import load_config
-from tests.servers import free_port
+from heatwatch.core.config import load_config
+from tools.servers import free_port
 
 SECRET = "s3cret-签名"
 T0 = datetime(2026, 1, 10, 2, 0, tzinfo=UTC)

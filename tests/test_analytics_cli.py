@@ -1,4 +1,4 @@
-"""The analytics commands through ``heatwatch.cli.main``: analyze (--json shape, table, --write),
+"""The analytics commands through ``heatwatch.app.cli.main``: analyze (--json shape, table, --write),
 readings import (row/column errors, source=manual), plan-visits; bad input → one line, exit 2."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import analytics.cli as acli
-from heatwatch import schema
-from heatwatch.cli import main
-from heatwatch.registry import Home, write_homes
-from heatwatch.storage.sqlite import SqliteStore
+import heatwatch.app.commands.analyze as acli
+from heatwatch.app.cli import main
+from heatwatch.core import schema
+from heatwatch.core.registry import Home, write_homes
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.test_analytics_engine import local, reading
 
 SH = ZoneInfo("Asia/Shanghai")

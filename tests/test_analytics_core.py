@@ -301,9 +301,9 @@ def test_numba_is_loaded_only_by_an_analysis() -> None:
     code = (
         "import sys\n"
         "import numpy as np\n"
-        "from heatwatch.cli import build_parser\n"
+        "from heatwatch.app.cli import build_parser\n"
         "build_parser()\n"
-        "import analytics.engine, collector.service, heatwatch.service\n"
+        "import analytics.engine, collector.service, heatwatch.app.service\n"
         "assert 'numba' not in sys.modules, 'numba loaded at import'\n"
         "from analytics import core\n"
         "core.scan(np.full((2, 3), 17.0, order='F'), np.full(2, 18.0), np.full(2, 16.0), np.ones(3, bool), 2)\n"

@@ -21,17 +21,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from collector.service import Collector
-from heatwatch import schema
-from heatwatch.cli import main
-from heatwatch.config import load_config
-from heatwatch.lockstep import Lockstep
-from heatwatch.registry import load_registry
-from heatwatch.storage.influxdb1 import Influxdb1Store
-from heatwatch.timeutil import from_ns, parse_ts, utc_now
+from heatwatch.app.cli import main
+from heatwatch.app.lockstep import Lockstep
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.registry import load_registry
+from heatwatch.core.timeutil import from_ns, parse_ts, utc_now
+from heatwatch.infra.storage.influxdb1 import Influxdb1Store
 from simulators.mqttio import MqttTarget
 from simulators.runner import ScenarioRunner, floor_to_step
 from simulators.scenario import load_scenario
-from tests.servers import Influxd, Mosquitto
+from tools.servers import Influxd, Mosquitto
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.influxd]
 

@@ -14,13 +14,13 @@ import pytest
 
 from analytics.engine import analyze, default_window, result_to_json, write_results
 from analytics.results import AnalysisResult
-from heatwatch import schema
-from heatwatch.config import Config, load_config
-from heatwatch.model import Point
-from heatwatch.registry import Home, Registry
-from heatwatch.storage.base import Store
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import to_ns
+from heatwatch.core import schema
+from heatwatch.core.config import Config, load_config
+from heatwatch.core.model import Point
+from heatwatch.core.registry import Home, Registry
+from heatwatch.core.timeutil import to_ns
+from heatwatch.infra.storage.base import Store
+from heatwatch.infra.storage.sqlite import SqliteStore
 
 SH = ZoneInfo("Asia/Shanghai")
 C1 = "幸福小区"

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from analytics.engine import analyze, result_to_json, write_results
-from heatwatch import schema
-from heatwatch.config import load_config
-from heatwatch.model import Point
-from heatwatch.registry import Home
-from heatwatch.storage.influxdb1 import Influxdb1Store
-from heatwatch.storage.sqlite import SqliteStore
-from tests.servers import Influxd
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.model import Point
+from heatwatch.core.registry import Home
+from heatwatch.infra.storage.influxdb1 import Influxdb1Store
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.test_analytics_engine import C1, C2, SH, home, local, reading, registry
+from tools.servers import Influxd
 
 pytestmark = pytest.mark.influxd
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytics.visits import flags_from, plan_visits
-from heatwatch.registry import Home, Registry
+from heatwatch.core.registry import Home, Registry
 
 C = "幸福小区"
 

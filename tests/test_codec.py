@@ -12,8 +12,8 @@ import pytest
 from collector.codec import Codec
 from collector.deadletter import deadletter
 from collector.topics import parse_topic, subscriptions
-from heatwatch import schema
-from heatwatch.timeutil import NS, to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.timeutil import NS, to_ns, utc_now
 from tests.helpers import config, registry_for
 
 NOW = utc_now().replace(microsecond=0)

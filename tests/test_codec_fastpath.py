@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.codec import Codec
-from heatwatch.timeutil import to_ns, utc_now
+from heatwatch.core.timeutil import to_ns, utc_now
 from tests.helpers import config, registry_for
 
 NOW_NS = to_ns(utc_now())

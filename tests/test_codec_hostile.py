@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from collector.codec import Codec, Decoded
 from collector.service import Collector
 from collector.transport import Inbound
-from heatwatch import schema
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import NS, parse_ts, to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.timeutil import NS, parse_ts, to_ns, utc_now
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Publisher, config, registry_for
-from tests.servers import Mosquitto
+from tools.servers import Mosquitto
 
 NOW_NS = to_ns(utc_now())
 T = NOW_NS / NS - 600

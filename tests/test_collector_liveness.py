@@ -19,15 +19,15 @@ import pandas as pd
 from collector.service import Collector
 from collector.session import SessionMarker
 from collector.transport import Inbound
-from heatwatch import schema
-from heatwatch.model import Point
-from heatwatch.service import Service
-from heatwatch.status import healthy, metrics_text, ready
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import utc_now
+from heatwatch.app.service import Service
+from heatwatch.app.status import healthy, metrics_text, ready
+from heatwatch.core import schema
+from heatwatch.core.model import Point
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Publisher, config, registry_for
-from tests.servers import Mosquitto, free_port
 from tests.test_collector_mqtt import all_indoor, wait_until
+from tools.servers import Mosquitto, free_port
 
 REG = registry_for(60)
 
@@ -247,13 +247,13 @@ def test_status_wait_ready_blocks_until_subscribed(tmp_path: Path, own_mosquitto
     env.update({"HEATWATCH_MQTT_PORT": str(own_mosquitto.port), "HEATWATCH_GENERAL_DATA_DIR": str(data),
                 "HEATWATCH_MQTT_CLIENT_ID": "hw-wait-ready", "HEATWATCH_RUN_STATUS_INTERVAL_S": "1"})
     # nothing running: the wait times out with exit 1 and says why
-    r = subprocess.run([sys.executable, "-m", "heatwatch.cli", "status", "--wait", "ready", "--timeout", "1"], env=env,
+    r = subprocess.run([sys.executable, "-m", "heatwatch", "status", "--wait", "ready", "--timeout", "1"], env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "not ready" in r.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "collect"], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "heatwatch", "collect"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        r = subprocess.run([sys.executable, "-m", "heatwatch.cli", "status", "--wait", "ready", "--timeout", "120"], env=env,
+        r = subprocess.run([sys.executable, "-m", "heatwatch", "status", "--wait", "ready", "--timeout", "120"], env=env,
                            capture_output=True, text=True, timeout=180)
         assert r.returncode == 0, r.stderr
         snap = json.loads((data / "status.json").read_text())

@@ -13,14 +13,14 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from collector.service import Collector
-from heatwatch import schema
-from heatwatch.model import Point
-from heatwatch.storage import StoreError, StoreUnavailable
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import utc_now
+from heatwatch.core import schema
+from heatwatch.core.model import Point
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.storage import StoreError, StoreUnavailable
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Listener, Publisher, config, registry_for
-from tests.servers import Mosquitto
 from tests.test_codec import BAD_CASES
+from tools.servers import Mosquitto
 
 REG = registry_for(60)
 # Mosquitto itself refuses topics with control characters (it disconnects the publisher), so those

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from heatwatch.cli import main
-from heatwatch.config import Config, ConfigError, load_config
-from heatwatch.config_example import example_toml
+from heatwatch.app.cli import main
+from heatwatch.core.config import Config, ConfigError, load_config
+from heatwatch.core.config_example import example_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ from control.alerts.repo import AlertRepo
 from control.db import open_engine
 from control.proposal import Proposal, new_proposal_id
 from control.repo import ProposalRepo
-from heatwatch.cli import main
+from heatwatch.app.cli import main
 from tests.helpers import Listener
-from tests.servers import Mosquitto
+from tools.servers import Mosquitto
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -105,7 +105,7 @@ def test_apply_publishes_retained_setpoint_and_lists_recheck(
 def test_apply_without_broker_is_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.servers import free_port
+    from tools.servers import free_port
 
     cfg = write_config(tmp_path, free_port())  # nothing listens there
     p = seed(tmp_path)

@@ -2,7 +2,7 @@
 
 A cold community gets a supply proposal, applying it (auto-apply) warms the simulated homes, and the
 simulated-time recheck records ``improved``; the cold-snap scenario gets a pre-adjustment that the
-simulated station carries out before the cold arrives. Driven in lockstep (heatwatch.lockstep): each
+simulated station carries out before the cold arrives. Driven in lockstep (heatwatch.app.lockstep): each
 cycle runs once everything before it is stored, and its setpoints reach the simulator before the next
 step, so the outcome is the same on a fast machine and a loaded one.
 """
@@ -21,14 +21,14 @@ from collector.service import Collector
 from control.proposal import Proposal
 from control.publish import MqttPublisher
 from control.service import ControlLoop
-from heatwatch.config import Config, load_config
-from heatwatch.lockstep import CountingPublisher, Lockstep, SimClock, analytics_control_cycle
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import rfc3339, utc_now
+from heatwatch.app.lockstep import CountingPublisher, Lockstep, SimClock, analytics_control_cycle
+from heatwatch.core.config import Config, load_config
+from heatwatch.core.timeutil import rfc3339, utc_now
+from heatwatch.infra.storage.sqlite import SqliteStore
 from simulators.mqttio import MqttTarget
 from simulators.runner import ScenarioRunner, floor_to_step
 from simulators.testing import design_scenario
-from tests.servers import Mosquitto
+from tools.servers import Mosquitto
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]
 

@@ -19,10 +19,10 @@ from control.coldsnap import (
     parse_openmeteo,
     plan_following,
 )
-from heatwatch import schema
-from heatwatch.model import Point
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import to_ns
+from heatwatch.core import schema
+from heatwatch.core.model import Point
+from heatwatch.core.timeutil import to_ns
+from heatwatch.infra.storage.sqlite import SqliteStore
 
 T0 = datetime(2026, 1, 10, 0, 0, tzinfo=UTC)
 H = timedelta(hours=1)

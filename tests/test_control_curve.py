@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from control.curve import auto_apply_for, bound_supply, design_for, feedback_supply, heating_curve, relative_load
-from heatwatch.config import StationDesign, load_config
+from heatwatch.core.config import StationDesign, load_config
 
 D = StationDesign()  # t_n 18, t_out' -9, 60/45, b 0.3
 

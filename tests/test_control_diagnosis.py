@@ -9,8 +9,8 @@ import pytest
 from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance
 from control.curve import heating_curve
 from control.diagnosis import StationState, diagnose
-from heatwatch.config import Config, load_config
-from heatwatch.registry import Home, Registry, Station
+from heatwatch.core.config import Config, load_config
+from heatwatch.core.registry import Home, Registry, Station
 
 NOW = datetime(2026, 1, 10, 4, 0, tzinfo=UTC)
 ST = Station("S1", "幸福换热站", ("幸福小区",), 35.0, 75.0)

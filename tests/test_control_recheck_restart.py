@@ -17,7 +17,7 @@ import pytest
 from control.db import open_engine
 from control.rechecks import stored_jobs
 from control.repo import ProposalRepo
-from heatwatch.config import load_config
+from heatwatch.core.config import load_config
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,10 +29,10 @@ from datetime import timedelta
 from analytics.results import AnalysisResult, CommunityStats
 from control.proposal import Proposal, new_proposal_id
 from control.service import ControlLoop
-from heatwatch.config import load_config
-from heatwatch.registry import Home, Registry, Station
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import utc_now
+from heatwatch.core.config import load_config
+from heatwatch.core.registry import Home, Registry, Station
+from heatwatch.infra.storage.sqlite import SqliteStore
+from heatwatch.core.timeutil import utc_now
 
 mode, data = sys.argv[1], sys.argv[2]
 cfg = load_config(environ={}, overrides={

@@ -18,14 +18,14 @@ from control.proposal import TransitionError, new_proposal_id
 from control.publish import MqttPublisher, PublishError
 from control.rechecks import stored_jobs
 from control.service import ControlLoop
-from heatwatch import schema
-from heatwatch.config import Config, load_config
-from heatwatch.model import Point
-from heatwatch.registry import Home, Registry, Station
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import rfc3339, to_ns
+from heatwatch.core import schema
+from heatwatch.core.config import Config, load_config
+from heatwatch.core.model import Point
+from heatwatch.core.registry import Home, Registry, Station
+from heatwatch.core.timeutil import rfc3339, to_ns
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Listener
-from tests.servers import Mosquitto
+from tools.servers import Mosquitto
 
 ST = Station("S1", "幸福换热站", ("幸福小区",), 35.0, 75.0, "北京")
 HOMES = {

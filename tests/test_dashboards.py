@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from heatwatch import dashboards, schema
-from tests.servers import Influxd
+from heatwatch.core import schema
+from tools import dashboards
+from tools.servers import Influxd
 
 ROOT = Path(__file__).resolve().parent.parent
 DASH_DIR = ROOT / "deploy" / "grafana" / "dashboards"
@@ -57,7 +58,7 @@ def _queries(dialect: dashboards.Dialect) -> Iterator[tuple[str, str]]:
 
 def test_committed_dashboards_equal_generated() -> None:
     stale = dashboards.check(DASH_DIR)
-    assert not stale, f"run `python -m heatwatch.dashboards` and commit: {stale}"
+    assert not stale, f"run `python -m tools.dashboards` and commit: {stale}"
 
 
 def test_check_detects_drift(tmp_path: Path) -> None:

@@ -18,21 +18,21 @@ import paho.mqtt.client as mqtt
 import pytest
 import urllib3
 
-from collector import deadletter_cli
 from collector.codec import Reject
 from collector.deadletter import deadletter_point, stored_letters
 from collector.service import Collector
-from heatwatch import schema
-from heatwatch.cli import main
-from heatwatch.registry import Home, load_registry, write_homes
-from heatwatch.storage.base import Store
-from heatwatch.storage.influxdb1 import Influxdb1Store
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import to_ns, utc_now
+from heatwatch.app.cli import main
+from heatwatch.app.commands import deadletters as deadletter_cli
+from heatwatch.core import schema
+from heatwatch.core.registry import Home, load_registry, write_homes
+from heatwatch.core.timeutil import to_ns, utc_now
+from heatwatch.infra.storage.base import Store
+from heatwatch.infra.storage.influxdb1 import Influxdb1Store
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Publisher, config, make_homes, make_registry_files, registry_for
-from tests.servers import Influxd, Mosquitto
 from tests.test_collector_mqtt import FlakyStore
 from tests.test_storage_contract import INFLUX_BACKENDS, _influxdb2_store
+from tools.servers import Influxd, Mosquitto
 
 S = 1_000_000_000
 NEW_HOME = "阳光花园-7-502"  # a home the registry does not know yet
@@ -128,7 +128,7 @@ def test_delete_before_on_every_backend(dl_store: Store) -> None:
 
 def test_influxdb2_delete_before_sends_the_delete_api_request() -> None:
     """InfluxDB 2.x is not installed here: the request is checked against a stand-in (its /api/v2/delete)."""
-    from heatwatch.storage.influxdb2 import Influxdb2Store
+    from heatwatch.infra.storage.influxdb2 import Influxdb2Store
 
     seen: list[tuple[str, dict[str, Any]]] = []
 

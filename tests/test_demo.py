@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from heatwatch.cli import UsageError
-from heatwatch.demo import MARKER, demo_start, prepare_dir
+from heatwatch.app.demo import MARKER, demo_start, prepare_dir
+from heatwatch.core.errors import UsageError
 
 SH = ZoneInfo("Asia/Shanghai")
 CYCLE = re.compile(r"^(\d\d-\d\d \d\d:\d\d)  stored\s+([\d,]+)  \|")
@@ -52,7 +52,7 @@ def test_demo_shows_the_whole_loop_and_writes_the_report(tmp_path: Path) -> None
     data, out = tmp_path / "data", tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "heatwatch.cli", "demo", "--days", "3", "--speed", "max", "--data", str(data), "--out", str(out)],
+        [sys.executable, "-m", "heatwatch", "demo", "--days", "3", "--speed", "max", "--data", str(data), "--out", str(out)],
         capture_output=True, text=True, encoding="utf-8", timeout=240, env=env, cwd=tmp_path,
     )
     text = proc.stdout

@@ -19,8 +19,8 @@ import jsonschema
 import pytest
 import yaml
 
-from heatwatch.cli import build_parser
-from heatwatch.config import ConfigError, load_config
+from heatwatch.app.cli import build_parser
+from heatwatch.core.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

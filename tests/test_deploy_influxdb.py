@@ -11,7 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from heatwatch.dashboards import flux_syntax_problems
+from tools.dashboards import flux_syntax_problems
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "influxdb"
 TASK = DEPLOY / "tasks" / "downsample_hourly.flux"

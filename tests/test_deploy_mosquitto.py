@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from tests.servers import free_port, require_binary, wait_port
+from tools.servers import free_port, require_binary, wait_port
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
 PASSWORDS = {"heatwatch-collector": "c-secret", "heatwatch-service": "s-secret", "heatwatch-simulator": "sim:secret"}

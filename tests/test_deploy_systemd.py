@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from heatwatch.cli import build_parser
-from heatwatch.config import load_config
-from tests.servers import require_binary
+from heatwatch.app.cli import build_parser
+from heatwatch.core.config import load_config
+from tools.servers import require_binary
 
 UNITS = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
 INSTALLED_BIN = "/opt/heatwatch/venv/bin/heatwatch"

@@ -10,12 +10,12 @@ import pytest
 
 from collector.service import Collector
 from collector.transport import resolve_protocol
-from heatwatch import schema
-from heatwatch.embedded_broker import EmbeddedBroker
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import utc_now
+from heatwatch.core import schema
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.embedded_broker import EmbeddedBroker
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Publisher, config, registry_for
-from tests.servers import Mosquitto
+from tools.servers import Mosquitto
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.fastsock import BufferedSocket, FastClient, plain_publish
-from tests.servers import Mosquitto
+from tools.servers import Mosquitto
 
 
 def readable(sock: socket.socket, timeout: float = 5.0) -> bool:

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from heatwatch.status import HttpPortUnavailable, StatusServer
-from tests.servers import Mosquitto, free_port
+from heatwatch.app.status import HttpPortUnavailable, StatusServer
 from tests.test_service_run import get, start_healthy, write_config
+from tools.servers import Mosquitto, free_port
 
 PORT_KEY = "HEATWATCH_RUN_HTTP_PORT"
 
@@ -31,7 +31,7 @@ def spawn(cfg: Path, command: str, name: str, tmp: Path) -> subprocess.Popen[str
     """Another process on the same config, with its own identity and data dir (as the deploy units set)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
     env.update(HEATWATCH_GENERAL_DATA_DIR=str(tmp / name), HEATWATCH_MQTT_CLIENT_ID=f"{name}-{uuid.uuid4().hex[:6]}")
-    return subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "--config", str(cfg), command], env=env,
+    return subprocess.Popen([sys.executable, "-m", "heatwatch", "--config", str(cfg), command], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
 
 

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from influxdb_client import Point as ClientPoint
 from influxdb_client import WritePrecision
 
-from heatwatch.model import Point
-from heatwatch.storage.base import StoreError
-from heatwatch.storage.lineproto import encode, encode_lines
+from heatwatch.core.model import Point
+from heatwatch.infra.storage.base import StoreError
+from heatwatch.infra.storage.lineproto import encode, encode_lines
 
 # text that stresses escaping: Chinese, separators, quotes, backslashes, spaces (no \n \r \t: those are errors)
 _TRICKY = st.sampled_from(list('阳光小区楼,= "\\abc_-.中文'))

@@ -1,4 +1,4 @@
-"""heatwatch.lockstep without a broker: cycle times, setpoint delivery and the waits' failure messages.
+"""heatwatch.app.lockstep without a broker: cycle times, setpoint delivery and the waits' failure messages.
 
 The runner publishes to a sink here (no MQTT), so these run in milliseconds; the closed-loop, demo and
 end-to-end tests drive the same code through real Mosquitto.
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from heatwatch.lockstep import CountingPublisher, Lockstep, LockstepTimeout
+from heatwatch.app.lockstep import CountingPublisher, Lockstep, LockstepTimeout
 from simulators.runner import ScenarioRunner
 from simulators.sensors import Message
 from simulators.testing import design_scenario

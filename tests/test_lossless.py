@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from heatwatch import schema
-from heatwatch.config import load_config
-from heatwatch.storage import open_store
-from heatwatch.timeutil import utc_now
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.storage import open_store
 from tests.helpers import Publisher, make_registry_files, wait_subscribed, wait_until
-from tests.servers import Influxd, Mosquitto
+from tools.servers import Influxd, Mosquitto
 
 N = 100_000
 HOMES = 1000
@@ -63,7 +63,7 @@ class CollectorProcess:
     def start(self) -> None:
         """Start ``heatwatch collect``; return once it says it is subscribed (nothing published after is lost)."""
         out = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "collect"], env=self.env, stdout=out, stderr=out)
+        self.proc = subprocess.Popen([sys.executable, "-m", "heatwatch", "collect"], env=self.env, stdout=out, stderr=out)
         wait_subscribed(self.data_dir, timeout=60, proc=self.proc)
 
     def kill(self) -> None:

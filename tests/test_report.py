@@ -16,17 +16,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from heatwatch import schema
-from heatwatch.cli import main as cli_main
-from heatwatch.config import load_config
-from heatwatch.model import Point
-from heatwatch.registry import Home, Registry, Station
-from heatwatch.report import build_report, fonts, plots
-from heatwatch.report.data import load_report_data, weighted_hourly
-from heatwatch.storage.base import Store
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import to_ns
-from tests.servers import IN_CI, Influxd, require_binary
+from heatwatch.app.cli import main as cli_main
+from heatwatch.app.report import build_report, fonts, plots
+from heatwatch.app.report.data import load_report_data, weighted_hourly
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.model import Point
+from heatwatch.core.registry import Home, Registry, Station
+from heatwatch.core.timeutil import to_ns
+from heatwatch.infra.storage.base import Store
+from heatwatch.infra.storage.sqlite import SqliteStore
+from tools.servers import IN_CI, Influxd, require_binary
 
 END = datetime(2026, 1, 12, 0, 0, tzinfo=UTC)
 START = END - timedelta(days=3)
@@ -306,7 +306,7 @@ def test_report_command(store: SqliteStore, tmp_path: Path, monkeypatch: pytest.
 @pytest.mark.influxd
 def test_report_from_influxdb1(influxd: Influxd, tmp_path: Path) -> None:
     """The same report from a real influxd through Influxdb1Store (hourly means pushed down to InfluxQL)."""
-    from heatwatch.storage.influxdb1 import Influxdb1Store
+    from heatwatch.infra.storage.influxdb1 import Influxdb1Store
 
     reg = _registry()
     store = Influxdb1Store(influxd.url, "report_test")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from heatwatch import schema
-from heatwatch.config import load_config
-from heatwatch.storage import open_store
-from heatwatch.timeutil import utc_now
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.storage import open_store
 from tests.helpers import Publisher, make_registry_files, read_status, wait_subscribed, wait_until
-from tests.servers import Influxd, Mosquitto
+from tools.servers import Influxd, Mosquitto
 
 N = 20_000
 HOMES = 500
@@ -64,7 +64,7 @@ def test_three_collectors_share_the_stream_and_store_every_reading_once(
     try:
         for env, log in zip(envs, logs, strict=True):
             out = log.open("ab")
-            procs.append(subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "collect"], env=env, stdout=out, stderr=out))
+            procs.append(subprocess.Popen([sys.executable, "-m", "heatwatch", "collect"], env=env, stdout=out, stderr=out))
         for k, proc in enumerate(procs):  # every SUBSCRIBE to the shared group acknowledged, as each one says
             wait_subscribed(tmp_path / f"data-{k}", timeout=60, proc=proc)
 

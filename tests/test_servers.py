@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from tests.servers import Influxd, Mosquitto
+from tools.servers import Influxd, Mosquitto
 
 
 def test_mosquitto_and_influxd_start(mosquitto: Mosquitto, influxd: Influxd) -> None:

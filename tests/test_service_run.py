@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from heatwatch import schema
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import utc_now
+from heatwatch.core import schema
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Publisher, make_homes, make_registry_files, wait_subscribed
-from tests.servers import Mosquitto, free_port
+from tools.servers import Mosquitto, free_port
 
 pytestmark = [pytest.mark.mosquitto]
 HOMES = 60
@@ -56,7 +56,7 @@ http_port = {http_port}
 
 def heatwatch(cfg: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
-    return subprocess.run([sys.executable, "-m", "heatwatch.cli", "--config", str(cfg), *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "heatwatch", "--config", str(cfg), *args], capture_output=True,
                           text=True, encoding="utf-8", timeout=timeout, env=env)
 
 
@@ -85,7 +85,7 @@ def start_healthy(cfg: Path, command: str, http_port: int) -> subprocess.Popen[s
     subscribed — healthy means connected, and a reading published before the SUBACK would be lost
     (SIGTERM it when done)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
-    proc = subprocess.Popen([sys.executable, "-m", "heatwatch.cli", "--config", str(cfg), command], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "heatwatch", "--config", str(cfg), command], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
     try:
         wait_for(lambda: get(f"http://127.0.0.1:{http_port}/healthz")[0] == 200 if proc.poll() is None else True,

@@ -1,6 +1,6 @@
 """End to end: a faulty scenario → real Mosquitto → the Collector → SqliteStore, scored against the ground truth.
 
-Run in lockstep (heatwatch.lockstep): when it returns, the broker has acknowledged every message and the
+Run in lockstep (heatwatch.app.lockstep): when it returns, the broker has acknowledged every message and the
 collector has taken every one, so the store is checked at once — no waiting for it to "settle".
 """
 
@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 
 from collector.service import Collector
-from heatwatch import schema
-from heatwatch.config import load_config
-from heatwatch.lockstep import Lockstep
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import parse_ts, utc_now
+from heatwatch.app.lockstep import Lockstep
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.timeutil import parse_ts, utc_now
+from heatwatch.infra.storage.sqlite import SqliteStore
 from simulators.mqttio import MqttTarget
 from simulators.runner import ScenarioRunner, floor_to_step
 from simulators.scenario import load_scenario
-from tests.servers import Mosquitto
+from tools.servers import Mosquitto
 
 pytestmark = pytest.mark.mosquitto
 

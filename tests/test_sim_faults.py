@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from heatwatch.timeutil import parse_ts
+from heatwatch.core.timeutil import parse_ts
 from simulators.runner import ScenarioRunner
 from simulators.scenario import Scenario, load_scenario
 from simulators.sensors import Message

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from heatwatch.cli import main
-from heatwatch.registry import load_registry
+from heatwatch.app.cli import main
+from heatwatch.core.registry import load_registry
 from simulators.generator import generate
 from simulators.load import expected_readings, plan_messages, synthetic_spec
 from simulators.scenario import load_scenario, shipped_scenarios

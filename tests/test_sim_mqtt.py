@@ -15,12 +15,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from heatwatch.lockstep import Lockstep
+from heatwatch.app.lockstep import Lockstep
 from simulators.load import LoadGenerator, LoadPlan, expected_readings
 from simulators.mqttio import MqttTarget, Publisher, PublishError
 from simulators.runner import ScenarioRunner
 from simulators.testing import design_scenario
-from tests.servers import Mosquitto, free_port
+from tools.servers import Mosquitto, free_port
 
 pytestmark = pytest.mark.mosquitto
 

@@ -13,10 +13,10 @@ import pytest
 
 from collector.service import Collector
 from collector.spool import Spool
-from heatwatch import schema
-from heatwatch.model import Point
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.model import Point
+from heatwatch.core.timeutil import to_ns, utc_now
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import config, registry_for
 
 T0 = to_ns(utc_now() - timedelta(hours=1))

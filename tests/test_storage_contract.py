@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 import urllib3
 
-from heatwatch import schema
-from heatwatch.config import load_config
-from heatwatch.model import Point
-from heatwatch.storage import open_store
-from heatwatch.storage.base import Store, StoreError, StoreUnavailable
-from heatwatch.storage.influxdb1 import Influxdb1Store
-from heatwatch.timeutil import to_ns
-from tests.servers import Influxd
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.model import Point
+from heatwatch.core.timeutil import to_ns
+from heatwatch.infra.storage import open_store
+from heatwatch.infra.storage.base import Store, StoreError, StoreUnavailable
+from heatwatch.infra.storage.influxdb1 import Influxdb1Store
+from tools.servers import Influxd
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -56,7 +56,7 @@ def indoor(
 def _influxdb2_store() -> Iterator[Store]:
     from influxdb_client import InfluxDBClient
 
-    from heatwatch.storage.influxdb2 import Influxdb2Store
+    from heatwatch.infra.storage.influxdb2 import Influxdb2Store
 
     url, token, org = (os.environ[k] for k in INFLUX2_ENV)
     bucket = f"heatwatch_test_{uuid.uuid4().hex[:10]}"
@@ -73,7 +73,7 @@ def _influxdb2_store() -> Iterator[Store]:
 @pytest.fixture(params=["sqlite", *INFLUX_BACKENDS])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
-        from heatwatch.storage.sqlite import SqliteStore
+        from heatwatch.infra.storage.sqlite import SqliteStore
 
         s: Store = SqliteStore(tmp_path / "store.sqlite", "NORMAL")
         yield s
@@ -362,7 +362,7 @@ def test_influxdb1_from_config_and_escaped_database_name(influxd: Influxd, tmp_p
 
 
 def test_influxdb1_bad_url_is_a_config_error() -> None:
-    from heatwatch.config import ConfigError
+    from heatwatch.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"influxdb1\.url"):
         Influxdb1Store("localhost:8086", "db")
@@ -493,7 +493,7 @@ class _Fake2x:
                     csv_text = _RAW_CSV
                 self._send(200, csv_text.encode("utf-8"))
 
-        from tests.servers import free_port
+        from tools.servers import free_port
 
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
@@ -518,8 +518,8 @@ def _extern(req: dict[str, object]) -> dict[str, object]:
 
 
 def test_influxdb2_wire_writes_and_errors(fake2x: _Fake2x) -> None:
-    from heatwatch.storage.influxdb2 import Influxdb2Store
-    from heatwatch.storage.lineproto import encode_lines
+    from heatwatch.infra.storage.influxdb2 import Influxdb2Store
+    from heatwatch.infra.storage.lineproto import encode_lines
 
     st = Influxdb2Store(f"http://127.0.0.1:{fake2x.port}", "供热公司", "heat", "tok", timeout_s=5)
     pts = [indoor("H1", T0, 21.0, community='a,b=c "d"'), indoor("H2", T0, 18.25)]
@@ -546,7 +546,7 @@ def test_influxdb2_wire_writes_and_errors(fake2x: _Fake2x) -> None:
 
 
 def test_influxdb2_wire_queries_use_params_and_parse_annotated_csv(fake2x: _Fake2x) -> None:
-    from heatwatch.storage.influxdb2 import Influxdb2Store
+    from heatwatch.infra.storage.influxdb2 import Influxdb2Store
 
     st = Influxdb2Store(f"http://127.0.0.1:{fake2x.port}", "o", "heat", "tok", timeout_s=5)
     tricky = 'a,b=c "d" ${x} \\'

@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 
 from collector.service import Collector
-from heatwatch import schema
-from heatwatch.config import load_config
-from heatwatch.model import Point
-from heatwatch.registry import load_registry
-from heatwatch.storage import StoreAccessDenied, StoreError, StoreUnavailable
-from heatwatch.storage.base import classify_http
-from heatwatch.storage.influxdb1 import Influxdb1Store
-from heatwatch.timeutil import to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.model import Point
+from heatwatch.core.registry import load_registry
+from heatwatch.core.timeutil import to_ns, utc_now
+from heatwatch.infra.storage import StoreAccessDenied, StoreError, StoreUnavailable
+from heatwatch.infra.storage.base import classify_http
+from heatwatch.infra.storage.influxdb1 import Influxdb1Store
 from tests.helpers import Publisher, make_registry_files
-from tests.servers import Influxd, Mosquitto
+from tools.servers import Influxd, Mosquitto
 
 
 @pytest.mark.parametrize(

@@ -15,15 +15,15 @@ import urllib3
 
 from collector.codec import Reject
 from collector.service import Collector
-from heatwatch import schema
-from heatwatch.model import Point
-from heatwatch.storage import StoreError, StoreUnavailable
-from heatwatch.storage.base import StoreAccessDenied, StoreCapacityError, StoreCorrupt, classify_http
-from heatwatch.storage.influxdb1 import Influxdb1Store
-from heatwatch.storage.sqlite import SqliteStore
-from heatwatch.timeutil import to_ns, utc_now
+from heatwatch.core import schema
+from heatwatch.core.model import Point
+from heatwatch.core.timeutil import to_ns, utc_now
+from heatwatch.infra.storage import StoreError, StoreUnavailable
+from heatwatch.infra.storage.base import StoreAccessDenied, StoreCapacityError, StoreCorrupt, classify_http
+from heatwatch.infra.storage.influxdb1 import Influxdb1Store
+from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Publisher, config, registry_for
-from tests.servers import Influxd, Mosquitto
+from tools.servers import Influxd, Mosquitto
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:

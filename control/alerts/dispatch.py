@@ -11,7 +11,7 @@ from datetime import timedelta
 from control import db
 from control.alerts.repo import AlertRepo
 from control.alerts.sinks import Sink, SinkError
-from heatwatch.timeutil import Clock
+from heatwatch.core.timeutil import Clock
 
 log = logging.getLogger("heatwatch.alerts")
 MAX_BACKOFF = timedelta(hours=1)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from heatwatch.timeutil import rfc3339
+from heatwatch.core.timeutil import rfc3339
 
 Category = Literal[
     "home_below_standard", "community_cold", "sensor_stale", "station_fault", "recheck_not_improved", "broker_session_lost"

@@ -16,8 +16,8 @@ import pandas as pd
 from analytics.results import AnalysisResult
 from control.alerts.model import Candidate
 from control.curve import design_for, heating_curve
-from heatwatch.config import Config
-from heatwatch.registry import Registry, Station
+from heatwatch.core.config import Config
+from heatwatch.core.registry import Registry, Station
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 
 from control.alerts.model import HYSTERESIS, Candidate, WorkOrder
 from control.alerts.rules import Observation, community_key, unit_of
-from heatwatch.config import Config
-from heatwatch.registry import Registry
+from heatwatch.core.config import Config
+from heatwatch.core.registry import Registry
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,417 @@
+"""Configuration: one TOML file, every key overridable by ``HEATWATCH_<SECTION>_<KEY>``.
+
+Every number from the service standards (docs/DOMAIN rules) is a default here, so a heating
+company can change it without code. Secrets are ``SecretStr``: masked when printed, and they
+may come from ``<key>_file`` (a path) instead of the file or environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from heatwatch.core.errors import ConfigError
+
+ENV_PREFIX = "HEATWATCH_"
+__all__ = ["Config", "ConfigError", "load_config"]
+
+CONFIG_ENV = "HEATWATCH_CONFIG"
+DEFAULT_FILE = "heatwatch.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class GeneralSettings(_Section):
+    timezone: str = "Asia/Shanghai"
+    data_dir: Path = Path("data")  # SQLite store, spool, job store, control database, status.json
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for log shippers
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; expected an IANA name such as Asia/Shanghai") from None
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class MqttSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    # "auto": MQTT 5, falling back to 3.1.1 when the broker refuses 5 (e.g. the embedded amqtt broker)
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    client_id: str = "heatwatch-collector"
+    username: str | None = None
+    password: SecretStr | None = None  # better: password_file or HEATWATCH_MQTT_PASSWORD
+    password_file: Path | None = None  # a file holding the password (e.g. a container secret)
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
+    topic_prefix: str = "heat"
+    qos: Literal[0, 1, 2] = 1
+    shared_group: str = ""  # set on every collector of a group: $share/<group>/… splits the load (docs/SCALING.md)
+    keepalive_s: int = Field(30, ge=5)
+    session_expiry_s: int = Field(7 * 86_400, ge=0)  # the broker keeps QoS 1 readings this long while the collector is down
+    receive_maximum: int = Field(1000, ge=1, le=65535)  # unacknowledged messages in flight (MQTT 5)
+    reconnect_min_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("expected a plain topic prefix such as 'heat' (no wildcards, no leading/trailing '/')")
+        return v
+
+
+class StorageSettings(_Section):
+    backend: Literal["sqlite", "influxdb1", "influxdb2"] = "sqlite"
+    retention_days: int = Field(400, ge=1)  # readings stamped older than this are rejected as too_old
+
+
+class SqliteSettings(_Section):
+    path: Path | None = None  # default: <data_dir>/heatwatch.sqlite
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: an acked reading survives a power cut
+
+
+class Influxdb1Settings(_Section):
+    url: str = "http://127.0.0.1:8086"
+    database: str = "heatwatch"
+    retention_policy: str = ""
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    create_database: bool = True
+
+
+class Influxdb2Settings(_Section):
+    url: str = "http://127.0.0.1:8086"
+    org: str = "heatwatch"
+    bucket: str = "heatwatch"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class RegistrySettings(_Section):
+    homes_csv: Path | None = None  # the home registry; with none, home ids are not checked
+    stations_csv: Path | None = None  # heat-exchange stations and the communities they serve; with none, station ids are not checked
+
+
+class CollectorSettings(_Section):
+    batch_size: int = Field(5000, ge=1)  # readings per store write
+    batch_interval_s: float = Field(0.5, gt=0)
+    queue_max: int = Field(20_000, ge=10)
+    unknown_ids: Literal["reject", "store"] = "reject"  # a home/station id not in the registry: dead letter, or store anyway
+    max_payload_bytes: int = Field(256 * 1024, ge=64)
+    future_tolerance_s: float = Field(300.0, ge=0)  # readings stamped further in the future are rejected (sensor clock skew)
+    spool_dir: Path | None = None  # default: <data_dir>/spool
+    spool_max_mb: float = Field(512.0, gt=0)  # disk spool while the store is down; when full the collector stops acking
+    metrics_interval_s: float = Field(10.0, gt=0)
+    store_retry_s: float = Field(2.0, gt=0)
+    collector_id: str = ""  # default: the MQTT client id
+    deadletter_retention_days: int = Field(30, ge=0)  # dead letters older than this are deleted from the store hourly (0: kept)
+    # liveness: with nothing received for probe_idle_s and nothing unacknowledged, publish a probe to our own
+    # session; no message at all within probe_timeout_s means the broker stopped delivering (a stalled session):
+    # reconnect, so the broker resends what it holds in flight (docs/MQTT.md, "Stalled sessions")
+    probe_idle_s: float = Field(15.0, gt=0)
+    probe_timeout_s: float = Field(15.0, gt=0)
+    stall_after_s: float = Field(60.0, gt=0)  # unacknowledged readings with no progress this long: unhealthy
+
+
+class LimitsSettings(_Section):
+    """Plausible ranges; a reading outside is rejected, not clipped."""
+
+    indoor_min_c: float = -30.0
+    indoor_max_c: float = 60.0
+    rh_min: float = 0.0
+    rh_max: float = 100.0
+    battery_min_v: float = 0.0
+    battery_max_v: float = 15.0
+    supply_min_c: float = 0.0
+    supply_max_c: float = 150.0
+    return_min_c: float = 0.0
+    return_max_c: float = 150.0
+    pressure_min_kpa: float = 0.0
+    pressure_max_kpa: float = 4000.0
+    flow_min_m3h: float = 0.0
+    flow_max_m3h: float = 100_000.0
+    outdoor_min_c: float = -60.0
+    outdoor_max_c: float = 60.0
+
+
+class StandardSettings(_Section):
+    """Indoor temperature standard (DOMAIN.md: 001 section 七)."""
+
+    day_start_hour: int = Field(6, ge=0, le=23)
+    day_end_hour: int = Field(21, ge=1, le=24)
+    day_min_c: float = 18.0
+    night_min_c: float = 16.0
+    bungalow_min_c: float = 16.0
+    target_c: float = 18.0
+
+
+class AnalyticsSettings(_Section):
+    edge_share_min: float = Field(0.40, ge=0, le=1)
+    min_sample: int = Field(5, ge=1)
+    min_hours_below: int = Field(2, ge=1)
+    cold_share_max: float = Field(0.25, ge=0, le=1)
+    interval_min: float = Field(15.0, gt=0)
+    stale_after_h: float = Field(3.0, gt=0)
+    stuck_after_h: float = Field(6.0, gt=0)
+    jump_c_per_h: float = Field(6.0, gt=0)
+    warm_above_c: float = 28.0
+    no_sensor_after_days: float = Field(30.0, gt=0)  # no sensor reading this long = home without a sensor
+    imbalance_warm_margin_c: float = Field(2.0, ge=0)  # building mean over target + this = warm building
+    imbalance_min_homes: int = Field(1, ge=1)  # reporting homes a building/entrance needs to enter the spread
+
+
+class StationDesign(_Section):
+    """Design point of a station's quality-regulation heating curve (docs/CONTROL.md), plus its habits."""
+
+    indoor_c: float = 18.0  # t_n
+    outdoor_design_c: float = -9.0  # t_out_design
+    supply_design_c: float = 60.0  # t_s' (secondary network, radiators)
+    return_design_c: float = 45.0  # t_r'
+    b: float = Field(0.3, ge=0, le=1)  # radiator exponent - 1
+    lead_time_h: float = Field(12.0, ge=0)  # thermal lag to beat before a cold snap
+    auto_apply: bool | None = None  # None: follow [control] auto_apply
+
+
+class ControlSettings(_Section):
+    recheck_after_h: float = Field(48.0, gt=0)
+    max_step_c: float = Field(3.0, gt=0)
+    warm_ceiling_c: float = 22.0
+    auto_apply: bool = False
+    jobstore_url: str = ""  # default: sqlite:///<data_dir>/jobs.sqlite
+    # --- owned by control/ (issue 5); see docs/CONTROL.md --------------------------------------
+    db_path: Path | None = None  # default: <data_dir>/control.sqlite
+    design: StationDesign = StationDesign()
+    stations: dict[str, StationDesign] = Field(default_factory=dict)  # per station_id; unset keys from design
+    feedback_gain: float = Field(3.0, ge=0)  # supply °C per °C the weighted mean is under target
+    shortfall_margin_c: float = Field(0.0, ge=0)  # weighted mean under target - margin = shortfall
+    imbalance_spread_c: float = Field(2.0, gt=0)  # building spread that means imbalance, not shortfall
+    emergency_drop_c: float = Field(1.0, gt=0)  # worse by this since applying: new proposal despite recheck
+    recheck_window_h: float = Field(24.0, gt=0)  # analytics window before apply and at the recheck
+    min_change_c: float = Field(0.5, ge=0)  # smaller supply changes are not proposed
+    forecast_file: Path | None = None  # Open-Meteo hourly JSON; default: the store's forecast measurement
+    coldsnap_threshold_c: float = -15.0
+    coldsnap_drop_c: float = Field(8.0, gt=0)
+    coldsnap_horizon_h: float = Field(72.0, gt=0)
+    coldsnap_interval_min: float = Field(60.0, gt=0)
+    ramp_interval_h: float = Field(3.0, gt=0)  # between ramp steps of a pre-adjustment
+    improve_min_c: float = Field(0.3, ge=0)  # a recheck needs this much warming (or the target) to count
+
+
+class AlertsSettings(_Section):
+    mqtt: bool = True
+    jsonl_path: Path | None = None  # default: <data_dir>/alerts.jsonl
+    webhook_url: str = ""
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    # --- owned by control/alerts (issue 5); see docs/CONTROL.md -------------------------------
+    webhook_retries: int = Field(3, ge=0)
+    webhook_backoff_s: float = Field(1.0, ge=0)
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    redeliver_interval_s: float = Field(60.0, gt=0)
+    home_check_h: float = Field(24.0, gt=0)  # home temperature check deadline
+    urgent_response_h: float = Field(2.0, gt=0)  # "not warm" urgent response deadline
+    urgent_below_c: float = Field(2.0, ge=0)  # this far under the threshold = urgent
+    station_response_h: float = Field(1.0, gt=0)
+    outage_notice_h: float = Field(8.0, gt=0)  # longer outages must be announced to users
+    outage_after_min: float = Field(30.0, gt=0)  # no station reading this long = outage
+    under_curve_c: float = Field(8.0, gt=0)  # supply this far under the heating curve = station fault
+    min_diff_kpa: float = Field(20.0, ge=0)  # supply - return pressure under this = pressure drop
+    recover_margin_c: float = Field(0.5, ge=0)
+    recover_hold_h: float = Field(2.0, ge=0)
+    storm_min_homes: int = Field(5, ge=2)  # this many new cold homes under one community = one incident
+    responsible_unit: str = ""  # default: the station's name
+
+
+RunPart = Literal["collector", "analytics", "control"]
+RUN_PARTS: tuple[RunPart, ...] = ("collector", "analytics", "control")
+
+
+class RunSettings(_Section):
+    """``heatwatch run``: which parts this process runs, and how it reports its health."""
+
+    parts: tuple[RunPart, ...] = RUN_PARTS  # control: proposals, rechecks, cold snap, alerts
+    analytics_window_h: float = Field(6.0, gt=0)  # each scheduled analysis covers the last N hours (every analytics.interval_min)
+    status_interval_s: float = Field(5.0, gt=0)  # how often the status snapshot (<data_dir>/status.json) is rewritten
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(0, ge=0, le=65535)  # /healthz and /status; 0 = off
+    stop_timeout_s: float = Field(30.0, gt=0)  # SIGTERM: how long flushing and acking may take
+
+    @field_validator("parts", mode="before")
+    @classmethod
+    def _split(cls, v: Any) -> Any:
+        if isinstance(v, str):  # from the environment: "collector,analytics"
+            v = [p.strip() for p in v.split(",") if p.strip()]
+        if isinstance(v, (list, tuple)) and not v:
+            raise ValueError(f"at least one of {', '.join(RUN_PARTS)}")
+        return v
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    general: GeneralSettings = GeneralSettings()
+    mqtt: MqttSettings = MqttSettings()
+    storage: StorageSettings = StorageSettings()
+    sqlite: SqliteSettings = SqliteSettings()
+    influxdb1: Influxdb1Settings = Influxdb1Settings()
+    influxdb2: Influxdb2Settings = Influxdb2Settings()
+    registry: RegistrySettings = RegistrySettings()
+    collector: CollectorSettings = CollectorSettings()
+    limits: LimitsSettings = LimitsSettings()
+    standard: StandardSettings = StandardSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    control: ControlSettings = ControlSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    run: RunSettings = RunSettings()
+
+    source: str = Field("defaults", exclude=True)
+
+    # --- derived paths -------------------------------------------------------
+    @property
+    def sqlite_path(self) -> Path:
+        return self.sqlite.path or self.general.data_dir / "heatwatch.sqlite"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.collector.spool_dir or self.general.data_dir / "spool"
+
+    def secret(self, section: str, key: str) -> str | None:
+        """The secret's value, from the setting itself or from ``<key>_file``."""
+        sect = getattr(self, section)
+        value: SecretStr | None = getattr(sect, key)
+        if value is not None:
+            return value.get_secret_value()
+        path: Path | None = getattr(sect, f"{key}_file", None)
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{section}.{key}_file: cannot read {path}: {exc.strerror}") from None
+
+
+SECTIONS: tuple[str, ...] = tuple(n for n in Config.model_fields if n != "source")
+
+
+def _coerce_env(raw: str) -> Any:
+    """Environment values arrive as text; pydantic turns them into the declared type."""
+    return raw
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    # longest section names first so HEATWATCH_INFLUXDB1_URL is not read as section "influxdb"
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name.startswith("HEATWATCH_TEST_"):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        for section in sorted(SECTIONS, key=len, reverse=True):
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1 :]
+                fields = type(getattr(Config(), section)).model_fields
+                if key not in fields:
+                    raise ConfigError(
+                        f"environment variable {name}: section [{section}] has no key {key!r}; "
+                        f"known keys: {', '.join(sorted(fields))}"
+                    )
+                out.setdefault(section, {})[key] = _coerce_env(value)
+                break
+        else:
+            raise ConfigError(
+                f"environment variable {name}: unknown section; expected HEATWATCH_<SECTION>_<KEY> with "
+                f"SECTION one of {', '.join(s.upper() for s in SECTIONS)}"
+            )
+    return out
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see heatwatch.example.toml)"
+        got = e.get("input")
+        got_txt = "" if isinstance(got, dict) or got is None else f" (got {str(got)[:60]!r})"
+        if "password" in loc or "token" in loc or "secret" in loc:
+            got_txt = ""
+        lines.append(f"{loc}: {msg}{got_txt}")
+    return f"invalid configuration in {source}:\n  " + "\n  ".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Load the TOML file (if any), then environment overrides, then explicit overrides."""
+    env = os.environ if environ is None else environ
+    data: dict[str, dict[str, Any]] = {}
+    chosen = path or env.get(CONFIG_ENV)
+    source = "defaults"
+    if chosen is None and Path(DEFAULT_FILE).is_file():
+        chosen = DEFAULT_FILE
+    if chosen is not None:
+        p = Path(chosen)
+        try:
+            with p.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p} does not exist (given by --config or {CONFIG_ENV})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        for section, body in raw.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{p}: unknown section [{section}]; expected one of {', '.join(SECTIONS)}")
+            if not isinstance(body, dict):
+                raise ConfigError(f"{p}: [{section}] must be a table of key = value")
+            data[section] = dict(body)
+        source = str(p)
+    env_over = _env_overrides(env)
+    for section, body in env_over.items():
+        data.setdefault(section, {}).update(body)
+    if env_over:
+        source += " + environment"
+    for section, body in (overrides or {}).items():
+        data.setdefault(section, {}).update(body)
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def effective_settings(cfg: Config) -> dict[str, dict[str, Any]]:
+    """All settings as plain values, secrets masked — safe to print or log."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        body = getattr(cfg, section).model_dump()
+        for key, value in body.items():
+            if isinstance(value, SecretStr):
+                body[key] = "******"
+            elif isinstance(value, Path):
+                body[key] = str(value)
+        out[section] = body
+    return out

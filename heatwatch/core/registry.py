@@ -1,0 +1,264 @@
+"""The home registry: the ledger of homes and heat-exchange stations (CSV, UTF-8).
+
+Edge homes (top floor, ground floor, gable end) are derived here once, because the 40 %
+rule of the follow-up visits (DOMAIN.md, 000 section 五) depends on them everywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from heatwatch.core.errors import RegistryError
+
+Kind = Literal["residential", "bungalow", "non_residential"]
+KINDS: tuple[str, ...] = ("residential", "bungalow", "non_residential")
+
+HOME_COLUMNS = (
+    "home_id",
+    "community",
+    "building",
+    "entrance",
+    "floor",
+    "floors",
+    "gable",
+    "kind",
+    "min_temp_c",
+    "station_id",
+    "address",
+    "contact",
+)
+HOME_REQUIRED = ("home_id", "community", "building", "floor", "floors", "kind", "station_id")
+HOME_OPTIONAL_EXTRA = ("position",)  # horizontal position on the floor, for heat maps
+STATION_COLUMNS = ("station_id", "name", "communities", "supply_min_c", "supply_max_c")
+STATION_OPTIONAL = ("weather_site",)
+ID_FORBIDDEN = set("/#+\n\r\t\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    home_id: str
+    community: str
+    building: str
+    entrance: str
+    floor: int
+    floors: int
+    gable: bool
+    kind: Kind
+    min_temp_c: float | None
+    station_id: str
+    address: str = ""
+    contact: str = ""
+    position: int | None = None
+
+    @property
+    def top(self) -> bool:
+        return self.floor == self.floors
+
+    @property
+    def ground(self) -> bool:
+        return self.floor == 1
+
+    @property
+    def edge(self) -> bool:
+        return self.top or self.ground or self.gable
+
+    @property
+    def location(self) -> str:
+        """Where the home sits, for visit plans and reports."""
+        parts = [p for p, on in (("top", self.top), ("ground", self.ground), ("gable", self.gable)) if on]
+        return "+".join(parts) if parts else "middle"
+
+
+@dataclass(frozen=True, slots=True)
+class Station:
+    station_id: str
+    name: str
+    communities: tuple[str, ...]
+    supply_min_c: float
+    supply_max_c: float
+    weather_site: str = "default"
+
+
+@dataclass(frozen=True)
+class Registry:
+    homes: Mapping[str, Home]
+    stations: Mapping[str, Station] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> Registry:
+        return cls({}, {})
+
+    def communities(self) -> list[str]:
+        return sorted({h.community for h in self.homes.values()})
+
+    def homes_in(self, community: str) -> list[Home]:
+        return [h for h in self.homes.values() if h.community == community]
+
+    def station_of_community(self, community: str) -> Station | None:
+        for st in self.stations.values():
+            if community in st.communities:
+                return st
+        return None
+
+    def frame(self) -> pd.DataFrame:
+        """Homes as a DataFrame (index home_id) with derived top/ground/edge, for vectorised analytics."""
+        cols = [*HOME_COLUMNS, "position"]
+        if not self.homes:
+            return pd.DataFrame(columns=[*cols, "top", "ground", "edge"]).set_index("home_id")
+        df = pd.DataFrame([{c: getattr(h, c) for c in cols} for h in self.homes.values()])
+        df["top"] = df["floor"] == df["floors"]
+        df["ground"] = df["floor"] == 1
+        df["edge"] = df["top"] | df["ground"] | df["gable"].astype(bool)
+        return df.set_index("home_id")
+
+
+def _check_id(value: str, where: str, what: str) -> str:
+    if not value:
+        raise RegistryError(f"{where}: {what} is empty")
+    bad = ID_FORBIDDEN.intersection(value)
+    if bad:
+        raise RegistryError(f"{where}: {what} {value!r} contains {sorted(bad)!r}, which cannot appear in an MQTT topic")
+    return value
+
+
+def _int(value: str, where: str, col: str, minimum: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise RegistryError(f"{where} column {col}: expected a whole number, got {value!r}") from None
+    if n < minimum:
+        raise RegistryError(f"{where} column {col}: expected at least {minimum}, got {n}")
+    return n
+
+
+def _float(value: str, where: str, col: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise RegistryError(f"{where} column {col}: expected a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise RegistryError(f"{where} column {col}: expected a finite number, got {value!r}")
+    return x
+
+
+def _rows(path: Path, required: Iterable[str]) -> Iterable[tuple[int, dict[str, str]]]:
+    try:
+        fh = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot open: {exc.strerror}") from None
+    with fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise RegistryError(f"{path} row 1 (header): missing column(s) {', '.join(missing)}")
+        try:
+            for i, row in enumerate(reader, start=2):
+                if None in row:
+                    raise RegistryError(f"{path} row {i}: more values than header columns")
+                yield i, {k: (v or "").strip() for k, v in row.items() if k is not None}
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+
+
+def load_homes(path: Path) -> dict[str, Home]:
+    homes: dict[str, Home] = {}
+    for i, row in _rows(path, HOME_REQUIRED):
+        where = f"{path} row {i}"
+        hid = _check_id(row["home_id"], f"{where} column home_id", "home_id")
+        if hid in homes:
+            raise RegistryError(f"{where} column home_id: duplicate home id {hid!r}")
+        community = row["community"]
+        if not community:
+            raise RegistryError(f"{where} column community: empty")
+        for col in ("community", "building", "entrance"):
+            if any(ord(c) < 0x20 for c in row.get(col, "")):
+                raise RegistryError(f"{where} column {col}: contains a line break or control character")
+        floor = _int(row["floor"], where, "floor", 1)
+        floors = _int(row["floors"], where, "floors", 1)
+        if floor > floors:
+            raise RegistryError(f"{where} column floor: floor {floor} is above floors {floors}")
+        gable_txt = row.get("gable", "0") or "0"
+        if gable_txt not in ("0", "1"):
+            raise RegistryError(f"{where} column gable: expected 0 or 1, got {gable_txt!r}")
+        kind = row["kind"]
+        if kind not in KINDS:
+            raise RegistryError(f"{where} column kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        min_txt = row.get("min_temp_c", "")
+        min_temp = _float(min_txt, where, "min_temp_c") if min_txt else None
+        if kind == "non_residential" and min_temp is None:
+            raise RegistryError(f"{where} column min_temp_c: non_residential homes need their contract temperature")
+        pos_txt = row.get("position", "")
+        homes[hid] = Home(
+            home_id=hid,
+            community=community,
+            building=row["building"],
+            entrance=row.get("entrance", ""),
+            floor=floor,
+            floors=floors,
+            gable=gable_txt == "1",
+            kind=kind,  # type: ignore[arg-type]
+            min_temp_c=min_temp,
+            station_id=_check_id(row["station_id"], f"{where} column station_id", "station_id"),
+            address=row.get("address", ""),
+            contact=row.get("contact", ""),
+            position=_int(pos_txt, where, "position", 0) if pos_txt else None,
+        )
+    return homes
+
+
+def load_stations(path: Path) -> dict[str, Station]:
+    stations: dict[str, Station] = {}
+    for i, row in _rows(path, STATION_COLUMNS):
+        where = f"{path} row {i}"
+        sid = _check_id(row["station_id"], f"{where} column station_id", "station_id")
+        if sid in stations:
+            raise RegistryError(f"{where} column station_id: duplicate station id {sid!r}")
+        comms = tuple(c.strip() for c in row["communities"].replace("|", ";").split(";") if c.strip())
+        if not comms:
+            raise RegistryError(f"{where} column communities: empty (separate several with ';')")
+        lo = _float(row["supply_min_c"], where, "supply_min_c")
+        hi = _float(row["supply_max_c"], where, "supply_max_c")
+        if lo >= hi:
+            raise RegistryError(f"{where} column supply_max_c: {hi} is not above supply_min_c {lo}")
+        stations[sid] = Station(sid, row["name"], comms, lo, hi, row.get("weather_site") or "default")
+    return stations
+
+
+def load_registry(homes_csv: Path | None, stations_csv: Path | None = None) -> Registry:
+    homes = load_homes(homes_csv) if homes_csv else {}
+    stations = load_stations(stations_csv) if stations_csv else {}
+    if stations:
+        for h in homes.values():
+            if h.station_id not in stations:
+                raise RegistryError(f"{homes_csv}: home {h.home_id!r} names station {h.station_id!r}, not in {stations_csv}")
+    return Registry(homes, stations)
+
+
+def write_homes(path: Path, homes: Iterable[Home]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*HOME_COLUMNS, "position"])
+        for h in homes:
+            w.writerow(
+                [
+                    h.home_id, h.community, h.building, h.entrance, h.floor, h.floors, int(h.gable), h.kind,
+                    "" if h.min_temp_c is None else h.min_temp_c, h.station_id, h.address, h.contact,
+                    "" if h.position is None else h.position,
+                ]
+            )
+
+
+def write_stations(path: Path, stations: Iterable[Station]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow([*STATION_COLUMNS, "weather_site"])
+        for s in stations:
+            w.writerow([s.station_id, s.name, ";".join(s.communities), s.supply_min_c, s.supply_max_c, s.weather_site])

@@ -1,0 +1,444 @@
+"""InfluxDB 1.x HTTP API backend: line protocol to ``/write``, InfluxQL to ``/query``.
+
+Only InfluxQL that 1.x, 2.x's 1.x-compatibility API and InfluxDB 3 all accept is used, values
+always travel as bind parameters (``params``), and identifiers are quoted. Results are read as
+InfluxDB's chunked JSON stream and turned into DataFrames chunk by chunk, so a million-row answer
+never exists as one giant JSON document or list of Python rows.
+
+Error mapping (the collector spools on StoreUnavailable and dead-letters on StoreError; ``classify_http``):
+connection errors, timeouts and 5xx → ``StoreUnavailable``; 401/403/404 → ``StoreAccessDenied``;
+a limit or a full disk (``partial write: max-values-per-tag limit exceeded`` is a 400) →
+``StoreCapacityError``; other 4xx (bad line, field type conflict) → ``StoreError`` with
+InfluxDB's own message. A database dropped at runtime is created again on the next write
+(when ``create_database`` is on, as at start).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+import orjson
+import pandas as pd
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from heatwatch.core import schema
+from heatwatch.core.config import Config, ConfigError
+from heatwatch.core.model import Point
+from heatwatch.core.timeutil import to_ns, utc_now
+from heatwatch.infra.storage.base import (
+    INT_FIELDS,
+    Store,
+    StoreAccessDenied,
+    StoreError,
+    StoreUnavailable,
+    Where,
+    classify_http,
+    empty_hourly,
+    hour_offset_s,
+    typed_frame,
+    where_values,
+)
+from heatwatch.infra.storage.lineproto import encode
+
+log = logging.getLogger(__name__)
+
+# the field every point of an input measurement carries: count() without a field counts it
+_REQUIRED_FIELD = {schema.INDOOR: "temp_c", schema.STATION: "supply_c", schema.WEATHER: "temp_c", schema.FORECAST: "temp_c"}
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL double-quoted identifier (measurement, tag or field name)."""
+    if not name or "\n" in name or "\r" in name:
+        raise StoreError(f"invalid name {name!r} for an InfluxQL identifier")
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _lines(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    """Newline-separated JSON documents of a chunked /query answer, as they arrive."""
+    rest = b""
+    for block in resp.stream(1 << 18):
+        rest += block
+        if b"\n" not in block:
+            continue
+        *done, rest = rest.split(b"\n")
+        yield from (d for d in done if d.strip())
+    if rest.strip():
+        yield rest
+
+
+class _Cond:
+    """WHERE clause text with its bind parameters (values never enter the query text)."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.params: dict[str, Any] = {}
+        self.impossible = False  # an empty value list: nothing can match
+
+    def param(self, value: Any) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return "$" + name
+
+    def time_range(self, start: datetime, end: datetime) -> None:
+        self.parts.append(f"time >= {self.param(to_ns(start))} AND time < {self.param(to_ns(end))}")
+
+    def tags(self, where: Where | None) -> None:
+        for key, vals in where_values(where):
+            if not vals:
+                self.impossible = True
+                continue
+            ident = quote_ident(key)
+            alts = " OR ".join(f"{ident} = {self.param(str(v))}" for v in vals)
+            self.parts.append(f"({alts})" if len(vals) > 1 else alts)
+
+    def sql(self) -> str:
+        return " WHERE " + " AND ".join(self.parts) if self.parts else ""
+
+
+class Influxdb1Store(Store):
+    name = "influxdb1"
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        retention_policy: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+        create_database: bool = True,
+        chunk_size: int = 10_000,
+        gzip_min_bytes: int = 256 * 1024,
+        max_body_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"influxdb1.url: expected http(s)://host:port, got {url!r}")
+        if not database:
+            raise ConfigError("influxdb1.database: must not be empty")
+        self.url = url.rstrip("/")
+        self.database = database
+        self.rp = retention_policy
+        self.create_database = create_database
+        self.chunk_size = chunk_size
+        self.gzip_min_bytes = gzip_min_bytes
+        self.max_body_bytes = max_body_bytes
+        headers: dict[str, str] = {}
+        if username:
+            headers.update(urllib3.util.make_headers(basic_auth=f"{username}:{password or ''}"))
+        self._http = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=8,
+            headers=headers,
+            retries=False,  # the collector decides about retries (spool); never hide an outage here
+            timeout=urllib3.Timeout(connect=min(timeout_s, 5.0), read=timeout_s),
+        )
+        self._ready = not create_database
+        self._ready_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Influxdb1Store:
+        s = cfg.influxdb1
+        return cls(
+            s.url,
+            s.database,
+            s.retention_policy,
+            s.username,
+            cfg.secret("influxdb1", "password"),
+            s.timeout_s,
+            s.create_database,
+        )
+
+    # --- HTTP -----------------------------------------------------------------------------
+    def _request(
+        self, method: str, path: str, *, body: bytes | None = None, fields: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None, stream: bool = False,
+    ) -> urllib3.BaseHTTPResponse:
+        try:
+            if fields is not None:
+                resp = self._http.request(
+                    method, self.url + path, fields=dict(fields), encode_multipart=False, preload_content=not stream
+                )
+            else:
+                resp = self._http.request(
+                    method, self.url + path, body=body, headers=dict(headers or {}), preload_content=not stream
+                )
+        except (Urllib3Error, OSError) as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc}") from exc
+        if resp.status >= 300:
+            raise classify_http(resp.status, self.url, self._error_text(resp))
+        return resp
+
+    @staticmethod
+    def _error_text(resp: urllib3.BaseHTTPResponse) -> str:
+        try:
+            raw = resp.data
+        except (Urllib3Error, OSError):
+            raw = b""
+        try:
+            return str(orjson.loads(raw).get("error", raw.decode("utf-8", "replace")))
+        except (orjson.JSONDecodeError, AttributeError):
+            return raw.decode("utf-8", "replace")[:500] or resp.reason or "no detail"
+
+    def _ensure_database(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            try:
+                self._statement(f"CREATE DATABASE {quote_ident(self.database)}")
+            except (StoreError, StoreAccessDenied) as exc:  # no admin rights, or a 2.x/3.x server: it must exist already
+                log.warning("could not create database %r (%s); assuming it exists", self.database, exc)
+            self._ready = True
+
+    def _statement(self, q: str) -> None:
+        resp = self._request("POST", "/query", fields={"q": q})
+        for result in orjson.loads(resp.data).get("results", []):
+            if "error" in result:
+                raise StoreError(f"InfluxDB: {result['error']}")
+
+    # --- writes ---------------------------------------------------------------------------
+    def write(self, points: Sequence[Point]) -> None:
+        if not points:
+            return
+        self._ensure_database()
+        lines: list[str] = []
+        size = 0
+        for p in points:
+            line = encode(p)
+            lines.append(line)
+            size += len(line) + 1
+            if size >= self.max_body_bytes:
+                self._post_lines(lines)
+                lines, size = [], 0
+        if lines:
+            self._post_lines(lines)
+
+    def _post_lines(self, lines: list[str]) -> None:
+        body = "\n".join(lines).encode("utf-8")
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if len(body) >= self.gzip_min_bytes:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        query = {"db": self.database, "precision": "ns"}
+        if self.rp:
+            query["rp"] = self.rp
+        path = "/write?" + urlencode(query)
+        try:
+            self._request("POST", path, body=body, headers=headers)
+        except StoreAccessDenied as exc:  # 404 "database not found"
+            if "database not found" in str(exc) and self.create_database:
+                log.warning("database %r is gone (dropped while we were writing?): creating it again", self.database)
+                self._ready = False
+                self._ensure_database()
+                self._request("POST", path, body=body, headers=headers)  # once; a second 404 is spooled by the caller
+                return
+            raise
+
+    # --- reads ----------------------------------------------------------------------------
+    def _from(self, measurement: str) -> str:
+        if self.rp:
+            return f"{quote_ident(self.database)}.{quote_ident(self.rp)}.{quote_ident(measurement)}"
+        return quote_ident(measurement)
+
+    def _series(self, q: str, params: Mapping[str, Any]) -> Iterator[tuple[dict[str, str], list[str], list[list[Any]]]]:
+        """(tags, columns, rows) per series piece, read from InfluxDB's chunked JSON stream."""
+        self._ensure_database()
+        fields = {
+            "db": self.database,
+            "q": q,
+            "epoch": "ns",
+            "params": orjson.dumps(dict(params)).decode(),
+            "chunked": "true",
+            "chunk_size": str(self.chunk_size),
+        }
+        if self.rp:
+            fields["rp"] = self.rp
+        resp = self._request("POST", "/query", fields=fields, stream=True)
+        try:
+            for line in _lines(resp):
+                doc = orjson.loads(line)
+                if "error" in doc:
+                    raise StoreError(f"InfluxDB query failed: {doc['error']}")
+                for result in doc.get("results", []):
+                    if "error" in result:
+                        if str(result["error"]).startswith("database not found"):
+                            return
+                        raise StoreError(f"InfluxDB query failed: {result['error']} (query: {q})")
+                    for s in result.get("series", []):
+                        yield s.get("tags") or {}, s["columns"], s.get("values") or []
+        except (Urllib3Error, OSError) as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.url}: connection lost while reading: {exc}") from exc
+        except orjson.JSONDecodeError as exc:
+            raise StoreUnavailable(f"InfluxDB at {self.url}: truncated or invalid response: {exc}") from exc
+        finally:
+            resp.release_conn()
+
+    def _frame(self, q: str, params: Mapping[str, Any], tag_column: str | None = None) -> pd.DataFrame:
+        """All series pieces as one frame; ``tag_column`` adds the GROUP BY tag as a column."""
+        frames = []
+        for tags, columns, rows in self._series(q, params):
+            df = pd.DataFrame(rows, columns=columns)
+            if tag_column is not None:
+                df.insert(0, tag_column, tags.get(tag_column, ""))
+            frames.append(df)
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def _field_types(self, measurement: str) -> dict[str, str]:
+        types: dict[str, str] = {}
+        for _, _, rows in self._series(f"SHOW FIELD KEYS FROM {self._from(measurement)}", {}):
+            types.update({str(k): str(t) for k, t in rows})
+        return types
+
+    def _cond(self, measurement: str, start: datetime, end: datetime, where: Where | None) -> _Cond:
+        tags = schema.TAGS.get(measurement)
+        if tags is not None:
+            for key, _ in where_values(where):
+                if key not in tags:
+                    raise StoreError(f"{measurement} has no tag {key!r}")
+        cond = _Cond()
+        cond.time_range(start, end)
+        cond.tags(where)
+        return cond
+
+    def query(
+        self,
+        measurement: str,
+        start: datetime,
+        end: datetime,
+        where: Where | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        cond = self._cond(measurement, start, end, where)
+        if measurement in schema.FIELDS:
+            tags, declared = schema.TAGS[measurement], schema.FIELDS[measurement]
+            want = list(fields or declared)
+            unknown = set(want) - set(declared)
+            if unknown:
+                raise StoreError(f"{measurement} has no field(s) {sorted(unknown)}")
+            if cond.impossible:
+                return typed_frame(measurement, pd.DataFrame({"time": []}), tags, want)
+            sel = ", ".join(quote_ident(c) for c in (*want, *tags))
+            df = self._frame(f"SELECT {sel} FROM {self._from(measurement)}{cond.sql()}", cond.params)
+            if df.empty:
+                df = pd.DataFrame({"time": []})
+            return typed_frame(measurement, df, tags, want)
+        # derived measurement: whatever fields exist
+        if cond.impossible:
+            return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")})
+        types = self._field_types(measurement)
+        df = self._frame(f"SELECT * FROM {self._from(measurement)}{cond.sql()}", cond.params)
+        if df.empty:
+            return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")})
+        if fields:
+            df = df[[c for c in df.columns if c not in types or c in fields]]
+        for col in df.columns:
+            if types.get(col) == "float":
+                df[col] = pd.to_numeric(df[col]).astype("float64")
+        df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
+        return df.reset_index(drop=True)
+
+    def hourly(
+        self,
+        measurement: str,
+        field: str,
+        start: datetime,
+        end: datetime,
+        tz: ZoneInfo,
+        by: str,
+        where: Where | None = None,
+    ) -> pd.DataFrame:
+        if measurement in schema.FIELDS and (by not in schema.TAGS[measurement] or field not in schema.FIELDS[measurement]):
+            raise StoreError(f"{measurement} has no tag {by!r} or field {field!r}")
+        cond = self._cond(measurement, start, end, where)
+        if cond.impossible:
+            return empty_hourly(by)
+        off = hour_offset_s(tz, start)
+        f = quote_ident(field)
+        q = (
+            f"SELECT mean({f}), min({f}), max({f}), count({f}) FROM {self._from(measurement)}{cond.sql()} "
+            f"GROUP BY time(1h{f', {off}s' if off else ''}), {quote_ident(by)} fill(none)"
+        )
+        df = self._frame(q, cond.params, tag_column=by)
+        if df.empty:
+            return empty_hourly(by)
+        df = df.rename(columns={"time": "hour"})[[by, "hour", "mean", "min", "max", "count"]]
+        df["hour"] = pd.to_datetime(df["hour"].astype("int64"), unit="ns", utc=True)
+        for c in ("mean", "min", "max"):
+            df[c] = pd.to_numeric(df[c]).astype("float64")
+        df["count"] = df["count"].astype("int64")
+        df[by] = df[by].astype(object)
+        return df.sort_values([by, "hour"], kind="stable").reset_index(drop=True)
+
+    def last(
+        self,
+        measurement: str,
+        field: str,
+        by: str,
+        where: Where | None = None,
+        before: datetime | None = None,
+        lookback: timedelta = timedelta(days=30),
+    ) -> pd.DataFrame:
+        end = before or utc_now()
+        cond = self._cond(measurement, end - lookback, end, where)
+        empty = pd.DataFrame({by: pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+                              "value": pd.Series([], dtype="float64")})
+        if cond.impossible:
+            return empty
+        f = quote_ident(field)
+        q = f"SELECT last({f}) FROM {self._from(measurement)}{cond.sql()} GROUP BY {quote_ident(by)}"
+        df = self._frame(q, cond.params, tag_column=by)
+        if df.empty:
+            return empty
+        df = df.rename(columns={"last": "value"})[[by, "time", "value"]]
+        df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
+        if measurement in schema.FIELDS and (measurement, field) not in INT_FIELDS:
+            df["value"] = pd.to_numeric(df["value"]).astype("float64")
+        return df.sort_values(by, kind="stable").reset_index(drop=True)
+
+    def count(
+        self,
+        measurement: str,
+        start: datetime,
+        end: datetime,
+        where: Where | None = None,
+        field: str | None = None,
+    ) -> int:
+        cond = self._cond(measurement, start, end, where)
+        if cond.impossible:
+            return 0
+        target = field or _REQUIRED_FIELD.get(measurement)
+        # a derived measurement's points may carry different fields: the widest field count is the point count
+        expr = f"count({quote_ident(target)})" if target else "count(*)"
+        best = 0
+        for _, columns, rows in self._series(f"SELECT {expr} FROM {self._from(measurement)}{cond.sql()}", cond.params):
+            for row in rows:
+                best = max([best, *(int(v) for c, v in zip(columns, row, strict=True) if c != "time" and v is not None)])
+        return best
+
+    def delete_before(self, measurement: str, before: datetime) -> None:
+        fields = {"db": self.database, "q": f"DELETE FROM {quote_ident(measurement)} WHERE time < $p0",
+                  "params": orjson.dumps({"p0": to_ns(before)}).decode()}
+        resp = self._request("POST", "/query", fields=fields)
+        for result in orjson.loads(resp.data).get("results", []):
+            if "error" in result and not str(result["error"]).startswith("database not found"):
+                raise StoreError(f"InfluxDB: {result['error']}")
+
+    def ping(self) -> None:
+        resp = self._request("GET", "/ping")
+        if resp.status != 204:
+            raise StoreUnavailable(f"InfluxDB at {self.url} answered /ping with {resp.status}")
+
+    def close(self) -> None:
+        self._http.clear()

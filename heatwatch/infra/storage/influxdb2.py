@@ -1,0 +1,361 @@
+"""InfluxDB 2.x backend: influxdb-client's write API in SYNCHRONOUS mode, Flux queries with ``params``.
+
+SYNCHRONOUS on purpose: the client's batching mode buffers in a background thread and its
+``flush()`` does nothing useful, so a "successful" write could still be lost; here ``write``
+returns only after InfluxDB answered 204. Lines come from our own encoder (lineproto).
+
+Values reach Flux only as bind parameters (influxdb-client's ``params=``, sent as option
+statements in the request's AST); the only text pasted into a query is
+identifiers (tag keys), written as escaped Flux string literals. Results are read as annotated
+CSV (the ``#datatype`` row keeps float 21.0 a float and times in nanoseconds), table by table.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.dialect import Dialect
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from heatwatch.core import schema
+from heatwatch.core.config import Config, ConfigError
+from heatwatch.core.model import Point
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.storage.base import (
+    INT_FIELDS,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Where,
+    classify_http,
+    empty_hourly,
+    hour_offset_s,
+    typed_frame,
+    where_values,
+)
+from heatwatch.infra.storage.lineproto import encode
+
+_REQUIRED_FIELD = {schema.INDOOR: "temp_c", schema.STATION: "supply_c", schema.WEATHER: "temp_c", schema.FORECAST: "temp_c"}
+_DIALECT = Dialect(
+    header=True, delimiter=",", comment_prefix="#", annotations=["datatype", "group", "default"], date_time_format="RFC3339Nano"
+)
+_META = {"", "result", "table", "_start", "_stop", "_measurement"}
+
+
+def flux_string(text: str) -> str:
+    """A Flux string literal (for identifiers only; values go in ``params``)."""
+    esc = text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${").replace("\n", "\\n").replace("\r", "\\r")
+    return f'"{esc}"'
+
+
+class FluxBuilder:
+    """A Flux pipeline and its bind parameters."""
+
+    def __init__(self, bucket: str, measurement: str, start: datetime, stop: datetime) -> None:
+        # influxdb-client sends params as ``option <name> = <literal>`` (an AST, never text)
+        self.params: dict[str, Any] = {"_bucket": bucket, "_m": measurement, "_start": start, "_stop": stop}
+        self.lines = [
+            "from(bucket: _bucket)",
+            "  |> range(start: _start, stop: _stop)",
+            "  |> filter(fn: (r) => r._measurement == _m)",
+        ]
+        self.impossible = False
+
+    def param(self, value: Any) -> str:
+        name = f"_p{len(self.params)}"
+        self.params[name] = value
+        return name
+
+    def fields(self, names: Sequence[str]) -> FluxBuilder:
+        if names:
+            alts = " or ".join(f"r._field == {self.param(n)}" for n in names)
+            self.lines.append(f"  |> filter(fn: (r) => {alts})")
+        return self
+
+    def where(self, where: Where | None) -> FluxBuilder:
+        for key, vals in where_values(where):
+            if not vals:
+                self.impossible = True
+                continue
+            col = f"r[{flux_string(key)}]"
+            alts = " or ".join(f"{col} == {self.param(str(v))}" for v in vals)
+            self.lines.append(f"  |> filter(fn: (r) => {alts})")
+        return self
+
+    def then(self, *lines: str) -> FluxBuilder:
+        self.lines.extend(lines)
+        return self
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _convert(col: pd.Series, datatype: str) -> pd.Series:
+    if datatype.startswith("dateTime"):
+        return pd.to_datetime(col.replace("", None), utc=True, format="ISO8601")
+    if datatype == "double":
+        return pd.to_numeric(col.replace("", None)).astype("float64")
+    if datatype in ("long", "unsignedLong"):
+        num = pd.to_numeric(col.replace("", None))
+        return num.astype("int64") if not num.isna().any() else num
+    if datatype == "boolean":
+        return col.map({"true": True, "false": False, "": None})
+    return col.astype(object)
+
+
+def _text_lines(resp: Any) -> Iterator[str]:
+    """Decoded lines of a streamed response, split on newline only (csv joins quoted multi-line fields)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    rest = ""
+    for block in resp.stream(1 << 18):
+        rest += decoder.decode(block)
+        *done, rest = rest.split("\n")
+        yield from (d + "\n" for d in done)
+    rest += decoder.decode(b"", final=True)
+    if rest:
+        yield rest
+
+
+def _table_frame(datatypes: list[str], defaults: list[str], header: list[str], rows: list[list[str]]) -> pd.DataFrame:
+    raw = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header, dtype=object)
+    for name, default in zip(header, defaults, strict=False):
+        if default and name:  # "#default" holds a column's value where the rows leave it empty (e.g. result)
+            raw[name] = raw[name].replace("", default)
+    if "error" in header and "reference" in header:
+        raise StoreError(f"InfluxDB query failed: {raw['error'].iloc[0] if len(raw) else 'unknown error'}")
+    out = {name: _convert(raw[name], dt) for name, dt in zip(header, datatypes, strict=False) if name not in ("", "table")}
+    return pd.DataFrame(out)
+
+
+class Influxdb2Store(Store):
+    name = "influxdb2"
+
+    def __init__(
+        self, url: str, org: str, bucket: str, token: str | None, timeout_s: float = 10.0,
+        max_batch_points: int = 50_000, table_rows: int = 50_000,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"influxdb2.url: expected http(s)://host:port, got {url!r}")
+        if not token:
+            raise ConfigError("influxdb2.token: required (set token or token_file)")
+        if not bucket or not org:
+            raise ConfigError("influxdb2.bucket and influxdb2.org must not be empty")
+        self.url, self.org, self.bucket = url.rstrip("/"), org, bucket
+        self.max_batch_points = max_batch_points
+        self.table_rows = table_rows
+        self._client = InfluxDBClient(url=self.url, token=token, org=org, timeout=int(timeout_s * 1000), retries=False)
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._query_api = self._client.query_api()
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Influxdb2Store:
+        s = cfg.influxdb2
+        return cls(s.url, s.org, s.bucket, cfg.secret("influxdb2", "token"), s.timeout_s)
+
+    def _fail(self, exc: Exception) -> Exception:
+        if isinstance(exc, ApiException):
+            status = int(exc.status or 0)
+            text = (exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or exc.reason))[:500]
+            return classify_http(status, self.url, text)
+        return StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc}")
+
+    # --- writes ---------------------------------------------------------------------------
+    def write(self, points: Sequence[Point]) -> None:
+        for i in range(0, len(points), self.max_batch_points):
+            body = "\n".join([encode(p) for p in points[i : i + self.max_batch_points]]).encode("utf-8")
+            try:
+                self._write_api.write(bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.NS)  # type: ignore[arg-type]
+            except (ApiException, Urllib3Error, OSError) as exc:
+                raise self._fail(exc) from exc
+
+    # --- reads ----------------------------------------------------------------------------
+    def _tables(self, flux: FluxBuilder) -> Iterator[pd.DataFrame]:
+        """One frame per (piece of a) result table, parsed from the annotated CSV stream."""
+        try:
+            resp = self._query_api.query_raw(flux.text(), org=self.org, dialect=_DIALECT, params=flux.params)
+            datatypes: list[str] = []
+            defaults: list[str] = []
+            header: list[str] | None = None
+            rows: list[list[str]] = []
+            try:
+                for row in csv.reader(_text_lines(resp)):
+                    if not row or row == [""]:  # a blank line ends a table
+                        if header is not None and rows:
+                            yield _table_frame(datatypes, defaults, header, rows)
+                        header, rows = None, []
+                    elif row[0] == "#datatype":
+                        datatypes, defaults, header, rows = row, [], None, []
+                    elif row[0] == "#default":
+                        defaults = row
+                    elif row[0].startswith("#"):
+                        continue
+                    elif header is None:
+                        header = row
+                    else:
+                        rows.append(row)
+                        if len(rows) >= self.table_rows:
+                            yield _table_frame(datatypes, defaults, header, rows)
+                            rows = []
+                if header is not None and rows:
+                    yield _table_frame(datatypes, defaults, header, rows)
+            finally:
+                resp.release_conn()
+        except (ApiException, Urllib3Error, OSError) as exc:
+            raise self._fail(exc) from exc
+
+    def _frame(self, flux: FluxBuilder) -> pd.DataFrame:
+        if flux.impossible:
+            return pd.DataFrame()
+        frames = [f for f in self._tables(flux) if len(f)]
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def _check(self, measurement: str, where: Where | None, by: str | None = None, field: str | None = None) -> None:
+        if measurement not in schema.FIELDS:
+            return
+        for key, _ in where_values(where):
+            if key not in schema.TAGS[measurement]:
+                raise StoreError(f"{measurement} has no tag {key!r}")
+        bad_by = by is not None and by not in schema.TAGS[measurement]
+        if bad_by or (field is not None and field not in schema.FIELDS[measurement]):
+            raise StoreError(f"{measurement} has no tag {by!r} or field {field!r}")
+
+    def query(
+        self,
+        measurement: str,
+        start: datetime,
+        end: datetime,
+        where: Where | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        self._check(measurement, where)
+        typed = measurement in schema.FIELDS
+        want = list(fields or (schema.FIELDS[measurement] if typed else ()))
+        if typed and set(want) - set(schema.FIELDS[measurement]):
+            raise StoreError(f"{measurement} has no field(s) {sorted(set(want) - set(schema.FIELDS[measurement]))}")
+        flux = FluxBuilder(self.bucket, measurement, start, end).fields(want if fields else []).where(where)
+        long = self._frame(flux)
+        if long.empty:
+            if typed:
+                return typed_frame(measurement, pd.DataFrame({"time": []}), schema.TAGS[measurement], want)
+            return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")})
+        tag_cols = [c for c in long.columns if c not in _META and not c.startswith("_")]
+        long[tag_cols] = long[tag_cols].fillna("")
+        wide = long.pivot_table(index=["_time", *tag_cols], columns="_field", values="_value", aggfunc="last", dropna=False)
+        wide = wide.reset_index().rename(columns={"_time": "time"}).sort_values("time", kind="stable")
+        wide.columns.name = None
+        wide = wide.dropna(how="all", subset=[c for c in wide.columns if c not in ("time", *tag_cols)])
+        if typed:
+            wide["time"] = wide["time"].astype("int64")
+            return typed_frame(measurement, wide, schema.TAGS[measurement], want)
+        for col in wide.columns:
+            if col not in ("time", *tag_cols):
+                vals = long.loc[long["_field"] == col, "_value"]
+                if len(vals) and all(isinstance(v, float) for v in vals):
+                    wide[col] = wide[col].astype("float64")
+        return wide.reset_index(drop=True)
+
+    def hourly(
+        self,
+        measurement: str,
+        field: str,
+        start: datetime,
+        end: datetime,
+        tz: ZoneInfo,
+        by: str,
+        where: Where | None = None,
+    ) -> pd.DataFrame:
+        self._check(measurement, where, by, field)
+        flux = FluxBuilder(self.bucket, measurement, start, end).fields([field]).where(where)
+        off = flux.param(timedelta(seconds=hour_offset_s(tz, start)))
+        flux.lines[0] = "data = " + flux.lines[0]
+        flux.then(f"  |> group(columns: [{flux_string(by)}])")
+        for fn in ("mean", "min", "max", "count"):
+            flux.then(
+                f"data |> aggregateWindow(every: 1h, offset: {off}, fn: {fn}, createEmpty: false, timeSrc: \"_start\")"
+                f" |> yield(name: \"{fn}\")"
+            )
+        long = self._frame(flux)
+        if long.empty:
+            return empty_hourly(by)
+        if by not in long.columns:
+            long[by] = ""
+        long[by] = long[by].fillna("")
+        long["_value"] = pd.to_numeric(long["_value"])
+        wide = long.pivot_table(index=[by, "_time"], columns="result", values="_value", aggfunc="last").reset_index()
+        wide = wide.rename(columns={"_time": "hour"})[[by, "hour", "mean", "min", "max", "count"]]
+        for c in ("mean", "min", "max"):
+            wide[c] = wide[c].astype("float64")
+        wide["count"] = wide["count"].astype("int64")
+        wide[by] = wide[by].astype(object)
+        wide.columns.name = None
+        return wide.sort_values([by, "hour"], kind="stable").reset_index(drop=True)
+
+    def last(
+        self,
+        measurement: str,
+        field: str,
+        by: str,
+        where: Where | None = None,
+        before: datetime | None = None,
+        lookback: timedelta = timedelta(days=30),
+    ) -> pd.DataFrame:
+        self._check(measurement, where, by, field)
+        end = before or utc_now()
+        flux = FluxBuilder(self.bucket, measurement, end - lookback, end).fields([field]).where(where)
+        # the last point of every series (pushed down), then the latest of those per `by`
+        flux.then("  |> last()", f"  |> group(columns: [{flux_string(by)}])", '  |> sort(columns: ["_time"])', "  |> last()")
+        df = self._frame(flux)
+        empty = pd.DataFrame({by: pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+                              "value": pd.Series([], dtype="float64")})
+        if df.empty:
+            return empty
+        if by not in df.columns:
+            df[by] = ""
+        df = df.rename(columns={"_time": "time", "_value": "value"})[[by, "time", "value"]]
+        if measurement in schema.FIELDS and (measurement, field) not in INT_FIELDS:
+            df["value"] = pd.to_numeric(df["value"]).astype("float64")
+        df[by] = df[by].fillna("").astype(object)
+        return df.sort_values(by, kind="stable").reset_index(drop=True)
+
+    def count(
+        self,
+        measurement: str,
+        start: datetime,
+        end: datetime,
+        where: Where | None = None,
+        field: str | None = None,
+    ) -> int:
+        self._check(measurement, where, field=field)
+        target = field or _REQUIRED_FIELD.get(measurement)
+        flux = FluxBuilder(self.bucket, measurement, start, end).fields([target] if target else []).where(where)
+        # per-series counts (pushed down), summed per field; the widest field is the number of points
+        flux.then("  |> count()", '  |> group(columns: ["_field"])', "  |> sum()", "  |> group()", "  |> max()")
+        df = self._frame(flux)
+        return int(df["_value"].iloc[0]) if len(df) and "_value" in df.columns else 0
+
+    def delete_before(self, measurement: str, before: datetime) -> None:
+        predicate = f"_measurement={flux_string(measurement)}"  # the delete predicate syntax quotes like Flux strings
+        try:
+            self._client.delete_api().delete(datetime(1970, 1, 1, tzinfo=UTC), before, predicate, bucket=self.bucket, org=self.org)
+        except (ApiException, Urllib3Error, OSError) as exc:
+            raise self._fail(exc) from exc
+
+    def ping(self) -> None:
+        if not self._client.ping():
+            raise StoreUnavailable(f"InfluxDB at {self.url} does not answer /ping")
+
+    def close(self) -> None:
+        self._write_api.close()
+        self._client.close()
+

@@ -1,7 +1,0 @@
-"""``heatwatch report``: one self-contained HTML page with plots, for people who do not open Grafana."""
-
-from __future__ import annotations
-
-from heatwatch.report.build import build_report
-
-__all__ = ["build_report"]
