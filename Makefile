@@ -28,6 +28,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the layer contracts: pyproject.toml [tool.importlinter]
 
 ## make constraints: write constraints.txt from what the venv resolved (after an upgrade; README, Dependencies)
 constraints:
