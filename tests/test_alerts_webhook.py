@@ -73,7 +73,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 def verify(headers: dict[str, str], body: bytes, secret: str = SECRET) -> bool:
-    want = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    """As a receiver verifies it: HMAC-SHA256 over "<X-Heatwatch-Timestamp>." + body."""
+    signed = headers["X-Heatwatch-Timestamp"].encode() + b"." + body
+    want = "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return hmac.compare_digest(headers[SIGNATURE_HEADER], want)
 
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from heatwatch.core.errors import ConfigError
+from heatwatch.core.redact import mask_url
 
 ENV_PREFIX = "HEATWATCH_"
 __all__ = ["Config", "ConfigError", "load_config"]
@@ -411,6 +412,8 @@ def effective_settings(cfg: Config) -> dict[str, dict[str, Any]]:
         for key, value in body.items():
             if isinstance(value, SecretStr):
                 body[key] = "******"
+            elif key.endswith("_url") and isinstance(value, str):
+                body[key] = mask_url(value)  # a webhook URL often carries its token
             elif isinstance(value, Path):
                 body[key] = str(value)
         out[section] = body
