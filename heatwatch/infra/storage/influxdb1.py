@@ -15,6 +15,7 @@ InfluxDB's own message. A database dropped at runtime is created again on the ne
 
 from __future__ import annotations
 
+import base64
 import gzip
 import logging
 import threading
@@ -133,7 +134,9 @@ class Influxdb1Store(Store):
         self.max_body_bytes = max_body_bytes
         headers: dict[str, str] = {}
         if username:
-            headers.update(urllib3.util.make_headers(basic_auth=f"{username}:{password or ''}"))
+            # UTF-8, as influxd reads it: urllib3's make_headers encodes Latin-1 and fails on a Chinese password
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
         self._http = urllib3.PoolManager(
             num_pools=2,
             maxsize=8,
@@ -168,8 +171,10 @@ class Influxdb1Store(Store):
                     method, self.url + path, fields=dict(fields), encode_multipart=False, preload_content=not stream
                 )
             else:
+                # urllib3 replaces the pool's default headers (the credentials) when a request passes its own
                 resp = self._http.request(
-                    method, self.url + path, body=body, headers=dict(headers or {}), preload_content=not stream
+                    method, self.url + path, body=body, headers={**self._http.headers, **(headers or {})},
+                    preload_content=not stream,
                 )
         except (Urllib3Error, OSError) as exc:
             raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {exc}") from exc
