@@ -133,3 +133,23 @@ def test_check_prints_valid_toml_of_the_effective_settings(tmp_path: Path, capsy
 def test_example_command_prints_the_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "example"]) == 0
     assert capsys.readouterr().out == example_toml()
+
+
+def test_environment_numbers_and_tables() -> None:
+    """Literal numbers and whole tables (as JSON) come from the environment too; bad JSON names the section."""
+    cfg = load_config(environ={"HEATWATCH_MQTT_QOS": "2", "HEATWATCH_CONTROL_STATIONS": '{"站1": {"supply_design_c": 70}}'})
+    assert cfg.mqtt.qos == 2
+    assert cfg.control.stations["站1"].supply_design_c == 70.0
+    assert cfg.control.stations["站1"].outdoor_design_c == cfg.control.design.outdoor_design_c
+    with pytest.raises(ConfigError, match=r'field "control".*JSON'):
+        load_config(environ={"HEATWATCH_CONTROL_STATIONS": "站1=70"})
+
+
+def test_defaults_read_neither_file_nor_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Config()`` is the defaults wherever it runs: only load_config reads heatwatch.toml and HEATWATCH_*."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "heatwatch.toml").write_text("[mqtt]\nport = 1999\n", encoding="utf-8")
+    monkeypatch.setenv("HEATWATCH_MQTT_HOST", "elsewhere")
+    assert Config().mqtt.port == 1883 and Config().mqtt.host == "127.0.0.1"
+    cfg = load_config()
+    assert (cfg.mqtt.port, cfg.mqtt.host, cfg.source) == (1999, "elsewhere", "heatwatch.toml + environment")

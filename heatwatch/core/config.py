@@ -3,6 +3,10 @@
 Every number from the service standards (docs/DOMAIN rules) is a default here, so a heating
 company can change it without code. Secrets are ``SecretStr``: masked when printed, and they
 may come from ``<key>_file`` (a path) instead of the file or environment.
+
+``Config`` is a pydantic-settings model: ``Config()`` is the defaults (no file, no environment),
+``load_config`` layers explicit overrides > environment > TOML file > defaults, and every error
+names the key (or the environment variable) that is wrong.
 """
 
 from __future__ import annotations
@@ -11,10 +15,21 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
 from heatwatch.core.errors import ConfigError
 from heatwatch.core.redact import mask_url
@@ -72,6 +87,11 @@ class MqttSettings(_Section):
     receive_maximum: int = Field(1000, ge=1, le=65535)  # unacknowledged messages in flight (MQTT 5)
     reconnect_min_s: float = Field(1.0, gt=0)
     reconnect_max_s: float = Field(60.0, gt=0)
+
+    @field_validator("qos", mode="before")
+    @classmethod
+    def _qos_from_text(cls, v: Any) -> Any:
+        return int(v) if isinstance(v, str) and v.strip() in ("0", "1", "2") else v  # HEATWATCH_MQTT_QOS=1 is text
 
     @field_validator("topic_prefix")
     @classmethod
@@ -253,7 +273,7 @@ RUN_PARTS: tuple[RunPart, ...] = ("collector", "analytics", "control")
 class RunSettings(_Section):
     """``heatwatch run``: which parts this process runs, and how it reports its health."""
 
-    parts: tuple[RunPart, ...] = RUN_PARTS  # control: proposals, rechecks, cold snap, alerts
+    parts: Annotated[tuple[RunPart, ...], NoDecode] = RUN_PARTS  # control: proposals, rechecks, cold snap, alerts
     analytics_window_h: float = Field(6.0, gt=0)  # each scheduled analysis covers the last N hours (every analytics.interval_min)
     status_interval_s: float = Field(5.0, gt=0)  # how often the status snapshot (<data_dir>/status.json) is rewritten
     http_host: str = "127.0.0.1"
@@ -270,8 +290,16 @@ class RunSettings(_Section):
         return v
 
 
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Config(BaseSettings):
+    """Every setting, one section per part. ``Config()`` is the defaults; ``load_config`` reads the file and environment."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,  # HEATWATCH_<SECTION>_<KEY>: the section is the field, the rest of the name its key
+        env_nested_delimiter="_",
+        env_nested_max_split=1,  # HEATWATCH_ANALYTICS_EDGE_SHARE_MIN is analytics.edge_share_min, not analytics.edge.share…
+    )
 
     general: GeneralSettings = GeneralSettings()
     mqtt: MqttSettings = MqttSettings()
@@ -288,7 +316,19 @@ class Config(BaseModel):
     alerts: AlertsSettings = AlertsSettings()
     run: RunSettings = RunSettings()
 
-    source: str = Field("defaults", exclude=True)
+    source: str = Field("defaults", exclude=True)  # where the values came from, for messages: "heatwatch.toml + environment"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``Config(...)`` takes only its arguments: the file and environment are read by ``load_config``, explicitly."""
+        return (init_settings,)
 
     # --- derived paths -------------------------------------------------------
     @property
@@ -315,37 +355,67 @@ class Config(BaseModel):
 
 
 SECTIONS: tuple[str, ...] = tuple(n for n in Config.model_fields if n != "source")
+_SECTION_TYPES: dict[str, type[BaseModel]] = {n: type(getattr(Config(), n)) for n in SECTIONS}
 
 
-def _coerce_env(raw: str) -> Any:
-    """Environment values arrive as text; pydantic turns them into the declared type."""
-    return raw
+def _check_env_names(environ: Mapping[str, str]) -> bool:
+    """A misspelled ``HEATWATCH_*`` variable is an error, not silently ignored (pydantic-settings skips unknown names).
 
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    # longest section names first so HEATWATCH_INFLUXDB1_URL is not read as section "influxdb"
-    for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name.startswith("HEATWATCH_TEST_"):
+    Returns whether any variable sets a key.
+    """
+    found = False
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper == CONFIG_ENV or upper.startswith("HEATWATCH_TEST_"):
             continue
-        rest = name[len(ENV_PREFIX) :].lower()
-        for section in sorted(SECTIONS, key=len, reverse=True):
-            if rest.startswith(section + "_"):
-                key = rest[len(section) + 1 :]
-                fields = type(getattr(Config(), section)).model_fields
-                if key not in fields:
-                    raise ConfigError(
-                        f"environment variable {name}: section [{section}] has no key {key!r}; "
-                        f"known keys: {', '.join(sorted(fields))}"
-                    )
-                out.setdefault(section, {})[key] = _coerce_env(value)
-                break
-        else:
+        section, _, key = upper[len(ENV_PREFIX) :].lower().partition("_")
+        if section not in SECTIONS or not key:
             raise ConfigError(
                 f"environment variable {name}: unknown section; expected HEATWATCH_<SECTION>_<KEY> with "
                 f"SECTION one of {', '.join(s.upper() for s in SECTIONS)}"
             )
-    return out
+        fields = _SECTION_TYPES[section].model_fields
+        if key not in fields:
+            raise ConfigError(
+                f"environment variable {name}: section [{section}] has no key {key!r}; known keys: {', '.join(sorted(fields))}"
+            )
+        found = True
+    return found
+
+
+class _Environment(EnvSettingsSource):
+    """The ``HEATWATCH_*`` variables of a given mapping (``os.environ`` by default; tests pass their own)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The TOML file; a missing file, bad TOML or an unknown section is a ``ConfigError`` naming the file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        if not path.is_file():
+            what = "is not a file" if path.exists() else "does not exist"
+            raise ConfigError(f"config file {path} {what} (given by --config or {CONFIG_ENV})")
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            raw = super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file_path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {file_path}: cannot read: {exc.strerror}") from None
+        for section, body in raw.items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{file_path}: unknown section [{section}]; expected one of {', '.join(SECTIONS)}")
+            if not isinstance(body, dict):
+                raise ConfigError(f"{file_path}: [{section}] must be a table of key = value")
+        return raw
 
 
 def _format_error(err: ValidationError, source: str) -> str:
@@ -368,40 +438,28 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Config:
-    """Load the TOML file (if any), then environment overrides, then explicit overrides."""
+    """Load the TOML file (``path``, ``$HEATWATCH_CONFIG`` or ./heatwatch.toml, if any), then the environment, then ``overrides``."""
     env = os.environ if environ is None else environ
-    data: dict[str, dict[str, Any]] = {}
     chosen = path or env.get(CONFIG_ENV)
-    source = "defaults"
     if chosen is None and Path(DEFAULT_FILE).is_file():
         chosen = DEFAULT_FILE
-    if chosen is not None:
-        p = Path(chosen)
-        try:
-            with p.open("rb") as fh:
-                raw = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist (given by --config or {CONFIG_ENV})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
-        for section, body in raw.items():
-            if section not in SECTIONS:
-                raise ConfigError(f"{p}: unknown section [{section}]; expected one of {', '.join(SECTIONS)}")
-            if not isinstance(body, dict):
-                raise ConfigError(f"{p}: [{section}] must be a table of key = value")
-            data[section] = dict(body)
-        source = str(p)
-    env_over = _env_overrides(env)
-    for section, body in env_over.items():
-        data.setdefault(section, {}).update(body)
-    if env_over:
+    source = "defaults" if chosen is None else str(chosen)
+    if _check_env_names(env):
         source += " + environment"
-    for section, body in (overrides or {}).items():
-        data.setdefault(section, {}).update(body)
     try:
-        return Config.model_validate({**data, "source": source})
+        sources: list[PydanticBaseSettingsSource] = [
+            InitSettingsSource(Config, {**{k: dict(v) for k, v in (overrides or {}).items()}, "source": source}),
+            _Environment(Config, env),
+        ]
+        if chosen is not None:
+            sources.append(_TomlFile(Config, Path(chosen)))
+        return Config(_build_sources=(tuple(sources), {}))
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source)) from None
+    except SettingsError as exc:  # a table given by the environment is JSON, and this one is not
+        raise ConfigError(
+            f"invalid configuration in {source}: {exc} (a table such as HEATWATCH_CONTROL_STATIONS is given as JSON)"
+        ) from None
 
 
 def effective_settings(cfg: Config) -> dict[str, dict[str, Any]]:
