@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from heatwatch.infra.mqtt.topics import indoor_topic  # noqa: E402
 from tests.helpers import make_registry_files  # noqa: E402
 from tools.servers import Influxd, Mosquitto  # noqa: E402
 
@@ -67,7 +68,7 @@ def reading_payload(i: int, t0: float, batch: int = 1) -> tuple[str, bytes]:
     else:
         body = [{"ts": t0 + (i * batch + k) * 0.001, "temp_c": round(15.0 + ((i * batch + k) * 7919 % 900) / 100, 2)}
                 for k in range(batch)]
-    return f"heat/indoor/{hid}", json.dumps(body).encode()
+    return indoor_topic("heat", hid), json.dumps(body).encode()
 
 
 def publish_backlog(port: int, n_messages: int, t0: float, batch: int = 1, client_id: str = "bench-pub") -> float:

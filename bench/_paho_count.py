@@ -21,7 +21,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collector.fastsock import FastClient
+from heatwatch.infra.mqtt.fastsock import FastClient
 
 
 def main() -> int:

@@ -27,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import HOMES, collector_env, emit, influx_count, machine, reading_payload, servers, start_collector, stop
 
+from heatwatch.infra.mqtt.topics import indoor_topic
+
 
 def client(port: int, cid: str) -> mqtt.Client:
     c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311)
@@ -82,7 +84,7 @@ def main() -> int:
             ts = time.time() - 1.0 - k * 1e-3
             ts_ns = round(ts * 1e6) * 1000  # the codec keeps microseconds
             t = time.perf_counter()
-            probe.publish(f"heat/indoor/{home}", json.dumps({"ts": ts, "temp_c": 21.5}), qos=1)
+            probe.publish(indoor_topic("heat", home), json.dumps({"ts": ts, "temp_c": 21.5}), qos=1)
             while not visible(influx.url, home, ts_ns):
                 if time.perf_counter() - t > 30:
                     raise TimeoutError("a probe never became queryable")

@@ -54,6 +54,7 @@ from _common import HOMES, ROOT, collector_env, machine, start_collector  # also
 from heatwatch.core import schema
 from heatwatch.core.config import load_config
 from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.mqtt.topics import indoor_topic
 from heatwatch.infra.storage import open_store
 from tests.helpers import Publisher
 from tools.servers import Influxd, Mosquitto
@@ -355,7 +356,7 @@ def run_once(idx: int, fault: str, setting: str, args: argparse.Namespace, base:
                 time.sleep(ahead)
             home, ts, temp = reading(i, t0)
             expected[(home, round(ts * 1e6) * 1000)] = temp
-            pub.send(f"heat/indoor/{home}", json.dumps({"ts": ts, "temp_c": temp}).encode())
+            pub.send(indoor_topic("heat", home), json.dumps({"ts": ts, "temp_c": temp}).encode())
             r.sent[0] = i + 1
 
     t_stream = time.time()

@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 
-from collector.topics import TopicError, TopicInfo, parse_topic
 from heatwatch.core import schema
 from heatwatch.core.config import Config, LimitsSettings
 from heatwatch.core.model import Point
 from heatwatch.core.registry import Registry
 from heatwatch.core.timeutil import _MS_EPOCH_THRESHOLD, NS, parse_ts
+from heatwatch.infra.mqtt.topics import TopicError, TopicInfo, parse_topic
 
 FORECAST_HORIZON_NS = 16 * 86_400 * NS
 TOPIC_CACHE_MAX = 200_000  # parsed topics kept (one per home/station); cleared when full

@@ -21,10 +21,6 @@ from heatwatch.core.model import FieldValue, Point
 from heatwatch.core.timeutil import from_ns, rfc3339
 
 
-def deadletter_topic(prefix: str) -> str:
-    return f"{prefix}/deadletter"
-
-
 def encode_payload(payload: bytes) -> tuple[str, str]:
     try:
         return payload.decode("utf-8"), "utf-8"

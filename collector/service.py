@@ -19,21 +19,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from paho.mqtt.client import MQTT_ERR_SUCCESS
-
 from collector.codec import Codec, Reject
-from collector.deadletter import deadletter, deadletter_point, deadletter_topic
+from collector.deadletter import deadletter, deadletter_point
 from collector.handover import Handover
 from collector.session import SessionMarker
 from collector.snapshot import CollectorSnapshot
 from collector.spool import Spool
-from collector.topics import probe_topic, subscriptions
 from collector.transport import Inbound, Subscriber
 from heatwatch.core import schema
 from heatwatch.core.config import Config
 from heatwatch.core.model import Point
 from heatwatch.core.registry import Registry
 from heatwatch.core.timeutil import Clock, to_ns, utc_now
+from heatwatch.infra.mqtt.client import MQTT_ERR_SUCCESS
+from heatwatch.infra.mqtt.topics import deadletter_topic, probe_topic, subscriptions
 from heatwatch.infra.storage import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("heatwatch.collector")

@@ -1,4 +1,4 @@
-"""MQTT transport: a paho-mqtt 2.x client set up for at-least-once delivery.
+"""The collector's MQTT session, set up for at-least-once delivery on the client heatwatch.infra.mqtt makes.
 
 Persistent session (stable client id, clean_start=False + session expiry on MQTT 5,
 clean_session=False on 3.1.1), manual acknowledgement, subscriptions renewed in on_connect,
@@ -10,20 +10,14 @@ arrived on: a PUBACK for a message of an earlier connection must not be sent on 
 from __future__ import annotations
 
 import logging
-import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from collector.fastsock import FastClient
 from heatwatch.core.config import Config
+from heatwatch.infra.mqtt.client import MQTT_ERR_SUCCESS, Client, Message, connect_options, make_client
+from heatwatch.infra.mqtt.fastsock import ack_qos1, message_topic
 
 log = logging.getLogger("heatwatch.mqtt")
 
@@ -36,96 +30,6 @@ class Inbound(NamedTuple):
     qos: int
     topic: str
     payload: bytes
-
-
-_negotiated: dict[tuple[str, int], str] = {}
-_neg_lock = threading.Lock()
-UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes: 3.1.1 "unacceptable protocol version", 5 "unsupported protocol version"
-
-
-def _setup_auth(client: mqtt.Client, cfg: Config) -> None:
-    m = cfg.mqtt
-    if m.username:
-        client.username_pw_set(m.username, cfg.secret("mqtt", "password"))
-    if m.tls:
-        client.tls_set(
-            ca_certs=str(m.ca_file) if m.ca_file else None,
-            certfile=str(m.cert_file) if m.cert_file else None,
-            keyfile=str(m.key_file) if m.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-        client.tls_insecure_set(m.tls_insecure)
-
-
-def resolve_protocol(cfg: Config, timeout: float = 10.0) -> str:
-    """The MQTT version to speak: as configured, or for "auto" 5 unless the broker refuses it."""
-    m = cfg.mqtt
-    if m.protocol != "auto":
-        return m.protocol
-    key = (m.host, m.port)
-    with _neg_lock:
-        if key in _negotiated:
-            return _negotiated[key]
-        result: dict[str, int] = {}
-        done = threading.Event()
-        probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        _setup_auth(probe, cfg)
-
-        def on_connect(c: mqtt.Client, u: Any, f: Any, rc: Any, p: Any) -> None:
-            result["rc"] = int(rc.value)
-            done.set()
-
-        probe.on_connect = on_connect
-        try:
-            probe.connect(m.host, m.port, keepalive=10)
-            probe.loop_start()
-            done.wait(timeout)
-        except OSError:
-            return "5"  # broker not reachable yet: keep 5, the caller's reconnect loop reports it
-        finally:
-            probe.disconnect()
-            probe.loop_stop()
-        if "rc" not in result:
-            return "5"
-        version = "3.1.1" if result["rc"] in UNSUPPORTED_PROTOCOL else "5"
-        if version == "3.1.1":
-            log.info("broker %s:%s does not speak MQTT 5; using MQTT 3.1.1", m.host, m.port)
-        _negotiated[key] = version
-        return version
-
-
-_PUBACK = struct.Struct("!BBH")
-PUBACK = 0x40
-
-
-def make_client(
-    cfg: Config, client_id: str | None = None, persistent: bool = True, manual_ack: bool = False, fast: bool = False
-) -> mqtt.Client:
-    """A configured paho client (protocol, credentials, TLS, backoff); not yet connected."""
-    m = cfg.mqtt
-    v5 = resolve_protocol(cfg) == "5"
-    client = (FastClient if fast else mqtt.Client)(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id if client_id is not None else m.client_id,
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else not persistent,
-        manual_ack=manual_ack,
-    )
-    _setup_auth(client, cfg)
-    client.reconnect_delay_set(min_delay=max(1, int(m.reconnect_min_s)), max_delay=max(1, int(m.reconnect_max_s)))
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    return client
-
-
-def connect_properties(cfg: Config, persistent: bool = True) -> Properties | None:
-    if resolve_protocol(cfg) != "5":
-        return None
-    props = Properties(PacketTypes.CONNECT)
-    if persistent:
-        props.SessionExpiryInterval = cfg.mqtt.session_expiry_s
-    props.ReceiveMaximum = cfg.mqtt.receive_maximum
-    return props
 
 
 class Subscriber:
@@ -153,7 +57,8 @@ class Subscriber:
         self.filters = filters + ([probe] if probe else [])
         self.on_inbound = on_inbound
         self.clock = clock
-        self.client = make_client(cfg, client_id, persistent=True, manual_ack=True, fast=True)
+        self.client_id = client_id if client_id is not None else cfg.mqtt.client_id
+        self.client = make_client(cfg, self.client_id, persistent=True, manual_ack=True, fast=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -187,13 +92,8 @@ class Subscriber:
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         m = self.cfg.mqtt
-        v5 = resolve_protocol(self.cfg) == "5"
-        kwargs: dict[str, Any] = {"keepalive": m.keepalive_s}
-        if v5:
-            kwargs["clean_start"] = False
-            kwargs["properties"] = connect_properties(self.cfg)
-        self._connect_kwargs = kwargs
-        self.client.connect_async(m.host, m.port, **kwargs)
+        self._connect_kwargs = connect_options(self.cfg, persistent=True)
+        self.client.connect_async(m.host, m.port, **self._connect_kwargs)
         self.client.loop_start()
 
     def stop_consuming(self) -> None:
@@ -268,7 +168,7 @@ class Subscriber:
         backoff = min(2 ** max(0, self._probe_misses - 1), 40)  # a broker that drops our probe must not make us flap
         if pipeline_idle and self.unacked == 0 and now - self.last_rx >= c.probe_idle_s * backoff:
             info = self.client.publish(self.probe_topic, b"probe", qos=1)
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            if info.rc == MQTT_ERR_SUCCESS:
                 self._probe_sent_at = now
                 self._probe_mid = info.mid
                 self.probes_sent += 1
@@ -284,11 +184,10 @@ class Subscriber:
             if generation != self.generation or not self.connected.is_set():
                 return False
             rc = self.client.ack(mid, qos)
-        return rc == mqtt.MQTT_ERR_SUCCESS
+        return rc == MQTT_ERR_SUCCESS
 
     def ack_many(self, messages: Sequence[Inbound]) -> tuple[int, int]:
-        """Acknowledge a stored batch: (acked, skipped). QoS-1 PUBACKs go out as one write — per-message
-        ``client.ack`` wakes paho's loop once per message, which the profile showed as a quarter of the worker."""
+        """Acknowledge a stored batch: (acked, skipped). QoS-1 PUBACKs go out as one write (``ack_qos1``)."""
         acked = skipped = 0
         mids: list[int] = []
         with self._lock:
@@ -302,22 +201,13 @@ class Subscriber:
                     skipped += 1
                 elif msg.qos == 1:
                     mids.append(msg.mid)
-                elif self.client.ack(msg.mid, msg.qos) == mqtt.MQTT_ERR_SUCCESS:
+                elif self.client.ack(msg.mid, msg.qos) == MQTT_ERR_SUCCESS:
                     acked += 1
                 else:
                     skipped += 1
             if mids:
-                queue = getattr(self.client, "_packet_queue", None)
-                if queue is not None:  # paho 2.x: one "packet" holding every PUBACK
-                    blob = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
-                    ok = queue(PUBACK, blob, 0, 0) == mqtt.MQTT_ERR_SUCCESS
-                    acked, skipped = (acked + len(mids), skipped) if ok else (acked, skipped + len(mids))
-                else:
-                    for mid in mids:
-                        if self.client.ack(mid, 1) == mqtt.MQTT_ERR_SUCCESS:
-                            acked += 1
-                        else:
-                            skipped += 1
+                n = ack_qos1(self.client, mids)
+                acked, skipped = acked + n, skipped + len(mids) - n
         self.last_settle = self.clock()
         return acked, skipped
 
@@ -330,7 +220,7 @@ class Subscriber:
         self.last_settle = self.clock()
 
     # --- callbacks (paho network thread) -----------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+    def _on_connect(self, client: Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             log.error("MQTT connect refused by %s:%s: %s", self.cfg.mqtt.host, self.cfg.mqtt.port, reason_code)
             return
@@ -349,7 +239,7 @@ class Subscriber:
                 "MQTT SESSION LOST: %s:%s answered 'session present: false' to %s, which had a persistent session. "
                 "Readings published while we were away may be gone. Check the broker's persistence (persistence "
                 "true, a persistence_location writable by the broker user, autosave settings; docs/OPERATIONS.md)",
-                self.cfg.mqtt.host, self.cfg.mqtt.port, self.client._client_id.decode(errors="replace"),
+                self.cfg.mqtt.host, self.cfg.mqtt.port, self.client_id,
             )
             if self.on_session_lost is not None:
                 try:
@@ -361,7 +251,7 @@ class Subscriber:
         self.last_rx = self.clock()
         client.subscribe([(f, int(self.cfg.mqtt.qos)) for f in self.filters])
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+    def _on_subscribe(self, client: Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
         codes = list(reason_codes)
         bad = [(f, rc) for f, rc in zip(self.filters, codes, strict=False) if getattr(rc, "is_failure", False)]
         if self.probe_topic and any(f == self.probe_topic for f, _ in bad):
@@ -376,25 +266,24 @@ class Subscriber:
             self.subscribed.set()
             log.info("MQTT subscribed to %s", ", ".join(self.filters))
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+    def _on_publish(self, client: Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         if mid == self._probe_mid and getattr(reason_code, "is_failure", False):
             self.probe_refused = True
             log.error("the broker refused our liveness probe on %s (%s): stalled sessions will not be detected; "
                       "let this client write it in the broker ACL", self.probe_topic, reason_code)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+    def _on_disconnect(self, client: Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._lock:
             self.connected.clear()
         self.subscribed.clear()
         if self.accepting:
             log.warning("MQTT disconnected (%s); reconnecting with backoff", reason_code)
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: Client, userdata: Any, msg: Message) -> None:
         if not self.accepting:
             return
         self.last_rx = self.clock()
-        # MQTT topics are UTF-8 by the spec; a broken one is kept readable for the dead letter
-        topic = bytes(msg._topic).decode("utf-8", errors="replace")
+        topic = message_topic(msg)  # a broken (non-UTF-8) topic is kept readable for its dead letter
         if self.probe_topic is not None and topic == self.probe_topic:
             if msg.qos:
                 client.ack(msg.mid, msg.qos)  # the probe is not a reading: acknowledged at once, never stored

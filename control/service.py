@@ -46,13 +46,15 @@ from control.db import db_path, open_engine
 from control.diagnosis import StationState, diagnose
 from control.outcome import judge, measured
 from control.proposal import OPEN, SETPOINT_KINDS, STATUSES, Proposal, new_proposal_id
-from control.publish import Publisher, PublishError, setpoint_payload, setpoint_topic
 from control.repo import ProposalRepo
 from heatwatch.core import schema
 from heatwatch.core.config import Config, StationDesign
 from heatwatch.core.model import FieldValue, Point
 from heatwatch.core.registry import Registry, Station
 from heatwatch.core.timeutil import Clock, rfc3339, to_ns, utc_now
+from heatwatch.infra.mqtt.client import Publisher, PublishError
+from heatwatch.infra.mqtt.setpoint import setpoint_payload
+from heatwatch.infra.mqtt.topics import setpoint_topic
 from heatwatch.infra.storage.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("heatwatch.control")
@@ -279,7 +281,7 @@ class ControlLoop:
             raise ApplyError("no MQTT publisher: cannot send the setpoint (is [mqtt] configured?)")
         body = setpoint_payload(p.proposal_id, p.station_id, p.proposed_c, p.effective_at, now, p.reason)
         try:
-            self.publisher.publish(setpoint_topic(self.cfg, p.station_id), body, qos=1, retain=True)
+            self.publisher.publish(setpoint_topic(self.cfg.mqtt.topic_prefix, p.station_id), body, qos=1, retain=True)
         except PublishError as exc:
             raise ApplyError(f"setpoint for {p.station_id} not acknowledged by the broker: {exc}") from None
 

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import orjson
 
 from heatwatch.core.registry import Home
+from heatwatch.infra.mqtt.topics import indoor_topic
 from simulators.mqttio import MqttTarget, Publisher
 from simulators.sensors import rfc3339_z
 from simulators.spec import CommunitySpec, NetworkSpec, StationSpec
@@ -127,7 +128,7 @@ class LoadGenerator:
                     if delay > 0:
                         time.sleep(delay)
                 body = readings[0] if self.plan.batch == 1 else readings
-                pub.publish(f"{prefix}/indoor/{hid}", orjson.dumps(body))
+                pub.send(indoor_topic(prefix, hid), orjson.dumps(body))
                 self.readings_sent += len(readings)
                 self.messages_sent += 1
                 now = time.monotonic()

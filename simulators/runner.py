@@ -29,7 +29,10 @@ import numpy as np
 from heatwatch.core.config import Config
 from heatwatch.core.registry import Registry
 from heatwatch.core.timeutil import Clock, rfc3339, utc_now
-from simulators.mqttio import MqttTarget, Publisher, PublishError
+from heatwatch.infra.mqtt.client import PublishError
+from heatwatch.infra.mqtt.setpoint import parse_setpoint
+from heatwatch.infra.mqtt.topics import setpoint_filter
+from simulators.mqttio import MqttTarget, Publisher
 from simulators.scenario import Scenario, load_scenario
 from simulators.sensors import (
     Message,
@@ -39,7 +42,7 @@ from simulators.sensors import (
     station_messages,
     weather_messages,
 )
-from simulators.setpoint import SetpointSchedule, parse_setpoint, setpoint_topic
+from simulators.setpoint import SetpointSchedule
 from simulators.simulation import Simulation, StepTruth
 from simulators.truth import TruthWriter, fault_name
 
@@ -187,7 +190,7 @@ class ScenarioRunner:
             return self.sim.t
         self._begun = True
         if self.target is not None:
-            sub = [setpoint_topic(self.prefix, "+")]
+            sub = [setpoint_filter(self.prefix)]
             self._publisher = Publisher(self.target, self.client_id, subscribe=sub).connect()
         self._wall0 = time.monotonic()
         self._publish_state(self.sim.truth())
@@ -326,7 +329,7 @@ class ScenarioRunner:
     def _send(self, msgs: list[Message]) -> None:
         for m in msgs:
             if self._publisher is not None:
-                self._publisher.publish(m.topic, m.payload)
+                self._publisher.send(m.topic, m.payload)
             if self.sink is not None:
                 self.sink(m)
             self.published += 1

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from heatwatch.infra.mqtt.topics import forecast_topic, indoor_topic, station_topic, weather_topic
 from simulators.generator import Network
 from simulators.scenario import Scenario
 
@@ -44,7 +45,7 @@ class SensorBank:
         self.ids = [net.homes[i].home_id for i in self.idx]
         self.community = [net.homes[i].community for i in self.idx]
         self.building = [net.homes[i].building for i in self.idx]
-        self.topics = [f"{prefix}/indoor/{h}" for h in self.ids]
+        self.topics = [indoor_topic(prefix, h) for h in self.ids]
         n = len(self.idx)
         self.n = n
         rng = np.random.default_rng(np.random.SeedSequence([scenario.seed, 4]))
@@ -220,14 +221,14 @@ def station_messages(
             "primary_supply_c": round(float(st.primary_supply_c[j]), 2),
             "primary_return_c": round(float(st.primary_return_c[j]), 2),
         }
-        out.append(Message(f"{prefix}/station/{sid}", orjson.dumps(body)))
+        out.append(Message(station_topic(prefix, sid), orjson.dumps(body)))
     return out
 
 
 def weather_messages(prefix: str, sites: tuple[str, ...], t: datetime, temps: np.ndarray) -> list[Message]:
     ts = rfc3339_z(int(t.timestamp()))
     return [
-        Message(f"{prefix}/weather/{s}", orjson.dumps({"ts": ts, "temp_c": round(float(v), 2)}))
+        Message(weather_topic(prefix, s), orjson.dumps({"ts": ts, "temp_c": round(float(v), 2)}))
         for s, v in zip(sites, temps, strict=True)
         if math.isfinite(float(v))
     ]
@@ -239,7 +240,7 @@ def forecast_messages(
     its = rfc3339_z(int(issued.timestamp()))
     return [
         Message(
-            f"{prefix}/weather/{site}/forecast",
+            forecast_topic(prefix, site),
             orjson.dumps({"issued": its, "points": [{"ts": rfc3339_z(int(t.timestamp())), "temp_c": v} for t, v in pts]}),
         )
         for site, pts in forecast.items()

@@ -11,9 +11,9 @@ import pytest
 
 from collector.codec import Codec
 from collector.deadletter import deadletter
-from collector.topics import parse_topic, subscriptions
 from heatwatch.core import schema
 from heatwatch.core.timeutil import NS, to_ns, utc_now
+from heatwatch.infra.mqtt.topics import parse_topic, subscriptions
 from tests.helpers import config, registry_for
 
 NOW = utc_now().replace(microsecond=0)

@@ -15,7 +15,7 @@ import pytest
 from analytics.results import AnalysisResult, CommunityStats, HomeBelow
 from control.curve import heating_curve
 from control.proposal import TransitionError, new_proposal_id
-from control.publish import MqttPublisher, PublishError
+from control.publish import MqttPublisher
 from control.rechecks import stored_jobs
 from control.service import ControlLoop
 from heatwatch.core import schema
@@ -23,6 +23,7 @@ from heatwatch.core.config import Config, load_config
 from heatwatch.core.model import Point
 from heatwatch.core.registry import Home, Registry, Station
 from heatwatch.core.timeutil import rfc3339, to_ns
+from heatwatch.infra.mqtt.client import PublishError
 from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Listener
 from tools.servers import Mosquitto

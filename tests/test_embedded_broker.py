@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from collector.service import Collector
-from collector.transport import resolve_protocol
 from heatwatch.core import schema
 from heatwatch.core.timeutil import utc_now
 from heatwatch.infra.embedded_broker import EmbeddedBroker
+from heatwatch.infra.mqtt.client import resolve_protocol
 from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Publisher, config, registry_for
 from tools.servers import Mosquitto

@@ -1,4 +1,4 @@
-"""The collector's faster paho receive path (collector/fastsock.py) must deliver exactly what stock paho does."""
+"""The collector's faster paho receive path (heatwatch/infra/mqtt/fastsock.py) must deliver exactly what stock paho does."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.fastsock import BufferedSocket, FastClient, plain_publish
+from heatwatch.infra.mqtt.fastsock import BufferedSocket, FastClient, plain_publish
 from tools.servers import Mosquitto
 
 

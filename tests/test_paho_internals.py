@@ -1,4 +1,4 @@
-"""Pins the paho-mqtt internals that collector/fastsock.py overrides and collector/transport.py calls.
+"""Pins the paho-mqtt internals that heatwatch/infra/mqtt/fastsock.py overrides and calls.
 
 paho promises nothing about its underscored names. pyproject.toml bounds paho to the versions these were
 checked against; when that bound is lifted, this file says which internal moved before the collector
@@ -16,9 +16,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.fastsock import FastClient, InboundMessage
+from heatwatch.infra.mqtt.fastsock import FastClient, InboundMessage
 
-RECHECK = "collector/fastsock.py must be re-checked against this paho version"
+RECHECK = "heatwatch/infra/mqtt/fastsock.py must be re-checked against this paho version"
 PAHO = f"paho-mqtt {getattr(paho.mqtt, '__version__', '?')}"
 
 # method -> parameter names (in order) our overrides and calls rely on
@@ -28,9 +28,9 @@ METHODS: dict[str, list[str]] = {
     "_handle_publish": ["self"],  # FastClient decodes plain PUBLISHes itself
     "_handle_on_message": ["self", "message"],  # FastClient dispatches straight to on_message
     "_send_puback": ["self", "mid"],  # FastClient acks QoS 1 when not in manual-ack mode
-    "_packet_queue": ["self", "command", "packet", "mid", "qos", "info"],  # transport.py: one blob of PUBACKs
+    "_packet_queue": ["self", "command", "packet", "mid", "qos", "info"],  # ack_qos1: one blob of PUBACKs
     "message_callback_add": ["self", "sub", "callback"],  # FastClient falls back to paho's dispatch
-    "ack": ["self", "mid", "qos"],  # transport.py: manual acknowledgement
+    "ack": ["self", "mid", "qos"],  # collector.transport: manual acknowledgement
 }
 
 

@@ -16,8 +16,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from heatwatch.app.lockstep import Lockstep
+from heatwatch.infra.mqtt.client import PublishError
 from simulators.load import LoadGenerator, LoadPlan, expected_readings
-from simulators.mqttio import MqttTarget, Publisher, PublishError
+from simulators.mqttio import MqttTarget, Publisher
 from simulators.runner import ScenarioRunner
 from simulators.testing import design_scenario
 from tools.servers import Mosquitto, free_port

@@ -16,8 +16,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Protocol
 
-from control.publish import Publisher, PublishError
 from heatwatch.core.redact import mask_url
+from heatwatch.infra.mqtt.client import Publisher, PublishError
+from heatwatch.infra.mqtt.topics import alert_topic
 
 log = logging.getLogger("heatwatch.alerts")
 SIGNATURE_HEADER = "X-Heatwatch-Signature"
@@ -73,7 +74,7 @@ class MqttSink:
 
     def send(self, category: str, body: bytes, delivery_id: str) -> None:
         try:
-            self.publisher.publish(f"{self.prefix}/alerts/{category}", body, qos=1, retain=False, timeout=self.timeout_s)
+            self.publisher.publish(alert_topic(self.prefix, category), body, qos=1, retain=False, timeout=self.timeout_s)
         except PublishError as exc:
             raise SinkError(f"mqtt: {exc}") from None
 

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from analytics.results import AnalysisResult
     from control.proposal import Proposal
-    from control.publish import Publisher
     from control.service import ControlLoop, CycleReport
     from heatwatch.core.config import Config
     from heatwatch.core.registry import Registry
+    from heatwatch.infra.mqtt.client import Publisher
     from heatwatch.infra.storage.base import Store
     from simulators.runner import ScenarioRunner
 

@@ -102,7 +102,7 @@ def read_snapshot(cfg: Config, timeout: float = 3.0) -> tuple[Snapshot | None, s
 
 def probe_broker(cfg: Config, timeout: float = 5.0) -> tuple[bool, str]:
     """Connect and disconnect with a throwaway clean session (never the collector's own client id)."""
-    from collector.transport import make_client
+    from heatwatch.infra.mqtt.client import make_client
 
     done = threading.Event()
     result: dict[str, str] = {}

@@ -13,9 +13,10 @@ from pathlib import Path
 from heatwatch.app.context import App, setup_logging
 from heatwatch.core.errors import UsageError
 from heatwatch.core.timeutil import parse_cli_time, rfc3339, utc_now
+from heatwatch.infra.mqtt.client import PublishError
 from simulators.generator import generate
 from simulators.load import LoadGenerator, choose_homes, default_plan, synthetic_spec
-from simulators.mqttio import MqttTarget, PublishError
+from simulators.mqttio import MqttTarget
 from simulators.scenario import load_scenario, shipped_scenarios
 from simulators.spec import load_network
 
