@@ -30,7 +30,7 @@ from heatwatch.core import schema
 from heatwatch.core.config import Config
 from heatwatch.core.model import Point
 from heatwatch.core.registry import Registry
-from heatwatch.core.timeutil import Clock, to_ns, utc_now
+from heatwatch.core.timeutil import Backoff, Clock, to_ns, utc_now
 from heatwatch.infra.mqtt.client import MQTT_ERR_SUCCESS
 from heatwatch.infra.mqtt.topics import deadletter_topic, probe_topic, subscriptions
 from heatwatch.infra.storage import Store, StoreError, StoreUnavailable
@@ -101,7 +101,9 @@ class Collector:
         # decoded batches waiting for the writer: one, so at most two batches are unacknowledged at a time
         self._decoded: queue.Queue[_Decoded | None] = queue.Queue(maxsize=1)
         self._writing = False  # the writer is storing a batch: the worker may keep filling the next one
-        self._store_down_until = 0.0
+        self._store_down_until = 0.0  # monotonic time before which the store is not tried again
+        # jittered: collectors of one group that lost the store together do not retry it together
+        self._store_backoff = Backoff(c.store_retry_s, c.store_retry_max_s)
         self._last_metrics = time.monotonic()
         self._spool_warned_at = 0.0
         self._dl_topic = deadletter_topic(cfg.mqtt.topic_prefix)
@@ -326,10 +328,11 @@ class Collector:
             if not self.spool.batches and time.monotonic() >= self._store_down_until:
                 try:
                     self._write_isolating(points, dead)
+                    self._store_backoff.reset()
                     return True
                 except StoreUnavailable as exc:
-                    self._store_down_until = time.monotonic() + self.cfg.collector.store_retry_s
-                    log.error("store unavailable (%s); spooling to %s", exc, self.spool.path)
+                    wait = self._store_down()
+                    log.error("store unavailable (%s); spooling to %s, retrying in %.1f s", exc, self.spool.path, wait)
                     self._store_alarm(exc)
             if self.spool.has_room():
                 self.spool.append(points)
@@ -344,8 +347,14 @@ class Collector:
                 "SPOOL FULL (%d bytes, limit %d) and store unavailable: not acknowledging; backlog stays at the broker",
                 self.spool.bytes, self.spool.max_bytes,
             )
-            time.sleep(self.cfg.collector.store_retry_s)
+            self._stop.wait(max(0.1, self._store_down_until - time.monotonic()))
             self._store_down_until = 0.0
+
+    def _store_down(self) -> float:
+        """The store did not answer: wait the next (jittered, growing) backoff before trying it again."""
+        wait = self._store_backoff.next()
+        self._store_down_until = time.monotonic() + wait
+        return wait
 
     def _write_isolating(self, points: Sequence[Point], dead: list[tuple[str, bytes, Reject]]) -> None:
         """Write; when the store refuses the batch, bisect to dead-letter only the points it refuses."""
@@ -379,10 +388,12 @@ class Collector:
                 if dead:  # points the store refused: their dead letters are stored before the entry leaves the spool
                     self._write_isolating(self._letters(dead, to_ns(self.clock())), [])
             except StoreUnavailable as exc:
-                self._store_down_until = time.monotonic() + self.cfg.collector.store_retry_s
-                log.warning("store still unavailable (%s); %d batches wait in the spool", exc, self.spool.batches)
+                wait = self._store_down()
+                log.warning("store still unavailable (%s); %d batches wait in the spool, retrying in %.1f s",
+                            exc, self.spool.batches, wait)
                 self._store_alarm(exc)
                 return
+            self._store_backoff.reset()
             self._publish_dead(dead, to_ns(self.clock()))
             self.spool.remove(seq)
             with self.stats_lock:

@@ -111,6 +111,22 @@ class SqliteSettings(_Section):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"  # FULL: an acked reading survives a power cut
 
 
+def _http_url(v: str) -> str:
+    """An InfluxDB endpoint: http(s)://host[:port][/path] — checked here so a store is never built from a bad one."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected http(s)://host:port")
+    return v
+
+
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v
+
+
 class Influxdb1Settings(_Section):
     url: str = "http://127.0.0.1:8086"
     database: str = "heatwatch"
@@ -121,6 +137,9 @@ class Influxdb1Settings(_Section):
     timeout_s: float = Field(10.0, gt=0)
     create_database: bool = True
 
+    _url = field_validator("url")(_http_url)
+    _database = field_validator("database")(_not_blank)
+
 
 class Influxdb2Settings(_Section):
     url: str = "http://127.0.0.1:8086"
@@ -129,6 +148,16 @@ class Influxdb2Settings(_Section):
     token: SecretStr | None = None
     token_file: Path | None = None
     timeout_s: float = Field(10.0, gt=0)
+
+    _url = field_validator("url")(_http_url)
+    _names = field_validator("org", "bucket")(_not_blank)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            raise ValueError("must not be empty (leave it unset and use token_file, or set the token)")
+        return v
 
 
 class RegistrySettings(_Section):
@@ -146,7 +175,8 @@ class CollectorSettings(_Section):
     spool_dir: Path | None = None  # default: <data_dir>/spool
     spool_max_mb: float = Field(512.0, gt=0)  # disk spool while the store is down; when full the collector stops acking
     metrics_interval_s: float = Field(10.0, gt=0)
-    store_retry_s: float = Field(2.0, gt=0)
+    store_retry_s: float = Field(2.0, gt=0)  # first wait before retrying a store that is down
+    store_retry_max_s: float = Field(30.0, gt=0)  # waits double up to this, jittered so collectors do not retry in step
     collector_id: str = ""  # default: the MQTT client id
     deadletter_retention_days: int = Field(30, ge=0)  # dead letters older than this are deleted from the store hourly (0: kept)
     # liveness: with nothing received for probe_idle_s and nothing unacknowledged, publish a probe to our own
@@ -333,10 +363,12 @@ class Config(BaseSettings):
     # --- derived paths -------------------------------------------------------
     @property
     def sqlite_path(self) -> Path:
+        """The SQLite store's file: ``[sqlite] path``, else ``<data_dir>/heatwatch.sqlite``."""
         return self.sqlite.path or self.general.data_dir / "heatwatch.sqlite"
 
     @property
     def spool_dir(self) -> Path:
+        """The collector's disk spool: ``[collector] spool_dir``, else ``<data_dir>/spool``."""
         return self.collector.spool_dir or self.general.data_dir / "spool"
 
     def secret(self, section: str, key: str) -> str | None:

@@ -7,9 +7,13 @@ and the accelerated simulator can move time.
 from __future__ import annotations
 
 import math
+import random
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from heatwatch.core.errors import UsageError
 
 Clock = Callable[[], datetime]
 
@@ -19,10 +23,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def utc_now() -> datetime:
+    """The real clock: an aware UTC datetime (the default ``Clock``)."""
     return datetime.now(UTC)
 
 
 def to_ns(dt: datetime) -> int:
+    """An aware datetime as UTC nanoseconds since the epoch (the time of a ``Point``)."""
     if dt.tzinfo is None:
         raise ValueError("datetime must be timezone-aware")
     delta = dt - _EPOCH  # aware subtraction: no astimezone, so 0001-01-01T00:00+01:00 cannot overflow
@@ -30,6 +36,7 @@ def to_ns(dt: datetime) -> int:
 
 
 def from_ns(ns: int) -> datetime:
+    """UTC nanoseconds as an aware UTC datetime (microsecond precision)."""
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)
 
 
@@ -73,9 +80,59 @@ def rfc3339(dt: datetime, tz: ZoneInfo | None = None) -> str:
     return dt.astimezone(tz or UTC).isoformat(timespec="seconds")
 
 
-def parse_cli_time(text: str, tz: ZoneInfo) -> datetime:
-    """Times typed by an operator: RFC 3339, or a naive local time in the configured zone."""
-    dt = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=tz)
-    return dt.astimezone(UTC)
+def parse_cli_time(text: str, tz: ZoneInfo, flag: str = "time", also: str = "") -> datetime:
+    """A time typed by an operator after ``flag``: RFC 3339, or a local time (or date) in the configured zone.
+
+    Every command reads its times here, so they all accept the same forms and say the same thing when a
+    time is wrong: a ``UsageError`` naming the flag (``also`` adds what else the flag takes, e.g. a duration).
+    """
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("z", "Z"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=tz)
+        return dt.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01T00:00+08:00 is before year 1 in UTC
+        raise UsageError(
+            f"{flag} {text!r} is not a time: expected a time such as 2026-01-10T06:00:00+08:00 (RFC 3339), "
+            f"2026-01-10 06:00 or 2026-01-10 (local, {tz.key}){also}"
+        ) from None
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """A duration typed by an operator (``90s``, ``15m``, ``48h``, ``3d``); None when ``text`` is not one."""
+    m = _DURATION.match(text)
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)]) if m else None
+
+
+class Backoff:
+    """Delays between retries: exponential from ``min_s`` to ``max_s``, each one partly random.
+
+    ``jitter`` is the random fraction of each delay: the n-th delay is drawn from
+    ``[base·(1 − jitter), base]`` with ``base = min(max_s, min_s·2ⁿ)``. 0 is plain exponential
+    backoff, 1 is "full jitter". The randomness is what keeps scaled-out collectors (or many
+    clients of one webhook) from retrying a recovering server in lockstep. Pass a seeded
+    ``random.Random`` for a reproducible sequence.
+    """
+
+    def __init__(self, min_s: float, max_s: float, jitter: float = 0.2, rng: random.Random | None = None) -> None:
+        if min_s <= 0 or not 0 <= jitter <= 1:
+            raise ValueError(f"Backoff needs min_s > 0 and 0 <= jitter <= 1 (got {min_s}, {jitter})")
+        self.min_s = min_s
+        self.max_s = max(min_s, max_s)
+        self.jitter = jitter
+        self.rng = rng or random.Random()
+        self.failures = 0  # consecutive failures since the last reset()
+
+    def next(self) -> float:
+        """The delay before the next attempt, after one more failure."""
+        base = min(self.max_s, self.min_s * 2.0 ** min(self.failures, 62))
+        self.failures += 1
+        return base * (1.0 - self.jitter * self.rng.random())
+
+    def reset(self) -> None:
+        """The last attempt succeeded: the next failure waits ``min_s`` again (give or take the jitter)."""
+        self.failures = 0

@@ -28,23 +28,13 @@ IMPORT_CHUNK = 5_000  # readings per store write while importing (the live count
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-def _time(text: str, opt: str, cfg: Config) -> datetime:
-    try:
-        return parse_cli_time(text, cfg.general.tz)
-    except ValueError:
-        raise UsageError(
-            f"{opt} {text!r} is not a time; expected RFC 3339 (2026-01-10T06:00:00+08:00) "
-            f"or local time in {cfg.general.timezone} (2026-01-10T06:00)"
-        ) from None
-
-
 def window(args: argparse.Namespace, cfg: Config, default: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
     if args.start is None and args.end is None:
         return default
     if args.start is None:
         raise UsageError("--to needs --from")
-    start = _time(args.start, "--from", cfg)
-    end = _time(args.end, "--to", cfg) if args.end is not None else CLOCK()
+    start = parse_cli_time(args.start, cfg.general.tz, "--from")
+    end = parse_cli_time(args.end, cfg.general.tz, "--to") if args.end is not None else CLOCK()
     if start >= end:
         raise UsageError(f"--from {args.start} is not before --to {args.end or 'now'}")
     return start, end

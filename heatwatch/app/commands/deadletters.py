@@ -25,7 +25,6 @@ from collector.deadletter import StoredLetter, deadletter_point, stored_letters
 from heatwatch.app.context import App
 from heatwatch.core import schema
 from heatwatch.core.config import Config
-from heatwatch.core.errors import UsageError
 from heatwatch.core.model import Point
 from heatwatch.core.registry import Registry
 from heatwatch.core.timeutil import Clock, from_ns, parse_cli_time, rfc3339, to_ns, utc_now
@@ -191,11 +190,7 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 def _window(args: argparse.Namespace, cfg: Config) -> tuple[datetime, datetime]:
     now = CLOCK()
     if args.since:
-        try:
-            since = parse_cli_time(args.since, cfg.general.tz)
-        except (ValueError, OverflowError):
-            raise UsageError(f"--since {args.since!r} is not a time; expected RFC 3339 (2026-01-10T06:00:00+08:00) "
-                             f"or local time in {cfg.general.timezone} (2026-01-10T06:00)") from None
+        since = parse_cli_time(args.since, cfg.general.tz, "--since")
     else:
         since = now - timedelta(days=cfg.collector.deadletter_retention_days or cfg.storage.retention_days)
     return since, now + timedelta(minutes=1)

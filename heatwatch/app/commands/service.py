@@ -33,11 +33,7 @@ DEFAULT_REPORT_DAYS = 7
 def _time_arg(text: str | None, app: App, flag: str) -> datetime | None:
     if text is None:
         return None
-    try:
-        return parse_cli_time(text, app.cfg.general.tz)
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected a time such as 2026-01-10, '2026-01-10 08:00' (local, "
-                         f"{app.cfg.general.timezone}) or 2026-01-10T00:00Z") from None
+    return parse_cli_time(text, app.cfg.general.tz, flag)
 
 
 def _report(args: argparse.Namespace) -> int:

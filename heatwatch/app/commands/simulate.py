@@ -4,39 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from heatwatch.app.context import App, setup_logging
 from heatwatch.core.errors import UsageError
-from heatwatch.core.timeutil import parse_cli_time, rfc3339, utc_now
+from heatwatch.core.timeutil import parse_cli_time, parse_duration, rfc3339, utc_now
 from heatwatch.infra.mqtt.client import PublishError
 from simulators.generator import generate
 from simulators.load import LoadGenerator, choose_homes, default_plan, synthetic_spec
 from simulators.mqttio import MqttTarget
 from simulators.scenario import load_scenario, shipped_scenarios
 from simulators.spec import load_network
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_duration(text: str) -> timedelta | None:
-    m = _DURATION.match(text)
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)]) if m else None
-
-
-def _time_arg(text: str, what: str, app: App, duration_ok: bool = False) -> datetime:
-    try:
-        return parse_cli_time(text, app.cfg.general.tz)
-    except ValueError:
-        also = " or a duration such as 48h / 3d" if duration_ok else ""
-        raise UsageError(
-            f"{what} {text!r}: expected RFC 3339 (2026-01-05T08:00:00+08:00) or a local time (2026-01-05 08:00){also}"
-        ) from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -47,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     if args.speed < 0:
         raise UsageError(f"--speed {args.speed}: expected 0 (as fast as possible) or a positive factor")
-    start = _time_arg(args.start, "--start", app) if args.start else None
+    start = parse_cli_time(args.start, app.cfg.general.tz, "--start") if args.start else None
     until: datetime | None = None
     if args.until:
         dur = parse_duration(args.until)
@@ -58,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
             start = floor_to_step(start or utc_now() - dur, scenario.step_s)
             until = start + dur
         else:
-            until = _time_arg(args.until, "--until", app, duration_ok=True)
+            until = parse_cli_time(args.until, app.cfg.general.tz, "--until", also=", or a duration such as 48h / 3d")
     if until is not None and until > utc_now() and not args.live:
         raise UsageError(f"--until {args.until}: lies in the future; use --live to follow real time")
     out = Path(args.out) if args.out else app.cfg.general.data_dir / "sim" / scenario.name
