@@ -2,7 +2,7 @@
 
 Each key is shown with its default; keys without a default (paths derived from ``data_dir``,
 secrets, optional values) are shown commented out. The comment on a key is the comment beside it
-in heatwatch/config.py, so the model stays the one place where a setting is explained.
+in heatwatch/core/config.py, so the model stays the one place where a setting is explained.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def _section(name: str, model: BaseModel) -> list[str]:
 
 
 def example_toml(cfg: Config | None = None) -> str:
+    """The example file: every section and key of ``cfg`` (default: the defaults), with the comments of the model."""
     cfg = cfg or Config()
     parts = [HEADER]
     for name in SECTIONS:

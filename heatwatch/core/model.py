@@ -14,6 +14,8 @@ FieldValue = float | int | str | bool
 
 @dataclass(frozen=True, slots=True)
 class Point:
+    """One record: measurement, tags (indexed), fields (values) and time."""
+
     measurement: str
     tags: Mapping[str, str]
     fields: Mapping[str, FieldValue]

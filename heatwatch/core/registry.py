@@ -43,6 +43,8 @@ ID_FORBIDDEN = set("/#+\n\r\t\x00")
 
 @dataclass(frozen=True, slots=True)
 class Home:
+    """One home of the registry: where it sits (community, building, floor) and the standard it is held to."""
+
     home_id: str
     community: str
     building: str
@@ -59,14 +61,17 @@ class Home:
 
     @property
     def top(self) -> bool:
+        """On the top floor: under the roof, an edge home."""
         return self.floor == self.floors
 
     @property
     def ground(self) -> bool:
+        """On the ground floor: over the unheated basement, an edge home."""
         return self.floor == 1
 
     @property
     def edge(self) -> bool:
+        """Top floor, ground floor or gable end: the homes that lose most heat and carry ≥ 40 % of the weight."""
         return self.top or self.ground or self.gable
 
     @property
@@ -78,6 +83,8 @@ class Home:
 
 @dataclass(frozen=True, slots=True)
 class Station:
+    """A heat-exchange station: the communities it serves and the supply temperatures it can deliver."""
+
     station_id: str
     name: str
     communities: tuple[str, ...]
@@ -88,20 +95,26 @@ class Station:
 
 @dataclass(frozen=True)
 class Registry:
+    """Homes and stations by id; an empty registry means ids are not checked."""
+
     homes: Mapping[str, Home]
     stations: Mapping[str, Station] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> Registry:
+        """No homes, no stations: what the collector checks ids against when no registry is configured."""
         return cls({}, {})
 
     def communities(self) -> list[str]:
+        """Every community with at least one home, sorted."""
         return sorted({h.community for h in self.homes.values()})
 
     def homes_in(self, community: str) -> list[Home]:
+        """The homes of one community."""
         return [h for h in self.homes.values() if h.community == community]
 
     def station_of_community(self, community: str) -> Station | None:
+        """The station that heats ``community`` (None when no station lists it)."""
         for st in self.stations.values():
             if community in st.communities:
                 return st
@@ -169,6 +182,7 @@ def _rows(path: Path, required: Iterable[str]) -> Iterable[tuple[int, dict[str, 
 
 
 def load_homes(path: Path) -> dict[str, Home]:
+    """Read a homes CSV; a ``RegistryError`` names the file, row and column of the first problem."""
     homes: dict[str, Home] = {}
     for i, row in _rows(path, HOME_REQUIRED):
         where = f"{path} row {i}"
@@ -215,6 +229,7 @@ def load_homes(path: Path) -> dict[str, Home]:
 
 
 def load_stations(path: Path) -> dict[str, Station]:
+    """Read a stations CSV (communities separated by ';'); errors name the file, row and column."""
     stations: dict[str, Station] = {}
     for i, row in _rows(path, STATION_COLUMNS):
         where = f"{path} row {i}"
@@ -233,6 +248,7 @@ def load_stations(path: Path) -> dict[str, Station]:
 
 
 def load_registry(homes_csv: Path | None, stations_csv: Path | None = None) -> Registry:
+    """Both files, checked against each other: every home's station must be in the stations file."""
     homes = load_homes(homes_csv) if homes_csv else {}
     stations = load_stations(stations_csv) if stations_csv else {}
     if stations:
@@ -243,6 +259,7 @@ def load_registry(homes_csv: Path | None, stations_csv: Path | None = None) -> R
 
 
 def write_homes(path: Path, homes: Iterable[Home]) -> None:
+    """Write homes in the CSV form ``load_homes`` reads (the simulator's generator and tests use it)."""
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow([*HOME_COLUMNS, "position"])
@@ -257,6 +274,7 @@ def write_homes(path: Path, homes: Iterable[Home]) -> None:
 
 
 def write_stations(path: Path, stations: Iterable[Station]) -> None:
+    """Write stations in the CSV form ``load_stations`` reads."""
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow([*STATION_COLUMNS, "weather_site"])
