@@ -362,10 +362,23 @@ def test_influxdb1_from_config_and_escaped_database_name(influxd: Influxd, tmp_p
 
 
 def test_influxdb1_bad_url_is_a_config_error() -> None:
+    """The settings refuse it, naming the key, before any store is built from them."""
     from heatwatch.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"influxdb1\.url"):
-        Influxdb1Store("localhost:8086", "db")
+        open_store(load_config(environ={"HEATWATCH_STORAGE_BACKEND": "influxdb1", "HEATWATCH_INFLUXDB1_URL": "localhost:8086"}))
+
+
+def test_influxdb2_settings_name_the_bad_key() -> None:
+    from heatwatch.core.config import ConfigError
+
+    base = {"HEATWATCH_STORAGE_BACKEND": "influxdb2", "HEATWATCH_INFLUXDB2_TOKEN": "t"}
+    with pytest.raises(ConfigError, match=r"influxdb2\.url"):
+        load_config(environ={**base, "HEATWATCH_INFLUXDB2_URL": "influxdb:8086"})
+    with pytest.raises(ConfigError, match=r"influxdb2\.bucket"):
+        load_config(environ={**base, "HEATWATCH_INFLUXDB2_BUCKET": ""})
+    with pytest.raises(ConfigError, match=r"influxdb2\.token"):
+        open_store(load_config(environ={"HEATWATCH_STORAGE_BACKEND": "influxdb2"}))  # no token, no token_file
 
 
 def test_influxdb1_unavailable_while_down_then_recovers(own_influxd: Influxd) -> None:

@@ -9,6 +9,7 @@ __all__ = ["Store", "StoreAccessDenied", "StoreCapacityError", "StoreCorrupt", "
 
 
 def open_store(cfg: Config) -> Store:
+    """The backend ``[storage] backend`` names, built from its section of ``cfg``."""
     backend = cfg.storage.backend
     if backend == "sqlite":
         from heatwatch.infra.storage.sqlite import SqliteStore

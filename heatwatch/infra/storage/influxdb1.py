@@ -20,40 +20,38 @@ import gzip
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo
+from urllib.parse import urlencode
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import pandas as pd
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from heatwatch.core import schema
-from heatwatch.core.config import Config, ConfigError
+from heatwatch.core.config import Config
 from heatwatch.core.model import Point
-from heatwatch.core.timeutil import to_ns, utc_now
+from heatwatch.core.timeutil import to_ns
 from heatwatch.infra.storage.base import (
     INT_FIELDS,
+    REQUIRED_FIELD,
+    HourlyArrays,
+    LastArrays,
     Store,
     StoreAccessDenied,
     StoreError,
     StoreUnavailable,
     Where,
     classify_http,
-    empty_hourly,
-    hour_offset_s,
-    typed_frame,
     where_values,
 )
 from heatwatch.infra.storage.lineproto import encode
 
 log = logging.getLogger(__name__)
-
-# the field every point of an input measurement carries: count() without a field counts it
-_REQUIRED_FIELD = {schema.INDOOR: "temp_c", schema.STATION: "supply_c", schema.WEATHER: "temp_c", schema.FORECAST: "temp_c"}
-
 
 def quote_ident(name: str) -> str:
     """An InfluxQL double-quoted identifier (measurement, tag or field name)."""
@@ -73,6 +71,49 @@ def _lines(resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         yield from (d for d in done if d.strip())
     if rest.strip():
         yield rest
+
+
+def _placed(row: list[Any], pos: list[int], width: int) -> list[Any]:
+    out: list[Any] = [None] * width
+    for p, v in zip(pos, row, strict=True):
+        out[p] = v
+    return out
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """An answer's rows, every series together; columns are converted to numpy one whole column at a time."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    keys: npt.NDArray[np.object_]  # the GROUP BY tag's value of each row (when asked for)
+
+    def column(self, name: str) -> list[Any]:
+        if name not in self.columns:
+            return [None] * len(self.rows)
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+    def ints(self, name: str) -> npt.NDArray[np.int64]:
+        return np.fromiter(self.column(name), dtype=np.int64, count=len(self.rows))
+
+    def floats(self, name: str) -> npt.NDArray[np.float64]:
+        return np.array(self.column(name), dtype=np.float64)  # null → NaN
+
+    def texts(self, name: str) -> npt.NDArray[np.object_]:
+        return np.array(["" if v is None else v for v in self.column(name)], dtype=object)
+
+    def objects(self, name: str) -> npt.NDArray[np.object_]:
+        out = np.empty(len(self.rows), dtype=object)
+        out[:] = self.column(name)
+        return out
+
+    def values(self, name: str) -> npt.NDArray[Any]:
+        """Numbers as a numeric array when they all are, anything else as objects."""
+        vals = self.column(name)
+        if all(type(v) is float or type(v) is int for v in vals):
+            return np.array(vals)
+        return self.objects(name)
 
 
 class _Cond:
@@ -105,6 +146,8 @@ class _Cond:
 
 
 class Influxdb1Store(Store):
+    """InfluxDB 1.x (and the 1.x API of 2.x / 3.x) over HTTP: line protocol writes, InfluxQL reads."""
+
     name = "influxdb1"
 
     def __init__(
@@ -120,11 +163,6 @@ class Influxdb1Store(Store):
         gzip_min_bytes: int = 256 * 1024,
         max_body_bytes: int = 8 * 1024 * 1024,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"influxdb1.url: expected http(s)://host:port, got {url!r}")
-        if not database:
-            raise ConfigError("influxdb1.database: must not be empty")
         self.url = url.rstrip("/")
         self.database = database
         self.rp = retention_policy
@@ -149,6 +187,7 @@ class Influxdb1Store(Store):
 
     @classmethod
     def from_config(cls, cfg: Config) -> Influxdb1Store:
+        """The store ``[influxdb1]`` describes (url and database are checked by the config itself)."""
         s = cfg.influxdb1
         return cls(
             s.url,
@@ -213,6 +252,7 @@ class Influxdb1Store(Store):
 
     # --- writes ---------------------------------------------------------------------------
     def write(self, points: Sequence[Point]) -> None:
+        """Store the points durably (see ``Store.write``)."""
         if not points:
             return
         self._ensure_database()
@@ -288,17 +328,28 @@ class Influxdb1Store(Store):
         finally:
             resp.release_conn()
 
-    def _frame(self, q: str, params: Mapping[str, Any], tag_column: str | None = None) -> pd.DataFrame:
-        """All series pieces as one frame; ``tag_column`` adds the GROUP BY tag as a column."""
-        frames = []
-        for tags, columns, rows in self._series(q, params):
-            df = pd.DataFrame(rows, columns=columns)
-            if tag_column is not None:
-                df.insert(0, tag_column, tags.get(tag_column, ""))
-            frames.append(df)
-        if not frames:
-            return pd.DataFrame()
-        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    def _collect(self, q: str, params: Mapping[str, Any], tag: str | None = None) -> _Rows:
+        """Every series piece of the answer as one list of rows (no per-series objects), with each row's ``tag``."""
+        columns: list[str] = []
+        rows: list[list[Any]] = []
+        keys: list[str] = []
+        counts: list[int] = []
+        for tags, cols, values in self._series(q, params):
+            if not columns:
+                columns = list(cols)
+            elif cols != columns:  # another shape (never for one SELECT of ours, but cheap to be right)
+                union = columns + [c for c in cols if c not in columns]
+                if union != columns:
+                    rows = [r + [None] * (len(union) - len(columns)) for r in rows]
+                    columns = union
+                pos = [columns.index(c) for c in cols]
+                values = [_placed(v, pos, len(columns)) for v in values]
+            rows.extend(values)
+            if tag is not None:
+                keys.append(tags.get(tag, ""))
+                counts.append(len(values))
+        key_col = np.repeat(np.array(keys, dtype=object), counts) if tag is not None else np.empty(0, dtype=object)
+        return _Rows(columns, rows, key_col)
 
     def _field_types(self, measurement: str) -> dict[str, str]:
         types: dict[str, str] = {}
@@ -306,124 +357,68 @@ class Influxdb1Store(Store):
             types.update({str(k): str(t) for k, t in rows})
         return types
 
-    def _cond(self, measurement: str, start: datetime, end: datetime, where: Where | None) -> _Cond:
-        tags = schema.TAGS.get(measurement)
-        if tags is not None:
-            for key, _ in where_values(where):
-                if key not in tags:
-                    raise StoreError(f"{measurement} has no tag {key!r}")
+    def _cond(self, start: datetime, end: datetime, where: Where | None) -> _Cond:
         cond = _Cond()
         cond.time_range(start, end)
         cond.tags(where)
         return cond
 
-    def query(
-        self,
-        measurement: str,
-        start: datetime,
-        end: datetime,
-        where: Where | None = None,
-        fields: Sequence[str] | None = None,
+    def _query(
+        self, measurement: str, start: datetime, end: datetime, where: Where | None, fields: list[str] | None
     ) -> pd.DataFrame:
-        cond = self._cond(measurement, start, end, where)
+        cond = self._cond(start, end, where)
         if measurement in schema.FIELDS:
-            tags, declared = schema.TAGS[measurement], schema.FIELDS[measurement]
-            want = list(fields or declared)
-            unknown = set(want) - set(declared)
-            if unknown:
-                raise StoreError(f"{measurement} has no field(s) {sorted(unknown)}")
-            if cond.impossible:
-                return typed_frame(measurement, pd.DataFrame({"time": []}), tags, want)
+            tags, want = schema.TAGS[measurement], list(fields or ())
             sel = ", ".join(quote_ident(c) for c in (*want, *tags))
-            df = self._frame(f"SELECT {sel} FROM {self._from(measurement)}{cond.sql()}", cond.params)
-            if df.empty:
-                df = pd.DataFrame({"time": []})
-            return typed_frame(measurement, df, tags, want)
-        # derived measurement: whatever fields exist
-        if cond.impossible:
-            return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")})
+            ans = self._collect(f"SELECT {sel} FROM {self._from(measurement)}{cond.sql()}", cond.params)
+            out: dict[str, Any] = {"time": ans.ints("time")}
+            for t in tags:
+                out[t] = ans.texts(t)
+            for f in want:
+                out[f] = ans.objects(f) if (measurement, f) in INT_FIELDS else ans.floats(f)
+            return pd.DataFrame(out)
+        # derived measurement: whatever fields exist, typed as InfluxDB declares them
         types = self._field_types(measurement)
-        df = self._frame(f"SELECT * FROM {self._from(measurement)}{cond.sql()}", cond.params)
-        if df.empty:
-            return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")})
-        if fields:
-            df = df[[c for c in df.columns if c not in types or c in fields]]
-        for col in df.columns:
+        ans = self._collect(f"SELECT * FROM {self._from(measurement)}{cond.sql()}", cond.params)
+        if not ans.rows:
+            return pd.DataFrame({"time": np.empty(0, dtype=np.int64)})
+        names = [c for c in ans.columns if c == "time" or c not in types or not fields or c in fields]
+        df = pd.DataFrame({c: ans.column(c) for c in names})  # small: pandas infers each field's type
+        for col in names:
             if types.get(col) == "float":
                 df[col] = pd.to_numeric(df[col]).astype("float64")
-        df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
-        return df.reset_index(drop=True)
+            elif col not in types and col != "time":  # a tag
+                df[col] = df[col].astype(object)
+        df["time"] = ans.ints("time")
+        return df
 
-    def hourly(
-        self,
-        measurement: str,
-        field: str,
-        start: datetime,
-        end: datetime,
-        tz: ZoneInfo,
-        by: str,
-        where: Where | None = None,
-    ) -> pd.DataFrame:
-        if measurement in schema.FIELDS and (by not in schema.TAGS[measurement] or field not in schema.FIELDS[measurement]):
-            raise StoreError(f"{measurement} has no tag {by!r} or field {field!r}")
-        cond = self._cond(measurement, start, end, where)
-        if cond.impossible:
-            return empty_hourly(by)
-        off = hour_offset_s(tz, start)
+    def _hourly(
+        self, measurement: str, field: str, start: datetime, end: datetime, offset_s: int, by: str,
+        where: Where | None, stats: tuple[str, ...],
+    ) -> HourlyArrays:
+        cond = self._cond(start, end, where)
         f = quote_ident(field)
         q = (
-            f"SELECT mean({f}), min({f}), max({f}), count({f}) FROM {self._from(measurement)}{cond.sql()} "
-            f"GROUP BY time(1h{f', {off}s' if off else ''}), {quote_ident(by)} fill(none)"
+            f"SELECT {', '.join(f'{s}({f})' for s in stats)} FROM {self._from(measurement)}{cond.sql()} "
+            f"GROUP BY time(1h{f', {offset_s}s' if offset_s else ''}), {quote_ident(by)} fill(none)"
         )
-        df = self._frame(q, cond.params, tag_column=by)
-        if df.empty:
-            return empty_hourly(by)
-        df = df.rename(columns={"time": "hour"})[[by, "hour", "mean", "min", "max", "count"]]
-        df["hour"] = pd.to_datetime(df["hour"].astype("int64"), unit="ns", utc=True)
-        for c in ("mean", "min", "max"):
-            df[c] = pd.to_numeric(df[c]).astype("float64")
-        df["count"] = df["count"].astype("int64")
-        df[by] = df[by].astype(object)
-        return df.sort_values([by, "hour"], kind="stable").reset_index(drop=True)
+        ans = self._collect(q, cond.params, tag=by)
+        if not ans.rows:
+            return HourlyArrays.empty(stats)
+        return HourlyArrays(ans.keys, ans.ints("time"),
+                            {s: ans.ints(s) if s == "count" else ans.floats(s) for s in stats})
 
-    def last(
-        self,
-        measurement: str,
-        field: str,
-        by: str,
-        where: Where | None = None,
-        before: datetime | None = None,
-        lookback: timedelta = timedelta(days=30),
-    ) -> pd.DataFrame:
-        end = before or utc_now()
-        cond = self._cond(measurement, end - lookback, end, where)
-        empty = pd.DataFrame({by: pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
-                              "value": pd.Series([], dtype="float64")})
-        if cond.impossible:
-            return empty
-        f = quote_ident(field)
-        q = f"SELECT last({f}) FROM {self._from(measurement)}{cond.sql()} GROUP BY {quote_ident(by)}"
-        df = self._frame(q, cond.params, tag_column=by)
-        if df.empty:
-            return empty
-        df = df.rename(columns={"last": "value"})[[by, "time", "value"]]
-        df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
-        if measurement in schema.FIELDS and (measurement, field) not in INT_FIELDS:
-            df["value"] = pd.to_numeric(df["value"]).astype("float64")
-        return df.sort_values(by, kind="stable").reset_index(drop=True)
+    def _last(
+        self, measurement: str, field: str, by: str, where: Where | None, start: datetime, end: datetime
+    ) -> LastArrays:
+        cond = self._cond(start, end, where)
+        q = f"SELECT last({quote_ident(field)}) FROM {self._from(measurement)}{cond.sql()} GROUP BY {quote_ident(by)}"
+        ans = self._collect(q, cond.params, tag=by)
+        return LastArrays(ans.keys, ans.ints("time"), ans.values("last"))
 
-    def count(
-        self,
-        measurement: str,
-        start: datetime,
-        end: datetime,
-        where: Where | None = None,
-        field: str | None = None,
-    ) -> int:
-        cond = self._cond(measurement, start, end, where)
-        if cond.impossible:
-            return 0
-        target = field or _REQUIRED_FIELD.get(measurement)
+    def _count(self, measurement: str, start: datetime, end: datetime, where: Where | None, field: str | None) -> int:
+        cond = self._cond(start, end, where)
+        target = field or REQUIRED_FIELD.get(measurement)
         # a derived measurement's points may carry different fields: the widest field count is the point count
         expr = f"count({quote_ident(target)})" if target else "count(*)"
         best = 0
@@ -433,6 +428,7 @@ class Influxdb1Store(Store):
         return best
 
     def delete_before(self, measurement: str, before: datetime) -> None:
+        """Delete the measurement's points before ``before`` (see ``Store.delete_before``)."""
         fields = {"db": self.database, "q": f"DELETE FROM {quote_ident(measurement)} WHERE time < $p0",
                   "params": orjson.dumps({"p0": to_ns(before)}).decode()}
         resp = self._request("POST", "/query", fields=fields)
@@ -441,9 +437,11 @@ class Influxdb1Store(Store):
                 raise StoreError(f"InfluxDB: {result['error']}")
 
     def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot be reached."""
         resp = self._request("GET", "/ping")
         if resp.status != 204:
             raise StoreUnavailable(f"InfluxDB at {self.url} answered /ping with {resp.status}")
 
     def close(self) -> None:
+        """Release the connections."""
         self._http.clear()

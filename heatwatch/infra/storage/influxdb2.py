@@ -17,8 +17,9 @@ import csv
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -29,22 +30,19 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from heatwatch.core import schema
 from heatwatch.core.config import Config, ConfigError
 from heatwatch.core.model import Point
-from heatwatch.core.timeutil import utc_now
 from heatwatch.infra.storage.base import (
-    INT_FIELDS,
+    REQUIRED_FIELD,
+    HourlyArrays,
+    LastArrays,
     Store,
     StoreError,
     StoreUnavailable,
     Where,
     classify_http,
-    empty_hourly,
-    hour_offset_s,
-    typed_frame,
     where_values,
 )
 from heatwatch.infra.storage.lineproto import encode
 
-_REQUIRED_FIELD = {schema.INDOOR: "temp_c", schema.STATION: "supply_c", schema.WEATHER: "temp_c", schema.FORECAST: "temp_c"}
 _DIALECT = Dialect(
     header=True, delimiter=",", comment_prefix="#", annotations=["datatype", "group", "default"], date_time_format="RFC3339Nano"
 )
@@ -71,17 +69,20 @@ class FluxBuilder:
         self.impossible = False
 
     def param(self, value: Any) -> str:
+        """Bind ``value`` as a new parameter; returns its name for the query text."""
         name = f"_p{len(self.params)}"
         self.params[name] = value
         return name
 
     def fields(self, names: Sequence[str]) -> FluxBuilder:
+        """Keep only these fields (all when empty)."""
         if names:
             alts = " or ".join(f"r._field == {self.param(n)}" for n in names)
             self.lines.append(f"  |> filter(fn: (r) => {alts})")
         return self
 
     def where(self, where: Where | None) -> FluxBuilder:
+        """Keep rows whose tags take one of the allowed values."""
         for key, vals in where_values(where):
             if not vals:
                 self.impossible = True
@@ -92,10 +93,12 @@ class FluxBuilder:
         return self
 
     def then(self, *lines: str) -> FluxBuilder:
+        """Append pipeline lines as written (identifiers only; values go through ``param``)."""
         self.lines.extend(lines)
         return self
 
     def text(self) -> str:
+        """The Flux program."""
         return "\n".join(self.lines)
 
 
@@ -110,6 +113,10 @@ def _convert(col: pd.Series, datatype: str) -> pd.Series:
     if datatype == "boolean":
         return col.map({"true": True, "false": False, "": None})
     return col.astype(object)
+
+
+def _ns(col: pd.Series) -> npt.NDArray[np.int64]:
+    return np.asarray(pd.DatetimeIndex(col).as_unit("ns").asi8, dtype=np.int64)
 
 
 def _text_lines(resp: Any) -> Iterator[str]:
@@ -137,18 +144,14 @@ def _table_frame(datatypes: list[str], defaults: list[str], header: list[str], r
 
 
 class Influxdb2Store(Store):
+    """InfluxDB 2.x: synchronous line-protocol writes, Flux reads parsed from annotated CSV."""
+
     name = "influxdb2"
 
     def __init__(
-        self, url: str, org: str, bucket: str, token: str | None, timeout_s: float = 10.0,
+        self, url: str, org: str, bucket: str, token: str, timeout_s: float = 10.0,
         max_batch_points: int = 50_000, table_rows: int = 50_000,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"influxdb2.url: expected http(s)://host:port, got {url!r}")
-        if not token:
-            raise ConfigError("influxdb2.token: required (set token or token_file)")
-        if not bucket or not org:
-            raise ConfigError("influxdb2.bucket and influxdb2.org must not be empty")
         self.url, self.org, self.bucket = url.rstrip("/"), org, bucket
         self.max_batch_points = max_batch_points
         self.table_rows = table_rows
@@ -158,8 +161,12 @@ class Influxdb2Store(Store):
 
     @classmethod
     def from_config(cls, cfg: Config) -> Influxdb2Store:
+        """The store ``[influxdb2]`` describes (url, org and bucket are checked by the config itself)."""
         s = cfg.influxdb2
-        return cls(s.url, s.org, s.bucket, cfg.secret("influxdb2", "token"), s.timeout_s)
+        token = cfg.secret("influxdb2", "token")
+        if not token:  # only this backend needs one, so the settings cannot require it on their own
+            raise ConfigError("influxdb2.token: required with storage.backend = \"influxdb2\" (set token or token_file)")
+        return cls(s.url, s.org, s.bucket, token, s.timeout_s)
 
     def _fail(self, exc: Exception) -> Exception:
         if isinstance(exc, ApiException):
@@ -170,6 +177,7 @@ class Influxdb2Store(Store):
 
     # --- writes ---------------------------------------------------------------------------
     def write(self, points: Sequence[Point]) -> None:
+        """Store the points durably (see ``Store.write``)."""
         for i in range(0, len(points), self.max_batch_points):
             body = "\n".join([encode(p) for p in points[i : i + self.max_batch_points]]).encode("utf-8")
             try:
@@ -213,42 +221,21 @@ class Influxdb2Store(Store):
             raise self._fail(exc) from exc
 
     def _frame(self, flux: FluxBuilder) -> pd.DataFrame:
-        if flux.impossible:
-            return pd.DataFrame()
+        """The answer as one long frame: one frame per schema block of the CSV (tables of one shape share a block),
+        never one per table, concatenated once."""
         frames = [f for f in self._tables(flux) if len(f)]
         if not frames:
             return pd.DataFrame()
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
-    def _check(self, measurement: str, where: Where | None, by: str | None = None, field: str | None = None) -> None:
-        if measurement not in schema.FIELDS:
-            return
-        for key, _ in where_values(where):
-            if key not in schema.TAGS[measurement]:
-                raise StoreError(f"{measurement} has no tag {key!r}")
-        bad_by = by is not None and by not in schema.TAGS[measurement]
-        if bad_by or (field is not None and field not in schema.FIELDS[measurement]):
-            raise StoreError(f"{measurement} has no tag {by!r} or field {field!r}")
-
-    def query(
-        self,
-        measurement: str,
-        start: datetime,
-        end: datetime,
-        where: Where | None = None,
-        fields: Sequence[str] | None = None,
+    def _query(
+        self, measurement: str, start: datetime, end: datetime, where: Where | None, fields: list[str] | None
     ) -> pd.DataFrame:
-        self._check(measurement, where)
         typed = measurement in schema.FIELDS
-        want = list(fields or (schema.FIELDS[measurement] if typed else ()))
-        if typed and set(want) - set(schema.FIELDS[measurement]):
-            raise StoreError(f"{measurement} has no field(s) {sorted(set(want) - set(schema.FIELDS[measurement]))}")
-        flux = FluxBuilder(self.bucket, measurement, start, end).fields(want if fields else []).where(where)
+        flux = FluxBuilder(self.bucket, measurement, start, end).fields(fields or []).where(where)
         long = self._frame(flux)
         if long.empty:
-            if typed:
-                return typed_frame(measurement, pd.DataFrame({"time": []}), schema.TAGS[measurement], want)
-            return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")})
+            return pd.DataFrame({"time": np.empty(0, dtype=np.int64)})
         tag_cols = [c for c in long.columns if c not in _META and not c.startswith("_")]
         long[tag_cols] = long[tag_cols].fillna("")
         wide = long.pivot_table(index=["_time", *tag_cols], columns="_field", values="_value", aggfunc="last", dropna=False)
@@ -256,88 +243,58 @@ class Influxdb2Store(Store):
         wide.columns.name = None
         wide = wide.dropna(how="all", subset=[c for c in wide.columns if c not in ("time", *tag_cols)])
         if typed:
-            wide["time"] = wide["time"].astype("int64")
-            return typed_frame(measurement, wide, schema.TAGS[measurement], want)
+            return wide
         for col in wide.columns:
             if col not in ("time", *tag_cols):
                 vals = long.loc[long["_field"] == col, "_value"]
                 if len(vals) and all(isinstance(v, float) for v in vals):
                     wide[col] = wide[col].astype("float64")
-        return wide.reset_index(drop=True)
+        return wide
 
-    def hourly(
-        self,
-        measurement: str,
-        field: str,
-        start: datetime,
-        end: datetime,
-        tz: ZoneInfo,
-        by: str,
-        where: Where | None = None,
-    ) -> pd.DataFrame:
-        self._check(measurement, where, by, field)
+    def _hourly(
+        self, measurement: str, field: str, start: datetime, end: datetime, offset_s: int, by: str,
+        where: Where | None, stats: tuple[str, ...],
+    ) -> HourlyArrays:
         flux = FluxBuilder(self.bucket, measurement, start, end).fields([field]).where(where)
-        off = flux.param(timedelta(seconds=hour_offset_s(tz, start)))
+        off = flux.param(timedelta(seconds=offset_s))
         flux.lines[0] = "data = " + flux.lines[0]
         flux.then(f"  |> group(columns: [{flux_string(by)}])")
-        for fn in ("mean", "min", "max", "count"):
+        for fn in stats:
             flux.then(
                 f"data |> aggregateWindow(every: 1h, offset: {off}, fn: {fn}, createEmpty: false, timeSrc: \"_start\")"
                 f" |> yield(name: \"{fn}\")"
             )
         long = self._frame(flux)
         if long.empty:
-            return empty_hourly(by)
-        if by not in long.columns:
-            long[by] = ""
-        long[by] = long[by].fillna("")
-        long["_value"] = pd.to_numeric(long["_value"])
-        wide = long.pivot_table(index=[by, "_time"], columns="result", values="_value", aggfunc="last").reset_index()
-        wide = wide.rename(columns={"_time": "hour"})[[by, "hour", "mean", "min", "max", "count"]]
-        for c in ("mean", "min", "max"):
-            wide[c] = wide[c].astype("float64")
-        wide["count"] = wide["count"].astype("int64")
-        wide[by] = wide[by].astype(object)
-        wide.columns.name = None
-        return wide.sort_values([by, "hour"], kind="stable").reset_index(drop=True)
+            return HourlyArrays.empty(stats)
+        keys = long[by].fillna("").to_numpy(dtype=object) if by in long.columns else np.full(len(long), "", dtype=object)
+        hours = _ns(long["_time"])
+        # one row per (key, hour) and a column per yield, aligned by codes rather than a pivot
+        pair, uniq = pd.factorize(pd.MultiIndex.from_arrays([keys, hours]))
+        result = long["result"].to_numpy(dtype=object)
+        value = pd.to_numeric(long["_value"]).to_numpy(dtype=np.float64)
+        out: dict[str, npt.NDArray[Any]] = {}
+        for s in stats:
+            col = np.full(len(uniq), 0 if s == "count" else np.nan)
+            m = result == s
+            col[pair[m]] = value[m]
+            out[s] = col
+        return HourlyArrays(uniq.get_level_values(0).to_numpy(dtype=object), uniq.get_level_values(1).to_numpy(np.int64), out)
 
-    def last(
-        self,
-        measurement: str,
-        field: str,
-        by: str,
-        where: Where | None = None,
-        before: datetime | None = None,
-        lookback: timedelta = timedelta(days=30),
-    ) -> pd.DataFrame:
-        self._check(measurement, where, by, field)
-        end = before or utc_now()
-        flux = FluxBuilder(self.bucket, measurement, end - lookback, end).fields([field]).where(where)
+    def _last(
+        self, measurement: str, field: str, by: str, where: Where | None, start: datetime, end: datetime
+    ) -> LastArrays:
+        flux = FluxBuilder(self.bucket, measurement, start, end).fields([field]).where(where)
         # the last point of every series (pushed down), then the latest of those per `by`
         flux.then("  |> last()", f"  |> group(columns: [{flux_string(by)}])", '  |> sort(columns: ["_time"])', "  |> last()")
         df = self._frame(flux)
-        empty = pd.DataFrame({by: pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
-                              "value": pd.Series([], dtype="float64")})
         if df.empty:
-            return empty
-        if by not in df.columns:
-            df[by] = ""
-        df = df.rename(columns={"_time": "time", "_value": "value"})[[by, "time", "value"]]
-        if measurement in schema.FIELDS and (measurement, field) not in INT_FIELDS:
-            df["value"] = pd.to_numeric(df["value"]).astype("float64")
-        df[by] = df[by].fillna("").astype(object)
-        return df.sort_values(by, kind="stable").reset_index(drop=True)
+            return LastArrays(np.empty(0, dtype=object), np.empty(0, dtype=np.int64), np.empty(0))
+        keys = df[by].fillna("").to_numpy(dtype=object) if by in df.columns else np.full(len(df), "", dtype=object)
+        return LastArrays(keys, _ns(df["_time"]), df["_value"].to_numpy())
 
-    def count(
-        self,
-        measurement: str,
-        start: datetime,
-        end: datetime,
-        where: Where | None = None,
-        field: str | None = None,
-    ) -> int:
-        self._check(measurement, where, field=field)
-        target = field or _REQUIRED_FIELD.get(measurement)
+    def _count(self, measurement: str, start: datetime, end: datetime, where: Where | None, field: str | None) -> int:
+        target = field or REQUIRED_FIELD.get(measurement)
         flux = FluxBuilder(self.bucket, measurement, start, end).fields([target] if target else []).where(where)
         # per-series counts (pushed down), summed per field; the widest field is the number of points
         flux.then("  |> count()", '  |> group(columns: ["_field"])', "  |> sum()", "  |> group()", "  |> max()")
@@ -345,6 +302,7 @@ class Influxdb2Store(Store):
         return int(df["_value"].iloc[0]) if len(df) and "_value" in df.columns else 0
 
     def delete_before(self, measurement: str, before: datetime) -> None:
+        """Delete the measurement's points before ``before`` (see ``Store.delete_before``)."""
         predicate = f"_measurement={flux_string(measurement)}"  # the delete predicate syntax quotes like Flux strings
         try:
             self._client.delete_api().delete(datetime(1970, 1, 1, tzinfo=UTC), before, predicate, bucket=self.bucket, org=self.org)
@@ -352,10 +310,12 @@ class Influxdb2Store(Store):
             raise self._fail(exc) from exc
 
     def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot be reached."""
         if not self._client.ping():
             raise StoreUnavailable(f"InfluxDB at {self.url} does not answer /ping")
 
     def close(self) -> None:
+        """Release the connections."""
         self._write_api.close()
         self._client.close()
 

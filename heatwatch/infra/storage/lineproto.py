@@ -59,6 +59,7 @@ def _prefix(measurement: str, tags: Mapping[str, str]) -> str:
 
 
 def series_prefix(measurement: str, tags: Mapping[str, str]) -> str:
+    """``_prefix``, cached per series: the collector encodes the same few series over and over."""
     key = (measurement, tuple(tags.items()))
     try:
         return _prefix_cache[key]

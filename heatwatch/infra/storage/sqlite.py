@@ -8,34 +8,35 @@ with JSON tags/fields. ``INSERT OR REPLACE`` on (series, time) keeps writes idem
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from heatwatch.core import schema
 from heatwatch.core.model import Point
 from heatwatch.core.timeutil import to_ns
 from heatwatch.infra.storage.base import (
-    INT_FIELDS,
+    HourlyArrays,
+    LastArrays,
     Store,
     StoreCapacityError,
     StoreCorrupt,
     StoreError,
     StoreUnavailable,
     Where,
-    empty_hourly,
-    hour_offset_s,
-    typed_frame,
     where_values,
 )
 
 H_NS = 3_600 * 1_000_000_000
+_SQL_AGG = {"mean": "AVG", "min": "MIN", "max": "MAX", "count": "COUNT"}
 
 # measurement -> (tag columns, field columns, identity columns of the series)
 _TYPED: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
@@ -66,7 +67,10 @@ def sqlite_failure(exc: sqlite3.Error, path: Path, doing: str) -> Exception:
 
 
 class SqliteStore(Store):
+    """The embedded store: one SQLite file in WAL mode, typed tables for the input measurements."""
+
     name = "sqlite"
+    read_concurrency = 2
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         self.path = Path(path)
@@ -76,6 +80,8 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         self._lock = threading.RLock()
+        self._idle_readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'FULL' else 'NORMAL'}")
@@ -105,6 +111,7 @@ class SqliteStore(Store):
 
     # --- writes ---------------------------------------------------------------------------
     def write(self, points: Sequence[Point]) -> None:
+        """Store the points durably (see ``Store.write``)."""
         if not points:
             return
         typed: dict[str, list[tuple[Any, ...]]] = {}
@@ -146,8 +153,6 @@ class SqliteStore(Store):
         params: list[Any] = [to_ns(start), to_ns(end)]
         if meas in _TYPED:
             for key, vals in where_values(where):
-                if key not in _TYPED[meas][0]:
-                    raise StoreError(f"{meas} has no tag {key!r}")
                 clauses.append(f"{_q(key)} IN ({', '.join('?' * len(vals))})")
                 params.extend(vals)
         else:
@@ -159,131 +164,117 @@ class SqliteStore(Store):
                 params.extend(vals)
         return " AND ".join(clauses), params
 
-    def _read_sql(self, sql: str, params: Sequence[Any]) -> pd.DataFrame:
+    def _reader(self) -> sqlite3.Connection:
+        """A read connection of its own: SQLite runs reads on separate connections in parallel (WAL), and releases
+        the GIL while it does, so the analytics' partitions read on both cores."""
+        try:
+            return self._idle_readers.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA query_only=1")
+        except sqlite3.Error as exc:
+            raise sqlite_failure(exc, self.path, "read") from exc
         with self._lock:
-            try:
-                cur = self._db.execute(sql, params)
-                cols = [d[0] for d in cur.description]
-                rows = cur.fetchall()
-            except sqlite3.OperationalError as exc:
-                raise sqlite_failure(exc, self.path, "read") from exc
-            except sqlite3.DatabaseError as exc:  # a damaged file (not a programming error, which stays raised)
-                raise sqlite_failure(exc, self.path, "read") from exc
+            self._all_readers.append(db)
+        return db
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        db = self._reader()
+        try:
+            cur = db.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            return cols, cur.fetchall()
+        except sqlite3.DatabaseError as exc:  # locked, busy, I/O, or a damaged file (not a programming error)
+            raise sqlite_failure(exc, self.path, "read") from exc
+        finally:
+            self._idle_readers.put(db)
+
+    def _read_sql(self, sql: str, params: Sequence[Any]) -> pd.DataFrame:
+        cols, rows = self._rows(sql, params)
         return pd.DataFrame.from_records(rows, columns=cols)
 
-    def query(
-        self,
-        measurement: str,
-        start: datetime,
-        end: datetime,
-        where: Where | None = None,
-        fields: Sequence[str] | None = None,
-    ) -> pd.DataFrame:
-        cond, params = self._where_sql(measurement, start, end, where)
-        if measurement in _TYPED:
-            tags_c, fields_c, _ = _TYPED[measurement]
-            want = [f for f in (fields or fields_c)]
-            unknown = set(want) - set(fields_c)
-            if unknown:
-                raise StoreError(f"{measurement} has no field(s) {sorted(unknown)}")
-            sel = ", ".join([_q(c) for c in (*tags_c, *want)] + ["ts_ns AS time"])
-            df = self._read_sql(f"SELECT {sel} FROM {_q(measurement)} WHERE {cond} ORDER BY ts_ns", params)
-            return typed_frame(measurement, df, tags_c, want)
-        else:
-            raw = self._read_sql(f"SELECT tags, fields, ts_ns FROM points WHERE {cond} ORDER BY ts_ns", params)
-            recs = []
-            for t, f, ts in raw.itertuples(index=False):
-                vals = json.loads(f)
-                if fields:
-                    vals = {k: v for k, v in vals.items() if k in fields}
-                recs.append({**json.loads(t), **vals, "ts_ns": ts})
-            df = pd.DataFrame.from_records(recs) if recs else pd.DataFrame({"ts_ns": pd.Series([], dtype="int64")})
-        df.insert(0, "time", pd.to_datetime(df.pop("ts_ns").astype("int64"), unit="ns", utc=True))
-        return df.reset_index(drop=True)
+    def _columns(self, sql: str, params: Sequence[Any]) -> list[npt.NDArray[Any]]:
+        """The answer column by column: one SELECT, its rows transposed once into numpy arrays."""
+        cols, rows = self._rows(sql, params)
+        if not rows:
+            return [np.empty(0, dtype=object) for _ in cols]
+        out = []
+        for col in zip(*rows, strict=True):
+            arr = np.empty(len(rows), dtype=object)
+            arr[:] = col
+            out.append(arr)
+        return out
 
-    def hourly(
-        self,
-        measurement: str,
-        field: str,
-        start: datetime,
-        end: datetime,
-        tz: ZoneInfo,
-        by: str,
-        where: Where | None = None,
+    def _query(
+        self, measurement: str, start: datetime, end: datetime, where: Where | None, fields: list[str] | None
     ) -> pd.DataFrame:
-        off = hour_offset_s(tz, start) * 1_000_000_000
         cond, params = self._where_sql(measurement, start, end, where)
         if measurement in _TYPED:
-            tags_c, fields_c, _ = _TYPED[measurement]
-            if by not in tags_c or field not in fields_c:
-                raise StoreError(f"{measurement} has no tag {by!r} or field {field!r}")
-            val, key, table = _q(field), _q(by), _q(measurement)
-        else:
-            val, key, table = f"json_extract(fields, '$.\"{field}\"')", f"json_extract(tags, '$.\"{by}\"')", "points"
+            tags_c = _TYPED[measurement][0]
+            sel = ", ".join([_q(c) for c in (*tags_c, *(fields or ()))] + ["ts_ns AS time"])
+            return self._read_sql(f"SELECT {sel} FROM {_q(measurement)} WHERE {cond} ORDER BY ts_ns", params)
+        _, raw = self._rows(f"SELECT tags, fields, ts_ns FROM points WHERE {cond} ORDER BY ts_ns", params)
+        recs = []
+        for t, f, ts in raw:
+            vals = json.loads(f)
+            if fields:
+                vals = {k: v for k, v in vals.items() if k in fields}
+            recs.append({"time": ts, **json.loads(t), **vals})
+        return pd.DataFrame.from_records(recs) if recs else pd.DataFrame({"time": np.empty(0, dtype=np.int64)})
+
+    def _target(self, measurement: str, field: str, by: str) -> tuple[str, str, str]:
+        """(value expression, key expression, table) of a typed or a generic measurement."""
+        if measurement in _TYPED:
+            return _q(field), _q(by), _q(measurement)
+        return f"json_extract(fields, '$.\"{field}\"')", f"json_extract(tags, '$.\"{by}\"')", "points"
+
+    def _hourly(
+        self, measurement: str, field: str, start: datetime, end: datetime, offset_s: int, by: str,
+        where: Where | None, stats: tuple[str, ...],
+    ) -> HourlyArrays:
+        off = offset_s * 1_000_000_000
+        cond, params = self._where_sql(measurement, start, end, where)
+        val, key, table = self._target(measurement, field, by)
+        aggs = ", ".join(f"{_SQL_AGG[s]}({val})" for s in stats)
         sql = (
-            f"SELECT {key} AS k, ((ts_ns - {off}) / {H_NS}) * {H_NS} + {off} AS h, "
-            f"AVG({val}), MIN({val}), MAX({val}), COUNT({val}) FROM {table} "
-            f"WHERE {cond} AND {val} IS NOT NULL GROUP BY k, h ORDER BY k, h"
+            f"SELECT {key} AS k, ((ts_ns - {off}) / {H_NS}) * {H_NS} + {off} AS h, {aggs} FROM {table} "
+            f"WHERE {cond} AND {val} IS NOT NULL GROUP BY k, h"
         )
-        df = self._read_sql(sql, params)
-        if df.empty:
-            return empty_hourly(by)
-        df.columns = [by, "hour", "mean", "min", "max", "count"]
-        df["hour"] = pd.to_datetime(df["hour"].astype("int64"), unit="ns", utc=True)
-        df["count"] = df["count"].astype("int64")
-        for c in ("mean", "min", "max"):
-            df[c] = df[c].astype("float64")
-        return df
+        cols = self._columns(sql, params)
+        if not len(cols[0]):
+            return HourlyArrays.empty(stats)
+        keys = np.where(pd.isna(cols[0]), "", cols[0])
+        return HourlyArrays(keys, cols[1].astype(np.int64),
+                            {s: c.astype(np.int64 if s == "count" else np.float64) for s, c in zip(stats, cols[2:], strict=True)})
 
-    def last(
-        self,
-        measurement: str,
-        field: str,
-        by: str,
-        where: Where | None = None,
-        before: datetime | None = None,
-        lookback: timedelta = timedelta(days=30),
-    ) -> pd.DataFrame:
-        end = before or datetime.now().astimezone()
-        cond, params = self._where_sql(measurement, end - lookback, end, where)
-        if measurement in _TYPED:
-            if by not in _TYPED[measurement][0] or field not in _TYPED[measurement][1]:
-                raise StoreError(f"{measurement} has no tag {by!r} or field {field!r}")
-            val, key, table = _q(field), _q(by), _q(measurement)
-        else:
-            val, key, table = f"json_extract(fields, '$.\"{field}\"')", f"json_extract(tags, '$.\"{by}\"')", "points"
+    def _last(
+        self, measurement: str, field: str, by: str, where: Where | None, start: datetime, end: datetime
+    ) -> LastArrays:
+        cond, params = self._where_sql(measurement, start, end, where)
+        val, key, table = self._target(measurement, field, by)
         # SQLite returns the bare column from the row holding MAX(ts_ns)
         sql = f"SELECT {key} AS k, MAX(ts_ns) AS t, {val} AS v FROM {table} WHERE {cond} AND {val} IS NOT NULL GROUP BY k"
-        df = self._read_sql(sql, params)
-        df.columns = [by, "time", "value"]
-        if measurement in _TYPED and (measurement, field) not in INT_FIELDS:
-            df["value"] = df["value"].astype("float64")
-        df["time"] = pd.to_datetime(df["time"].astype("int64"), unit="ns", utc=True)
-        return df.sort_values(by).reset_index(drop=True)
+        k, t, v = self._columns(sql, params)
+        values = v
+        if len(v) and all(type(x) is float or type(x) is int for x in v):
+            values = v.astype(np.float64) if any(type(x) is float for x in v) else v.astype(np.int64)
+        return LastArrays(np.where(pd.isna(k), "", k) if len(k) else k, t.astype(np.int64), values)
 
-    def count(
-        self,
-        measurement: str,
-        start: datetime,
-        end: datetime,
-        where: Where | None = None,
-        field: str | None = None,
-    ) -> int:
+    def _count(self, measurement: str, start: datetime, end: datetime, where: Where | None, field: str | None) -> int:
         cond, params = self._where_sql(measurement, start, end, where)
         table = _q(measurement) if measurement in _TYPED else "points"
         if field and measurement in _TYPED:
-            if field not in _TYPED[measurement][1]:
-                raise StoreError(f"{measurement} has no field {field!r}")
             cond += f" AND {_q(field)} IS NOT NULL"
         elif field:
             cond += f" AND json_extract(fields, '$.\"{field}\"') IS NOT NULL"
-        with self._lock:
-            try:
-                return int(self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE {cond}", params).fetchone()[0])
-            except sqlite3.DatabaseError as exc:
-                raise sqlite_failure(exc, self.path, "read") from exc
+        _, rows = self._rows(f"SELECT COUNT(*) FROM {table} WHERE {cond}", params)
+        return int(rows[0][0])
 
     def delete_before(self, measurement: str, before: datetime) -> None:
+        """Delete the measurement's points before ``before`` (see ``Store.delete_before``)."""
         table, cond = (_q(measurement), "") if measurement in _TYPED else ("points", "measurement = ? AND ")
         params = ([] if measurement in _TYPED else [measurement]) + [to_ns(before)]
         with self._lock:
@@ -293,6 +284,7 @@ class SqliteStore(Store):
                 raise sqlite_failure(exc, self.path, "delete") from exc
 
     def ping(self) -> None:
+        """Raise StoreUnavailable when the store cannot be reached."""
         with self._lock:
             try:
                 self._db.execute("SELECT 1").fetchone()
@@ -300,6 +292,10 @@ class SqliteStore(Store):
                 raise StoreUnavailable(f"SQLite store {self.path} unusable: {exc}") from exc
 
     def close(self) -> None:
+        """Release the connections."""
         with self._lock:
+            for db in self._all_readers:
+                db.close()
+            self._all_readers.clear()
             self._db.close()
 
