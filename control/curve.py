@@ -1,8 +1,7 @@
-"""The quality-regulation heating curve for radiator systems, its indoor feedback, and the bounds.
+"""What control does with the heating curve: the indoor feedback, the bounds of one change, auto-apply.
 
-Pure functions: the numbers an operator checks by hand (docs/CONTROL.md works one example).
-Quality regulation (质调节) varies the supply temperature with the outdoor temperature at a
-constant flow; the relative load is Q = (t_n − t_out) / (t_n − t_out_design).
+Pure functions. The curve itself (``heating_curve``, ``design_for``) lives in ``heatwatch.core.curve``,
+shared with the alerts' station check and the report; it is re-exported here for control's readers.
 """
 
 from __future__ import annotations
@@ -10,40 +9,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from heatwatch.core.config import Config, StationDesign
+from heatwatch.core.config import Config
+from heatwatch.core.curve import CurvePoint, design_for, heating_curve, relative_load
 
-
-@dataclass(frozen=True, slots=True)
-class CurvePoint:
-    outdoor_c: float
-    load: float  # Q
-    supply_c: float
-    return_c: float
-
-
-def relative_load(design: StationDesign, outdoor_c: float) -> float:
-    """Q; 0 when it is warmer outside than the design indoor temperature (no heating needed)."""
-    span = design.indoor_c - design.outdoor_design_c
-    if span <= 0:
-        raise ValueError(
-            f"heating curve: indoor_c {design.indoor_c} must be above outdoor_design_c {design.outdoor_design_c}"
-        )
-    return max(0.0, (design.indoor_c - outdoor_c) / span)
-
-
-def heating_curve(design: StationDesign, outdoor_c: float) -> CurvePoint:
-    """Supply and return temperature that keep t_n indoors at ``outdoor_c`` (extrapolated below design)."""
-    if not math.isfinite(outdoor_c):
-        raise ValueError(f"heating curve: outdoor temperature {outdoor_c!r} is not a finite number")
-    if design.supply_design_c <= design.return_design_c:
-        raise ValueError(
-            f"heating curve: supply_design_c {design.supply_design_c} must be above return_design_c {design.return_design_c}"
-        )
-    q = relative_load(design, outdoor_c)
-    t_n = design.indoor_c
-    mean_part = 0.5 * (design.supply_design_c + design.return_design_c - 2 * t_n) * q ** (1.0 / (1.0 + design.b))
-    half_diff = 0.5 * (design.supply_design_c - design.return_design_c) * q
-    return CurvePoint(outdoor_c, q, t_n + mean_part + half_diff, t_n + mean_part - half_diff)
+__all__ = [
+    "Bounded",
+    "CurvePoint",
+    "auto_apply_for",
+    "bound_supply",
+    "design_for",
+    "feedback_supply",
+    "heating_curve",
+    "indoor_feedback",
+    "relative_load",
+]
 
 
 def indoor_feedback(target_c: float, measured_c: float | None, gain: float) -> float:
@@ -81,15 +60,6 @@ def bound_supply(
         x = station_min_c
         limits.append("station_min")
     return Bounded(wanted_c, round(x, 1), tuple(limits))
-
-
-def design_for(cfg: Config, station_id: str) -> StationDesign:
-    """The station's design values: its own [control.stations.<id>] keys over [control.design]."""
-    base = cfg.control.design
-    own = cfg.control.stations.get(station_id)
-    if own is None:
-        return base
-    return base.model_copy(update={k: getattr(own, k) for k in own.model_fields_set})
 
 
 def auto_apply_for(cfg: Config, station_id: str) -> bool:

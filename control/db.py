@@ -1,30 +1,19 @@
-"""Control's own state: proposals and their history, recheck runs, alerts and the alert outbox.
+"""Control's own state: proposals and their history, recheck runs — and, in the same file, the alerts' tables.
 
-One SQLite file under data_dir (``[control] db_path``), SQLAlchemy Core, WAL so the service and
-the CLI can use it at the same time. Times are stored as RFC 3339 UTC text (sortable, readable).
+One SQLite file under data_dir (``[control] db_path``), SQLAlchemy Core, WAL so the service and the CLI
+can use it at the same time (``heatwatch.infra.statedb``). Times are stored as RFC 3339 UTC text.
+The work orders' tables are ``control.alerts.tables``; ``open_engine`` creates both.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-)
+from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, Text
 
+from control.alerts import tables as alert_tables
 from heatwatch.core.config import Config
+from heatwatch.infra import statedb
 
 metadata = MetaData()
 
@@ -82,34 +71,6 @@ recheck_runs = Table(
     Column("detail", Text, nullable=False),
 )
 
-alerts = Table(
-    "alerts",
-    metadata,
-    Column("alert_id", String, primary_key=True),
-    Column("dedupe_key", String, nullable=False, index=True),
-    Column("category", String, nullable=False),
-    Column("status", String, nullable=False, index=True),  # open | acked | resolved
-    Column("created_at", String, nullable=False),
-    Column("updated_at", String, nullable=False),
-    Column("recovering_since", String),
-    Column("body", Text, nullable=False),  # the work order as JSON
-)
-
-outbox = Table(
-    "alert_outbox",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("sink", String, nullable=False),
-    Column("alert_id", String, nullable=False),
-    Column("event", String, nullable=False),  # open | resolve | ack
-    Column("payload", Text, nullable=False),
-    Column("created_at", String, nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", String, nullable=False),
-    Column("delivered_at", String),
-    Column("last_error", Text, nullable=False, default=""),
-)
-
 
 def db_path(cfg: Config) -> Path:
     return cfg.control.db_path or cfg.general.data_dir / "control.sqlite"
@@ -120,29 +81,5 @@ def jobstore_url(cfg: Config) -> str:
 
 
 def open_engine(path: Path) -> Engine:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    metadata.create_all(engine)
-    return engine
-
-
-def ts(dt: datetime | None) -> str | None:
-    """UTC text with microseconds so that lexical order is time order."""
-    return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_ts(text: str | None) -> datetime | None:
-    return None if text is None else datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)
+    """Control's SQLite file with every table in it: proposals, history, recheck runs, alerts, outbox."""
+    return statedb.open_engine(path, metadata, alert_tables.metadata)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from control import db
 from control.proposal import OPEN, Proposal, TransitionError
+from heatwatch.infra import statedb
 
 
 class UnknownProposal(LookupError):
@@ -39,23 +40,23 @@ def _row(p: Proposal) -> dict[str, Any]:
         "delta_c": p.delta_c,
         "before_c": p.before_c,
         "after_c": p.after_c,
-        "evidence": db.dumps(p.evidence),
-        "targets": db.dumps(list(p.targets)),
+        "evidence": statedb.dumps(p.evidence),
+        "targets": statedb.dumps(list(p.targets)),
         "reason": p.reason,
         "note": p.note,
-        "created_at": db.ts(p.created_at),
-        "effective_at": db.ts(p.effective_at),
-        "applied_at": db.ts(p.applied_at),
-        "published_at": db.ts(p.published_at),
-        "recheck_due_at": db.ts(p.recheck_due_at),
-        "updated_at": db.ts(p.updated_at),
+        "created_at": statedb.ts(p.created_at),
+        "effective_at": statedb.ts(p.effective_at),
+        "applied_at": statedb.ts(p.applied_at),
+        "published_at": statedb.ts(p.published_at),
+        "recheck_due_at": statedb.ts(p.recheck_due_at),
+        "updated_at": statedb.ts(p.updated_at),
     }
 
 
 def _from_row(r: Any) -> Proposal:
     m = r._mapping
-    created = db.parse_ts(m["created_at"])
-    effective = db.parse_ts(m["effective_at"])
+    created = statedb.parse_ts(m["created_at"])
+    effective = statedb.parse_ts(m["effective_at"])
     assert created is not None and effective is not None
     return Proposal(
         proposal_id=m["proposal_id"],
@@ -73,12 +74,12 @@ def _from_row(r: Any) -> Proposal:
         home_id=m["home_id"],
         origin=m["origin"],
         outcome=m["outcome"],
-        applied_at=db.parse_ts(m["applied_at"]),
-        published_at=db.parse_ts(m["published_at"]),
-        recheck_due_at=db.parse_ts(m["recheck_due_at"]),
+        applied_at=statedb.parse_ts(m["applied_at"]),
+        published_at=statedb.parse_ts(m["published_at"]),
+        recheck_due_at=statedb.parse_ts(m["recheck_due_at"]),
         before_c=m["before_c"],
         after_c=m["after_c"],
-        updated_at=db.parse_ts(m["updated_at"]),
+        updated_at=statedb.parse_ts(m["updated_at"]),
         note=m["note"],
         targets=tuple(json.loads(m["targets"])),
     )
@@ -100,7 +101,7 @@ class ProposalRepo:
             conn.execute(
                 insert(db.proposal_history),
                 [
-                    {"proposal_id": p.proposal_id, "at": db.ts(p.created_at), "from_status": None, "to_status": p.status,
+                    {"proposal_id": p.proposal_id, "at": statedb.ts(p.created_at), "from_status": None, "to_status": p.status,
                      "actor": actor, "note": p.reason}
                     for p in ps
                 ],
@@ -142,7 +143,7 @@ class ProposalRepo:
                 raise TransitionError(f"proposal {new.proposal_id} is no longer {from_status} (changed meanwhile)")
             conn.execute(
                 insert(db.proposal_history).values(
-                    proposal_id=new.proposal_id, at=db.ts(new.updated_at), from_status=from_status,
+                    proposal_id=new.proposal_id, at=statedb.ts(new.updated_at), from_status=from_status,
                     to_status=new.status, actor=actor, note=note,
                 )
             )
@@ -176,7 +177,7 @@ class ProposalRepo:
             res = conn.execute(
                 update(db.proposals)
                 .where(db.proposals.c.proposal_id == proposal_id, db.proposals.c.published_at.is_(None))
-                .values(published_at=db.ts(at))
+                .values(published_at=statedb.ts(at))
             )
         return res.rowcount == 1
 
@@ -202,8 +203,8 @@ class ProposalRepo:
             with self.engine.begin() as conn:
                 conn.execute(
                     insert(db.recheck_runs).values(
-                        proposal_id=p.proposal_id, ran_at=db.ts(at), outcome=outcome, before_c=p.before_c, after_c=after_c,
-                        window_from=db.ts(window[0]), window_to=db.ts(window[1]), detail=db.dumps(detail),
+                        proposal_id=p.proposal_id, ran_at=statedb.ts(at), outcome=outcome, before_c=p.before_c, after_c=after_c,
+                        window_from=statedb.ts(window[0]), window_to=statedb.ts(window[1]), detail=statedb.dumps(detail),
                     )
                 )
                 res = conn.execute(
@@ -215,7 +216,7 @@ class ProposalRepo:
                     raise IntegrityError("proposal not applied", None, Exception("status"))
                 conn.execute(
                     insert(db.proposal_history).values(
-                        proposal_id=p.proposal_id, at=db.ts(at), from_status="applied", to_status="rechecked",
+                        proposal_id=p.proposal_id, at=statedb.ts(at), from_status="applied", to_status="rechecked",
                         actor="recheck", note=f"{outcome}: before {p.before_c} °C, after {after_c} °C",
                     )
                 )

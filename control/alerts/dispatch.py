@@ -8,10 +8,10 @@ import threading
 from collections.abc import Mapping
 from datetime import timedelta
 
-from control import db
 from control.alerts.repo import AlertRepo
 from control.alerts.sinks import Sink, SinkError
 from heatwatch.core.timeutil import Clock
+from heatwatch.infra.statedb import ts
 
 log = logging.getLogger("heatwatch.alerts")
 MAX_BACKOFF = timedelta(hours=1)
@@ -31,7 +31,7 @@ class Dispatcher:
         sent = 0
         with self._lock:
             down: set[str] = set()
-            now_txt = db.ts(self.clock())
+            now_txt = ts(self.clock())
             for row in self.repo.due():
                 name = row["sink"]
                 sink = self.sinks.get(name)

@@ -15,8 +15,8 @@ import pandas as pd
 
 from analytics.results import AnalysisResult
 from control.alerts.model import Candidate
-from control.curve import design_for, heating_curve
 from heatwatch.core.config import Config
+from heatwatch.core.curve import design_for, heating_curve
 from heatwatch.core.registry import Registry, Station
 
 
