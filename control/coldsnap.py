@@ -4,19 +4,29 @@ Forecast sources: the store's ``forecast`` measurement (tag site_id; timestamp =
 field issued_s = when it was issued; the latest issue wins), or a file in Open-Meteo's hourly JSON
 shape (``{"utc_offset_seconds": 28800, "hourly": {"time": [...], "temperature_2m": [...]}}``,
 times local to the forecast's ``timezone``).
+
+``plan_station`` is the whole decision for one station — a ramp of supply proposals, a release step
+after the snap, or nothing — from the forecast, the station's reading, the last weighted means and
+its setpoint history. It returns proposals and stores nothing; the control loop persists them.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from control.alerts.rules import StationReading
+from control.curve import design_for, heating_curve, indoor_feedback
+from control.proposal import Proposal, new_proposal_id
 from heatwatch.core import schema
+from heatwatch.core.config import Config, StationDesign
+from heatwatch.core.registry import Station
+from heatwatch.core.timeutil import rfc3339
 from heatwatch.infra.storage.base import Store
 
 Forecast = list[tuple[datetime, float]]  # (target time UTC, °C), sorted
@@ -147,7 +157,7 @@ def plan_following(
     the bound requires (a backward pass). A forecast too late for that is compressed to one step per
     ``interval / 3`` (the whole plan, not only its start) and, if still short, finishes after ``until``:
     a late step beats one large jump, which the step bound forbids to protect the network. Only
-    raises: lowering after the snap is ``ControlLoop._coldsnap_release``'s job. Changes under
+    raises: lowering after the snap is ``plan_release``'s job. Changes under
     ``min_change_c`` wait for the next step unless waiting would break the step bound; the peak is
     always proposed.
     """
@@ -191,3 +201,182 @@ def plan_following(
             steps.append(RampStep(max(t, now), v, sized[k]))
             last = v
     return steps
+
+
+# --- the planner: proposals for one station ------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetpointHistory:
+    """The station's setpoint proposals (supply, lower_supply) the planner decides on, newest first."""
+
+    active: Sequence[Proposal] = ()  # proposed, approved or applied (a ramp in progress)
+    changes: Sequence[Proposal] = ()  # applied or rechecked (what the station was told last)
+    undecided: bool = False  # any proposed or approved: the operator decides first
+
+
+def plan_station(
+    cfg: Config,
+    st: Station,
+    reading: StationReading | None,
+    forecast: Forecast,
+    now: datetime,
+    means: Mapping[str, float],
+    history: SetpointHistory,
+) -> list[Proposal]:
+    """The cold-snap job's decision for one station: a ramp before a snap, a release step after it, or nothing.
+
+    ``means``: the last analytics cycle's weighted mean per community (the indoor feedback).
+    """
+    c = cfg.control
+    horizon = timedelta(hours=c.coldsnap_horizon_h)
+    snap = detect(forecast, now, reading.outdoor_c if reading else None, c.coldsnap_threshold_c, c.coldsnap_drop_c, horizon)
+    if _ramp_in_progress(history, now, c.ramp_interval_h):
+        return []
+    design = design_for(cfg, st.station_id)
+    if snap is None:
+        release = plan_release(cfg, st, reading, forecast, now, design, means, history)
+        return [release] if release else []
+    return plan_ramp(cfg, st, reading, forecast, now, snap, design, means)
+
+
+def _ramp_in_progress(history: SetpointHistory, now: datetime, ramp_interval_h: float) -> bool:
+    """A ramp already proposed or applied and not yet past: do not plan it again every hour."""
+    return any(
+        p.origin == "cold_snap" and p.effective_at > now - timedelta(hours=ramp_interval_h) for p in history.active
+    )
+
+
+def plan_ramp(
+    cfg: Config,
+    st: Station,
+    reading: StationReading | None,
+    forecast: Forecast,
+    now: datetime,
+    snap: ColdSnap,
+    design: StationDesign,
+    means: Mapping[str, float],
+) -> list[Proposal]:
+    """Ramped ``supply`` proposals (origin cold_snap) from the curve, one thermal lag ahead of the forecast."""
+    c = cfg.control
+    sid = st.station_id
+    # indoor feedback, as for every supply proposal: homes already warm above the target have margin
+    # for the cold (and raising them further only wastes heat); homes under it need more
+    before = min((means[n] for n in st.communities if n in means), default=None)
+    feedback = indoor_feedback(cfg.standard.target_c, before, c.feedback_gain)
+    current = reading.supply_c if reading and reading.supply_c is not None else None
+    if current is None:
+        if reading is None or reading.outdoor_c is None:
+            return []
+        current = round(heating_curve(design, reading.outdoor_c).supply_c, 1)
+    lead = timedelta(hours=design.lead_time_h)
+
+    def supply_for(outdoor_c: float) -> float:
+        return station_supply(design, st, outdoor_c, feedback)
+
+    steps = plan_following(forecast, now, snap.min_at - lead, current, supply_for, lead,
+                           timedelta(hours=c.ramp_interval_h), c.max_step_c, c.min_change_c)
+    prev = current
+    tz = cfg.general.tz
+    why = (
+        f"under the {c.coldsnap_threshold_c:g} °C threshold" if snap.trigger == "threshold"
+        else f"a {snap.reference_c - snap.min_c:.1f} °C drop"
+    )
+    made = []
+    for k, step in enumerate(steps, start=1):
+        curve = heating_curve(design, step.sized_for_c).supply_c
+        reason = (
+            f"Cold snap: forecast {snap.min_c:.1f} °C at {rfc3339(snap.min_at, tz)} ({why}), "
+            f"arriving {rfc3339(snap.arrival, tz)}; step {k}/{len(steps)}: raise {st.name or sid} supply "
+            f"{prev:.1f} → {step.supply_c:.1f} °C from {rfc3339(step.at, tz)}, sized for "
+            f"{step.sized_for_c:.1f} °C, the coldest forecast within the buildings' {design.lead_time_h:g} h "
+            f"thermal lag (heating curve {curve:.1f} °C{_feedback_note(feedback, before)})."
+        )
+        made.append(Proposal(
+            proposal_id=new_proposal_id(), station_id=sid, kind="supply",
+            community=st.communities[0] if len(st.communities) == 1 else "",
+            current_c=prev, proposed_c=step.supply_c, delta_c=round(step.supply_c - prev, 1),
+            evidence={
+                "arrival": rfc3339(snap.arrival), "forecast_min_c": snap.min_c,
+                "forecast_min_at": rfc3339(snap.min_at),
+                "trigger": snap.trigger, "reference_c": snap.reference_c,
+                "sized_for_outdoor_c": step.sized_for_c, "curve_supply_c": round(curve, 2),
+                "indoor_feedback_c": round(feedback, 2), "weighted_mean_c": before,
+                "lead_time_h": design.lead_time_h, "step": k, "steps": len(steps),
+                "window_h": c.recheck_window_h,
+            },
+            reason=reason, created_at=now, effective_at=step.at, origin="cold_snap", targets=tuple(st.communities),
+            before_c=None if before is None else round(before, 2),
+        ))
+        prev = step.supply_c
+    return made
+
+
+def plan_release(
+    cfg: Config,
+    st: Station,
+    reading: StationReading | None,
+    forecast: Forecast,
+    now: datetime,
+    design: StationDesign,
+    means: Mapping[str, float],
+    history: SetpointHistory,
+) -> Proposal | None:
+    """After a snap, step a pre-adjusted supply back down with the forecast, as it was raised.
+
+    Only while the station's last applied supply change is a cold-snap step (once an operator or the
+    analytics feedback changed it, the setpoint is theirs) and no setpoint proposal is undecided.
+    Without this the raised supply stays until the 48 h rechecks let the feedback lower it, and the
+    homes overheat after the cold has gone. It goes back to the curve for the coming weather with the
+    indoor feedback the ramp was planned with — not with today's: homes warmed by the ramp would drive
+    it far under the curve every 3 h, faster than the buildings answer (it undershot into cold homes
+    in the demo). Correcting the indoor level is the analytics' job, one change per recheck.
+    One step of at most ``max_step_c`` per ``ramp_interval_h``.
+    """
+    c = cfg.control
+    sid = st.station_id
+    last = max(history.changes, key=lambda p: p.effective_at, default=None)
+    if last is None or last.origin != "cold_snap" or last.effective_at > now:
+        return None
+    if history.undecided:
+        return None  # an undecided setpoint proposal: let the operator decide first
+    current = reading.supply_c if reading is not None and reading.supply_c is not None else last.proposed_c
+    lead = timedelta(hours=design.lead_time_h)
+    sized = coldest_ahead(forecast, now, lead) if forecast else (reading.outdoor_c if reading is not None else None)
+    if current is None or sized is None:
+        return None
+    planned_feedback = float(last.evidence.get("indoor_feedback_c") or 0.0)
+    curve = heating_curve(design, sized).supply_c
+    wanted = station_supply(design, st, sized, planned_feedback)
+    if current - wanted < max(c.min_change_c, 0.05):
+        return None
+    value = step_down(current, wanted, c.max_step_c)
+    tz = cfg.general.tz
+    warmest = max((means[n] for n in st.communities if n in means), default=None)
+    feedback_note = f" {planned_feedback:+.1f} °C indoor feedback as planned" if abs(planned_feedback) >= 0.05 else ""
+    reason = (
+        f"Cold snap over: the coldest forecast within the buildings' {design.lead_time_h:g} h thermal lag is "
+        f"{sized:.1f} °C; lower {st.name or sid} supply {current:.1f} → {value:.1f} °C from {rfc3339(now, tz)}, back "
+        f"toward the heating curve ({curve:.1f} °C{feedback_note}) after the pre-adjustment {last.proposal_id}."
+    )
+    return Proposal(
+        proposal_id=new_proposal_id(), station_id=sid, kind="lower_supply",
+        community=st.communities[0] if len(st.communities) == 1 else "",
+        current_c=current, proposed_c=value, delta_c=round(value - current, 1),
+        evidence={
+            "release_of": last.proposal_id, "sized_for_outdoor_c": sized, "curve_supply_c": round(curve, 2),
+            "indoor_feedback_c": planned_feedback, "weighted_mean_c": warmest, "lead_time_h": design.lead_time_h,
+            "window_h": c.recheck_window_h,
+        },
+        reason=reason, created_at=now, effective_at=now, origin="cold_snap", targets=tuple(st.communities),
+        before_c=None if warmest is None else round(warmest, 2),  # a lowering is judged on the warmest community
+    )
+
+
+def station_supply(design: StationDesign, st: Station, outdoor_c: float, feedback_c: float) -> float:
+    """The heating curve at ``outdoor_c`` shifted by the indoor feedback, in the station's supply range."""
+    return max(st.supply_min_c, min(st.supply_max_c, heating_curve(design, outdoor_c).supply_c + feedback_c))
+
+
+def _feedback_note(feedback: float, mean_c: float | None) -> str:
+    if mean_c is None or abs(feedback) < 0.05:
+        return ""
+    return f" {'+' if feedback > 0 else '−'} {abs(feedback):.1f} °C indoor feedback (weighted mean {mean_c:.1f} °C)"

@@ -69,8 +69,9 @@ def _balancing(st: Station, stats: CommunityStats, imb: Imbalance, target_c: flo
         "throttle_valves": warm,
     }
     return Proposal(
-        new_proposal_id(), st.station_id, "balancing", stats.community, _r(imb.building_spread_c, 2), None, None,
-        evidence, reason, now, now, targets=(stats.community,), before_c=_r(stats.weighted_mean_c, 2),
+        proposal_id=new_proposal_id(), station_id=st.station_id, kind="balancing", community=stats.community,
+        current_c=_r(imb.building_spread_c, 2), proposed_c=None, delta_c=None, evidence=evidence, reason=reason,
+        created_at=now, effective_at=now, targets=(stats.community,), before_c=_r(stats.weighted_mean_c, 2),
     )
 
 
@@ -91,8 +92,9 @@ def _home_visit(st: Station, hb: HomeBelow, address: str, stats: CommunityStats,
         "community_weighted_mean_c": _r(stats.weighted_mean_c, 2),
     }
     return Proposal(
-        new_proposal_id(), st.station_id, "home_visit", hb.community, round(hb.mean_c, 2), None, None, evidence,
-        reason, now, now, home_id=hb.home_id, targets=(hb.home_id,), before_c=round(hb.mean_c, 2),
+        proposal_id=new_proposal_id(), station_id=st.station_id, kind="home_visit", community=hb.community,
+        current_c=round(hb.mean_c, 2), proposed_c=None, delta_c=None, evidence=evidence, reason=reason,
+        created_at=now, effective_at=now, home_id=hb.home_id, targets=(hb.home_id,), before_c=round(hb.mean_c, 2),
     )
 
 
@@ -155,8 +157,9 @@ def _supply(
         "limited_by": list(b.limited_by),
     }
     return Proposal(
-        new_proposal_id(), st.station_id, kind, worst.community if len(needs) == 1 else "",  # type: ignore[arg-type]
-        _r(current), b.proposed_c, delta, evidence, reason, now, now,
+        proposal_id=new_proposal_id(), station_id=st.station_id, kind=kind,  # type: ignore[arg-type]
+        community=worst.community if len(needs) == 1 else "", current_c=_r(current), proposed_c=b.proposed_c,
+        delta_c=delta, evidence=evidence, reason=reason, created_at=now, effective_at=now,
         targets=tuple(c.community for c in needs), before_c=_r(wm, 2),
     )
 

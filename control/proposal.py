@@ -39,8 +39,10 @@ def new_proposal_id() -> str:
     return "P" + secrets.token_hex(5)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Proposal:
+    """Built by keyword only: twelve fields, several of them floats, are too easy to swap by position."""
+
     proposal_id: str
     station_id: str
     kind: Kind

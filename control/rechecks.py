@@ -1,28 +1,44 @@
-"""48-hour rechecks (and delayed setpoints) on APScheduler 3 with a persistent SQLAlchemy job store.
+"""48-hour rechecks: the recheck itself, and its job (and delayed setpoints') on APScheduler 3.
 
 Jobs carry only the proposal id and name a module-level function, so they survive a restart:
 the function finds the running ``ControlLoop`` through ``activate``. Job ids are explicit
 (``recheck:<id>``, ``setpoint:<id>``), added with ``replace_existing``; ``misfire_grace_time=None``
 and ``coalesce`` make a job that fell due while heatwatch was down run once when it is back.
+``Jobs`` schedules them at a clock time (the clock may be simulated and faster than the wall);
+``Rechecker`` re-runs analytics after the change and records the verdict exactly once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import create_engine, text
 
+from analytics.results import AnalysisResult
 from control.db import jobstore_url
+from control.outcome import judge, measured
+from control.points import PointWriter
+from control.proposal import Proposal
+from control.repo import ProposalRepo
 from heatwatch.core.config import Config
+from heatwatch.core.registry import Registry
+from heatwatch.core.timeutil import Clock, utc_now
+from heatwatch.infra.storage.base import Store
+
+if TYPE_CHECKING:
+    from control.alerting import Alerting
 
 log = logging.getLogger("heatwatch.control.rechecks")
+loop_log = logging.getLogger("heatwatch.control")
+AnalyzeFn = Callable[..., AnalysisResult]
 JOB_TABLE = "heatwatch_jobs"
 
 
@@ -106,3 +122,110 @@ def stored_jobs(cfg: Config) -> list[dict[str, Any]]:
     return [
         {"job_id": r[0], "next_run": None if r[1] is None else datetime.fromtimestamp(float(r[1]), UTC)} for r in rows
     ]
+
+
+class Jobs:
+    """Schedules ``recheck``/``setpoint`` jobs at a time on the loop's clock.
+
+    ``time_scale`` is simulated seconds per wall second: APScheduler waits in wall time, so an accelerated
+    clock's time is translated. Without a running scheduler (the CLI) the job goes straight into the
+    persistent store, where the service's scheduler finds it.
+    """
+
+    def __init__(self, cfg: Config, clock: Clock, time_scale: float = 1.0) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.time_scale = time_scale
+        self.scheduler: BackgroundScheduler | None = None
+
+    def wall(self, at: datetime) -> datetime:
+        """A clock time as the wall time APScheduler waits for (accelerated clocks run faster)."""
+        return utc_now() + (at - self.clock()) / self.time_scale
+
+    def schedule(self, kind: str, proposal_id: str, at: datetime) -> None:
+        wall = self.wall(at)
+        if self.scheduler is not None and self.scheduler.running:
+            add_persistent(self.scheduler, kind, proposal_id, wall)
+        else:
+            schedule_offline(self.cfg, kind, proposal_id, wall)
+
+
+class Rechecker:
+    """Re-runs analytics after an applied change and records improved / not improved, exactly once.
+
+    ``analyze`` stands in for ``analytics.engine.analyze`` (tests); a ``not_improved`` verdict opens an
+    urgent work order through ``alerting``.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        registry: Registry,
+        store: Store,
+        proposals: ProposalRepo,
+        clock: Clock,
+        points: PointWriter,
+        alerting: Alerting,
+        analyze: AnalyzeFn | None = None,
+        lock: threading.RLock | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.registry = registry
+        self.store = store
+        self.proposals = proposals
+        self.clock = clock
+        self.points = points
+        self.alerting = alerting
+        self._analyze = analyze
+        self._lock = lock or threading.RLock()
+
+    def analyze(self, start: datetime, end: datetime, community: str) -> AnalysisResult:
+        fn = self._analyze
+        if fn is None:
+            from analytics.engine import analyze as fn  # type: ignore[import-not-found,no-redef,unused-ignore]
+        assert fn is not None
+        return fn(self.store, self.registry, self.cfg, start, end, community=community, now=end)
+
+    def recheck(self, proposal_id: str, by: str = "sweep") -> Proposal | None:
+        """Re-run analytics over a comparable window, record before/after; exactly once per proposal."""
+        with self._lock:
+            p = self.proposals.get(proposal_id)
+            if p.status != "applied":
+                return None
+            now = self.clock()
+            window_h = float(p.evidence.get("window_h") or self.cfg.control.recheck_window_h)
+            changed = max(p.applied_at or now, p.effective_at)
+            since_h = (now - changed).total_seconds() / 3600
+            if 0 < since_h < window_h:
+                window_h = since_h  # only the time after the change counts
+            start = now - timedelta(hours=window_h)
+            if p.kind == "home_visit":
+                home = self.registry.homes.get(p.home_id)
+                comms = [home.community] if home else [p.community]
+            else:
+                comms = list(p.targets) or [p.community]
+            results = [self.analyze(start, now, c) for c in comms if c]
+            after = measured(p, results)
+            c = self.cfg.control
+            outcome = judge(p, after, self.cfg.standard.target_c, c.warm_ceiling_c, c.improve_min_c)
+            detail = {"by": by, "window_h": round(window_h, 4), "communities": comms}
+            new = self.proposals.record_recheck(p, outcome, None if after is None else round(after, 2), (start, now), now, detail)
+            if new is None:
+                return None
+            self.points.proposals([new], now)
+            loop_log.info("recheck of %s: %s (before %s °C, after %s °C)", proposal_id, outcome, p.before_c, new.after_c)
+            if outcome == "not_improved":
+                self.alerting.recheck_not_improved(new, now)
+        self.alerting.deliver_due()
+        return new
+
+    def run_due(self, by: str = "sweep") -> list[Proposal]:
+        """Every applied change whose recheck is due on the clock (the sweep behind the scheduler's jobs)."""
+        now = self.clock()
+        done = []
+        for p in self.proposals.pending_rechecks():
+            if p.recheck_due_at is not None and p.recheck_due_at <= now:
+                r = self.recheck(p.proposal_id, by=by)
+                if r is not None:
+                    done.append(r)
+        return done

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from control.alerting import build_sinks
 from control.alerts.dispatch import Dispatcher
 from control.alerts.model import Candidate, WorkOrder
 from control.alerts.repo import AlertRepo
 from control.alerts.sinks import SIGNATURE_HEADER, JsonlSink, Sink, WebhookSink
 from control.db import open_engine
-from control.service import build_sinks
 from heatwatch.core.config import load_config
+from heatwatch.core.timeutil import SettableClock
 from tools.servers import free_port
 
 SECRET = "s3cret-签名"
@@ -88,18 +89,10 @@ def order(n: int, now: datetime = T0) -> WorkOrder:
     return WorkOrder.from_candidate(c, now)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> datetime:
-        return self.t
-
-
 def test_hmac_signature_and_retry_after_500(tmp_path: Path, receiver: Receiver) -> None:
     repo = AlertRepo(open_engine(tmp_path / "c.sqlite"), ["webhook"])
     sink = WebhookSink(receiver.url, SECRET, retries=3, backoff_s=0.05, timeout_s=5)
-    d = Dispatcher(repo, {"webhook": sink}, Clock())
+    d = Dispatcher(repo, {"webhook": sink}, SettableClock(T0))
     receiver.fail = 1
     o = order(1)
     repo.record(opened=[o], at=T0)
@@ -119,7 +112,7 @@ def test_hmac_signature_and_retry_after_500(tmp_path: Path, receiver: Receiver) 
 def test_sink_down_keeps_alerts_in_outbox_and_redelivers_in_order(tmp_path: Path) -> None:
     port = free_port()
     repo = AlertRepo(open_engine(tmp_path / "c.sqlite"), ["webhook", "jsonl"])
-    clock = Clock()
+    clock = SettableClock(T0)
     sinks: dict[str, Sink] = {
         "webhook": WebhookSink(f"http://127.0.0.1:{port}/hook", SECRET, retries=1, backoff_s=0.01, timeout_s=2),
         "jsonl": JsonlSink(tmp_path / "alerts.jsonl"),
@@ -136,7 +129,7 @@ def test_sink_down_keeps_alerts_in_outbox_and_redelivers_in_order(tmp_path: Path
     try:
         assert d.deliver_due() == 0  # still inside the backoff; the second message does not overtake the first
         assert rcv.requests == []
-        clock.t = T0 + timedelta(seconds=31)
+        clock.set(T0 + timedelta(seconds=31))
         assert d.deliver_due() == 2
         ids = [json.loads(body)["alert"]["alert_id"] for _, body in rcv.requests]
         assert ids == [a.alert_id, b.alert_id] and all(verify(h, body) for h, body in rcv.requests)
@@ -149,7 +142,7 @@ def test_sink_down_keeps_alerts_in_outbox_and_redelivers_in_order(tmp_path: Path
 
 def test_client_error_is_not_hammered_but_kept(tmp_path: Path, receiver: Receiver) -> None:
     repo = AlertRepo(open_engine(tmp_path / "c.sqlite"), ["webhook"])
-    d = Dispatcher(repo, {"webhook": WebhookSink(receiver.url, SECRET, retries=3, backoff_s=0.01)}, Clock())
+    d = Dispatcher(repo, {"webhook": WebhookSink(receiver.url, SECRET, retries=3, backoff_s=0.01)}, SettableClock(T0))
     receiver.fail, receiver.status_on_fail = 1, 400
     repo.record(opened=[order(1)], at=T0)
     assert d.deliver_due() == 0 and len(receiver.requests) == 1
@@ -158,7 +151,7 @@ def test_client_error_is_not_hammered_but_kept(tmp_path: Path, receiver: Receive
 
 def test_ack_and_resolve_are_messages_too(tmp_path: Path) -> None:
     repo = AlertRepo(open_engine(tmp_path / "c.sqlite"), ["jsonl"])
-    clock = Clock()
+    clock = SettableClock(T0)
     d = Dispatcher(repo, {"jsonl": JsonlSink(tmp_path / "a.jsonl")}, clock)
     o = order(3)
     repo.record(opened=[o], at=T0)
@@ -166,7 +159,7 @@ def test_ack_and_resolve_are_messages_too(tmp_path: Path) -> None:
     repo.set_status(o.alert_id, "resolved", T0 + timedelta(hours=3), "阀门已调")
     with pytest.raises(ValueError, match="already resolved"):
         repo.set_status(o.alert_id, "acked", T0 + timedelta(hours=4))
-    clock.t = T0 + timedelta(hours=4)
+    clock.set(T0 + timedelta(hours=4))
     assert d.deliver_due() == 3
     events = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [e["event"] for e in events] == ["open", "ack", "resolve"]

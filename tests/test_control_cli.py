@@ -14,6 +14,10 @@ from control.db import open_engine
 from control.proposal import Proposal, new_proposal_id
 from control.repo import ProposalRepo
 from heatwatch.app.cli import main
+from heatwatch.core import schema
+from heatwatch.core.config import load_config
+from heatwatch.core.timeutil import utc_now
+from heatwatch.infra.storage import open_store
 from tests.helpers import Listener
 from tools.servers import Mosquitto
 
@@ -33,9 +37,10 @@ def write_config(tmp: Path, port: int = 1883) -> Path:
 
 def seed(tmp: Path, kind: str = "supply") -> Proposal:
     p = Proposal(
-        new_proposal_id(), "S1", kind, "幸福小区", 45.0, 48.0 if kind == "supply" else None,  # type: ignore[arg-type]
-        3.0 if kind == "supply" else None, {"weighted_mean_c": {"幸福小区": 16.9}},
-        "幸福小区: weighted mean 16.9 °C; raise 幸福换热站 supply from 45.0 to 48.0 °C", NOW, NOW,
+        proposal_id=new_proposal_id(), station_id="S1", kind=kind, community="幸福小区",  # type: ignore[arg-type]
+        current_c=45.0, proposed_c=48.0 if kind == "supply" else None, delta_c=3.0 if kind == "supply" else None,
+        evidence={"weighted_mean_c": {"幸福小区": 16.9}},
+        reason="幸福小区: weighted mean 16.9 °C; raise 幸福换热站 supply from 45.0 to 48.0 °C", created_at=NOW, effective_at=NOW,
         targets=("幸福小区",), before_c=16.9,
     )
     ProposalRepo(open_engine(tmp / "data" / "control.sqlite")).add(p)
@@ -73,6 +78,32 @@ def test_proposals_list_show_approve_reject(tmp_path: Path, capsys: pytest.Captu
     assert rc == 0 and "rejected" in out and "approved" in out
     rc, out, _ = run(capsys, "-c", cfg, "proposals", "show", p.proposal_id)
     assert "王工" in out and "同意" in out
+
+
+def test_approve_and_reject_use_the_lifecycle_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No control loop, no alert sinks, no MQTT for a decision; the Grafana annotation is still written."""
+    import control.alerting
+    import control.service
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an operator's decision built the control loop or its alert sinks")
+
+    monkeypatch.setattr(control.service.ControlLoop, "__init__", refuse)
+    monkeypatch.setattr(control.alerting, "build_sinks", refuse)
+    cfg_path = write_config(tmp_path)
+    p, q = seed(tmp_path), seed(tmp_path, "balancing")
+    rc, out, err = run(capsys, "-c", str(cfg_path), "proposals", "approve", p.proposal_id, "--by", "王工")
+    assert rc == 0 and "proposed → approved" in out, err
+    rc, out, err = run(capsys, "-c", str(cfg_path), "proposals", "reject", q.proposal_id)
+    assert rc == 0 and "proposed → rejected" in out, err
+    store = open_store(load_config(cfg_path))
+    try:
+        df = store.query(schema.PROPOSALS, NOW - timedelta(minutes=5), utc_now() + timedelta(minutes=5))
+    finally:
+        store.close()
+    assert set(zip(df["proposal_id"], df["status"], strict=True)) == {(p.proposal_id, "approved"), (q.proposal_id, "rejected")}
 
 
 @pytest.mark.mosquitto

@@ -21,9 +21,10 @@ from collector.service import Collector
 from control.proposal import Proposal
 from control.publish import MqttPublisher
 from control.service import ControlLoop
-from heatwatch.app.lockstep import CountingPublisher, Lockstep, SimClock, analytics_control_cycle
+from heatwatch.app.cycle import Cycle
+from heatwatch.app.lockstep import CountingPublisher, Lockstep
 from heatwatch.core.config import Config, load_config
-from heatwatch.core.timeutil import rfc3339, utc_now
+from heatwatch.core.timeutil import SettableClock, rfc3339, utc_now
 from heatwatch.infra.storage.sqlite import SqliteStore
 from simulators.mqttio import MqttTarget
 from simulators.runner import ScenarioRunner, floor_to_step
@@ -63,9 +64,13 @@ class Rig:
         self.col = Collector(cfg, self.reg, self.store).start()
         self.pub = MqttPublisher(cfg, f"ctl-{prefix}")
         self.setpoints = CountingPublisher(self.pub, cfg.mqtt.topic_prefix)
-        self.clock = SimClock(runner.start_time)
+        self.clock = SettableClock(runner.start_time)
         self.loop = ControlLoop(cfg, self.reg, self.store, self.clock, self.setpoints)
         self.lockstep = Lockstep(runner, [self.col], clock=self.clock, setpoints=self.setpoints)
+
+    def cycle(self, window_h: float) -> Cycle:
+        """What ``heatwatch run`` does each cycle: analytics over ``window_h`` hours, then control (no cold-snap job)."""
+        return Cycle(self.store, self.reg, self.cfg, self.loop, window_h=window_h)
 
     def close(self) -> None:
         self.lockstep.close()
@@ -90,12 +95,11 @@ def test_cold_community_proposal_applied_warms_homes_and_recheck_improved(tmp_pa
     rechecked: list[Proposal] = []
     cycle_times: list[datetime] = []
     try:
-        for t in rig.lockstep.cycles(timedelta(hours=4), first=timedelta(hours=12)):
-            cycle = analytics_control_cycle(rig.store, rig.reg, cfg, rig.loop, t, 12.0, coldsnap=False)
+        for cycle in rig.lockstep.run_cycles(rig.cycle(12.0), timedelta(hours=4), first=timedelta(hours=12)):
             assert cycle.report is not None
             proposals += cycle.report.proposals
             rechecked += cycle.report.rechecked
-            cycle_times.append(t)
+            cycle_times.append(cycle.at)
     finally:
         rig.close()
     assert cycle_times == [runner.start_time + timedelta(hours=h) for h in range(12, 61, 4)]
@@ -131,10 +135,10 @@ def test_cold_snap_scenario_pre_adjusts_before_the_cold_arrives(tmp_path: Path, 
     rig = Rig(tmp_path, cfg, runner, prefix)
     planned: list[Proposal] = []
     cycles = 0
+    cycle = rig.cycle(12.0)
     try:
         for _t in rig.lockstep.cycles(timedelta(hours=1)):
-            planned += rig.loop.run_coldsnap()  # what the scheduler's cold-snap job does
-            rig.loop.publish_due_setpoints()
+            planned += cycle.coldsnap()  # what the scheduler's cold-snap job does, then the setpoints it made due
             cycles += 1
     finally:
         rig.close()

@@ -50,8 +50,9 @@ def analyze(store, registry, cfg, start, end, community=None, now=None):
 loop = ControlLoop(cfg, reg, SqliteStore(f"{data}/store.sqlite"), utc_now, None, analyze=analyze).start()
 if mode == "schedule":
     now = utc_now()
-    p = Proposal(new_proposal_id(), "S1", "balancing", "幸福小区", 3.1, None, None, {"window_h": 24.0},
-                 "幸福小区: 3号楼 cold, 1号楼 warm", now, now, targets=("幸福小区",), before_c=17.2)
+    p = Proposal(proposal_id=new_proposal_id(), station_id="S1", kind="balancing", community="幸福小区", current_c=3.1,
+                 proposed_c=None, delta_c=None, evidence={"window_h": 24.0}, reason="幸福小区: 3号楼 cold, 1号楼 warm",
+                 created_at=now, effective_at=now, targets=("幸福小区",), before_c=17.2)
     loop.proposals.add(p)
     loop.approve(p.proposal_id)
     a = loop.apply(p.proposal_id)

@@ -22,7 +22,7 @@ from heatwatch.core import schema
 from heatwatch.core.config import Config, load_config
 from heatwatch.core.model import Point
 from heatwatch.core.registry import Home, Registry, Station
-from heatwatch.core.timeutil import rfc3339, to_ns
+from heatwatch.core.timeutil import SettableClock, rfc3339, to_ns
 from heatwatch.infra.mqtt.client import PublishError
 from heatwatch.infra.storage.sqlite import SqliteStore
 from tests.helpers import Listener
@@ -35,17 +35,6 @@ HOMES = {
     for i in range(12)
 }
 REG = Registry(HOMES, {"S1": ST})
-
-
-class Clock:
-    def __init__(self, t: datetime) -> None:
-        self.t = t
-
-    def __call__(self) -> datetime:
-        return self.t
-
-    def advance(self, **kw: float) -> None:
-        self.t += timedelta(**kw)
 
 
 class Analyses:
@@ -108,7 +97,7 @@ def test_lifecycle_setpoint_retained_recheck_improved(tmp_path: Path, mosquitto:
     prefix = cfg.mqtt.topic_prefix
     alerts_in = Listener(mosquitto.port, f"{prefix}/alerts/#")
     store = SqliteStore(tmp_path / "s.sqlite")
-    clock = Clock(T0)
+    clock = SettableClock(T0)
     seed_station(store, T0)
     an = Analyses()
     pub = MqttPublisher(cfg)
@@ -172,7 +161,7 @@ def test_lifecycle_setpoint_retained_recheck_improved(tmp_path: Path, mosquitto:
 def test_not_improved_raises_dispatch_alert_to_jsonl(tmp_path: Path) -> None:
     cfg = cfg_for(tmp_path, control={"max_step_c": 5.0})
     store = SqliteStore(tmp_path / "s.sqlite")
-    clock = Clock(T0)
+    clock = SettableClock(T0)
     seed_station(store, T0)
     an = Analyses()
     rec = Recorder()
@@ -203,7 +192,7 @@ def test_apply_fails_cleanly_when_broker_does_not_ack(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.sqlite")
     seed_station(store, T0)
     rec = Recorder()
-    loop = ControlLoop(cfg, REG, store, Clock(T0), rec, analyze=Analyses())
+    loop = ControlLoop(cfg, REG, store, SettableClock(T0), rec, analyze=Analyses())
     try:
         [p] = loop.evaluate(result(T0, 16.9)).proposals
         loop.approve(p.proposal_id)
@@ -223,7 +212,7 @@ def test_auto_apply_per_station(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.sqlite")
     seed_station(store, T0)
     rec = Recorder()
-    loop = ControlLoop(cfg, REG, store, Clock(T0), rec, analyze=Analyses())
+    loop = ControlLoop(cfg, REG, store, SettableClock(T0), rec, analyze=Analyses())
     try:
         [p] = loop.evaluate(result(T0, 16.9)).proposals
         got = loop.proposals.get(p.proposal_id)
@@ -237,7 +226,7 @@ def test_auto_apply_per_station(tmp_path: Path) -> None:
 def test_home_visit_for_isolated_home_then_recheck_of_that_home(tmp_path: Path) -> None:
     cfg = cfg_for(tmp_path)
     store = SqliteStore(tmp_path / "s.sqlite")
-    clock = Clock(T0)
+    clock = SettableClock(T0)
     seed_station(store, T0, supply=round(heating_curve(cfg.control.design, 0.0).supply_c, 1))
     an = Analyses()
     loop = ControlLoop(cfg, REG, store, clock, Recorder(), analyze=an)
@@ -271,14 +260,14 @@ def openmeteo(t0: datetime, temps: list[float], offset_s: int = 8 * 3600) -> dic
 SNAP_TEMPS = [0.0] * 30 + [-10.0, -14.0, -16.5, -17.0] + [-17.0] * 20  # cold from +30 h, coldest from +33 h
 
 
-def snap_rig(tmp: Path, supply: float = 48.0) -> tuple[Path, Config, SqliteStore, Clock, Recorder, ControlLoop]:
+def snap_rig(tmp: Path, supply: float = 48.0) -> tuple[Path, Config, SqliteStore, SettableClock, Recorder, ControlLoop]:
     """A control loop reading SNAP_TEMPS from a forecast file (lead time 12 h), the station at ``supply``."""
     fc = tmp / "forecast.json"
     fc.write_text(json.dumps(openmeteo(T0, SNAP_TEMPS)), encoding="utf-8")
     cfg = cfg_for(tmp, control={"forecast_file": str(fc), "stations": {"S1": {"lead_time_h": 12.0}}})
     store = SqliteStore(tmp / "s.sqlite")
     seed_station(store, T0, supply=supply)
-    clock, rec = Clock(T0), Recorder()
+    clock, rec = SettableClock(T0), Recorder()
     return fc, cfg, store, clock, rec, ControlLoop(cfg, REG, store, clock, rec, analyze=Analyses())
 
 
@@ -310,7 +299,7 @@ def test_cold_snap_ramp_from_forecast_file_beats_the_lag(tmp_path: Path) -> None
         assert applied.published_at is None and rec.sent == []
         assert applied.recheck_due_at == last.effective_at + timedelta(hours=48)
         assert f"setpoint:{last.proposal_id}" in {j["job_id"] for j in stored_jobs(cfg)}
-        clock.t = last.effective_at
+        clock.set(last.effective_at)
         loop.publish_due_setpoints()
         assert [m[1]["proposal_id"] for m in rec.sent] == [last.proposal_id]
         loop.publish_due_setpoints()
@@ -325,7 +314,7 @@ def test_cold_snap_target_takes_the_indoor_feedback(tmp_path: Path, mean_c: floa
     """Homes above the target have margin for the cold (a smaller raise, or none); homes under it get more."""
     _, cfg, store, _, _, loop = snap_rig(tmp_path, supply=supply_c)
     try:
-        loop._last_means["幸福小区"] = mean_c  # what the last analytics cycle measured
+        loop.last_means["幸福小区"] = mean_c  # what the last analytics cycle measured
         steps = loop.run_coldsnap()
         feedback = 3.0 * (18.0 - mean_c)  # feedback_gain × (target − weighted mean)
         target = min(75.0, heating_curve(cfg.control.design, -17.0).supply_c + feedback)
@@ -352,7 +341,7 @@ def test_after_the_snap_the_supply_steps_back_down_with_the_forecast(tmp_path: P
         peak = ramp[-1].proposed_c
         assert peak is not None
         # two days on, the cold has gone: the forecast is 0 °C again and the station runs at the peak
-        clock.t = T0 + timedelta(hours=60)
+        clock.set(T0 + timedelta(hours=60))
         fc.write_text(json.dumps(openmeteo(clock.t, [0.0] * 48)), encoding="utf-8")
         seed_station(store, clock.t, supply=peak)
         [down] = loop.run_coldsnap()
@@ -391,13 +380,13 @@ def test_the_release_returns_to_the_curve_with_the_feedback_it_was_planned_with(
     correction, one change per recheck; a release every 3 h on a lagging mean undershoots into cold homes."""
     fc, cfg, store, clock, _, loop = snap_rig(tmp_path)
     try:
-        loop._last_means["幸福小区"] = 18.0  # on target when the ramp is planned: no feedback
+        loop.last_means["幸福小区"] = 18.0  # on target when the ramp is planned: no feedback
         for p in loop.run_coldsnap():
             loop.approve(p.proposal_id)
             loop.apply(p.proposal_id)
-        clock.t = T0 + timedelta(hours=60)
+        clock.set(T0 + timedelta(hours=60))
         fc.write_text(json.dumps(openmeteo(clock.t, [0.0] * 72)), encoding="utf-8")
-        loop._last_means["幸福小区"] = 23.5  # the ramp overheated the homes
+        loop.last_means["幸福小区"] = 23.5  # the ramp overheated the homes
         supply = max(loop.proposals.find(statuses=["applied"]), key=lambda p: p.effective_at).proposed_c or 0.0
         releases = []
         for _ in range(20):
@@ -425,7 +414,7 @@ def test_station_outage_alert_flags_user_notice(tmp_path: Path) -> None:
     cfg = cfg_for(tmp_path)
     store = SqliteStore(tmp_path / "s.sqlite")
     seed_station(store, T0 - timedelta(hours=9))
-    loop = ControlLoop(cfg, REG, store, Clock(T0), Recorder(), analyze=Analyses())
+    loop = ControlLoop(cfg, REG, store, SettableClock(T0), Recorder(), analyze=Analyses())
     try:
         rep = loop.evaluate(result(T0, 18.5))
         [o] = [a for a in rep.opened if a.category == "station_fault"]

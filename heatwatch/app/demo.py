@@ -142,8 +142,9 @@ class Demo:
         from collector.service import Collector
         from control.publish import MqttPublisher
         from control.service import ControlLoop
-        from heatwatch.app.lockstep import CountingPublisher, Lockstep, SimClock, analytics_control_cycle
-        from heatwatch.core.timeutil import utc_now
+        from heatwatch.app.cycle import Cycle
+        from heatwatch.app.lockstep import CountingPublisher, Lockstep
+        from heatwatch.core.timeutil import SettableClock, utc_now
         from heatwatch.infra.embedded_broker import EmbeddedBroker
         from heatwatch.infra.storage import open_store
         from simulators.mqttio import MqttTarget
@@ -170,12 +171,13 @@ class Demo:
                                 until=until, tz=tz, client_id="heatwatch-demo-sim")
         reg = runner.registry
         store = open_store(cfg)
-        clock = SimClock(runner.start_time)
+        clock = SettableClock(runner.start_time)
         collector = Collector(cfg, reg, store).start()
         publisher = MqttPublisher(cfg, "heatwatch-demo-control")
         counted = CountingPublisher(publisher, cfg.mqtt.topic_prefix)
         loop = ControlLoop(cfg, reg, store, clock, counted)
         lockstep = Lockstep(runner, [collector], clock=clock, setpoints=counted, timeout_s=60.0)
+        cycle = Cycle(store, reg, cfg, loop, window_h=ANALYSIS_WINDOW_H, coldsnap=True)
 
         def local(t: datetime) -> str:
             return t.astimezone(tz).strftime("%m-%d %H:%M")
@@ -193,14 +195,13 @@ class Demo:
         try:
             if not collector.wait_ready(timeout=15):
                 raise UsageError("the collector could not connect to the embedded broker")
-            for t in lockstep.cycles(timedelta(hours=a.every)):
-                cycle = analytics_control_cycle(store, reg, cfg, loop, t, ANALYSIS_WINDOW_H)
-                self.tally.cold_homes |= {h.home_id for h in cycle.result.homes_below_standard}
+            for done in lockstep.run_cycles(cycle, timedelta(hours=a.every)):
+                self.tally.cold_homes |= {h.home_id for h in done.result.homes_below_standard}
                 stored = int(collector.snapshot()["stored"])
-                self.say(cycle_line(local(t), stored, cycle.result, cfg.standard.target_c))
-                rep = cycle.report
+                self.say(cycle_line(local(done.at), stored, done.result, cfg.standard.target_c))
+                rep = done.report
                 assert rep is not None
-                self._events(cycle.planned, rep.proposals, rep.opened, rep.resolved, rep.rechecked)
+                self._events(done.planned, rep.proposals, rep.opened, rep.resolved, rep.rechecked)
         except KeyboardInterrupt:
             interrupted = True
             self.say("\ninterrupted — stopping; the report covers what was simulated so far")
@@ -211,7 +212,7 @@ class Demo:
             loop.shutdown()
             publisher.close()
             broker.stop()
-        end = max(clock.t, start + timedelta(hours=1))
+        end = max(clock(), start + timedelta(hours=1))
         self.say()
         self.say("writing the report …")
         from heatwatch.app.report import build_report

@@ -8,8 +8,8 @@ Here simulated time moves only when the product says so:
 2. ``sync()`` waits until the broker acknowledged every one of them (the simulator's PUBACK count)
    and the collector has taken them all (its ``received`` count: stored or dead-lettered, then
    acknowledged; spool empty);
-3. the caller runs its analytics + control cycle at that simulated time (``cycles()`` sets the
-   shared ``SimClock``);
+3. the caller runs its analytics + control cycle (``heatwatch.app.cycle``) at that simulated time
+   (``cycles()`` sets the shared ``SettableClock``; ``run_cycles()`` runs the cycle too);
 4. ``deliver_setpoints()`` waits until every setpoint control published has reached the simulator,
    so it takes effect at the same simulated step on every machine.
 
@@ -23,18 +23,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from heatwatch.core.timeutil import SettableClock
+
 if TYPE_CHECKING:
-    from analytics.results import AnalysisResult
-    from control.proposal import Proposal
-    from control.service import ControlLoop, CycleReport
-    from heatwatch.core.config import Config
-    from heatwatch.core.registry import Registry
+    from heatwatch.app.cycle import Cycle, CycleSummary
     from heatwatch.infra.mqtt.client import Publisher
-    from heatwatch.infra.storage.base import Store
     from simulators.runner import ScenarioRunner
 
 POLL_S = 0.002  # how often a wait looks at the counters (a wait ends on the counters, never on time)
@@ -42,16 +38,6 @@ POLL_S = 0.002  # how often a wait looks at the counters (a wait ends on the cou
 
 class LockstepTimeout(RuntimeError):
     """A wait did not end within ``timeout_s``: the broker, the collector or control is stuck."""
-
-
-@dataclass
-class SimClock:
-    """The control loop's clock: the simulated time of the current cycle."""
-
-    t: datetime
-
-    def __call__(self) -> datetime:
-        return self.t
 
 
 class Collecting(Protocol):
@@ -89,13 +75,13 @@ class Lockstep:
         runner: ScenarioRunner,
         collectors: Sequence[Collecting] = (),
         *,
-        clock: SimClock | None = None,
+        clock: SettableClock | None = None,
         setpoints: CountingPublisher | None = None,
         timeout_s: float = 60.0,
     ) -> None:
         self.runner = runner
         self.collectors = tuple(collectors)
-        self.clock = clock or SimClock(runner.start_time)
+        self.clock = clock or SettableClock(runner.start_time)  # control's clock: the current cycle's simulated time
         self.setpoints = setpoints
         self.timeout_s = timeout_s
         self.syncs = 0
@@ -195,7 +181,7 @@ class Lockstep:
             t = self.advance_to(target)
             at = min(t, until) if until is not None else t
             if last is None or at > last:
-                self.clock.t = at
+                self.clock.set(at)
                 yield at
                 self.deliver_setpoints()
                 last = at
@@ -204,6 +190,11 @@ class Lockstep:
             target = at + every
         self.finish()
 
+    def run_cycles(self, cycle: Cycle, every: timedelta, first: timedelta | None = None) -> Iterator[CycleSummary]:
+        """``cycles()``, running ``cycle`` (analytics + control, on ``self.clock``) at each cycle time."""
+        for t in self.cycles(every, first):
+            yield cycle.run(t)
+
     def run(self, sync_every: int = 16) -> dict[str, Any]:
         """The whole run without control, synced every ``sync_every`` steps; the runner's stats."""
         self.begin()
@@ -211,34 +202,3 @@ class Lockstep:
             self.advance(sync_every)
         self.finish()
         return self.runner.stats()
-
-
-# --- the analytics + control cycle ------------------------------------------------------------------
-@dataclass
-class Cycle:
-    """One cycle's outcome: the analysis, the cold-snap job's proposals and control's report."""
-
-    at: datetime
-    result: AnalysisResult
-    planned: list[Proposal] = field(default_factory=list)
-    report: CycleReport | None = None
-
-
-def analytics_control_cycle(
-    store: Store, registry: Registry, cfg: Config, loop: ControlLoop, at: datetime, window_h: float,
-    coldsnap: bool = True,
-) -> Cycle:
-    """What ``heatwatch run`` does, at simulated time ``at`` (``loop``'s clock must read ``at``).
-
-    Analytics over the last ``window_h`` hours (results written to the store, as for Grafana), the cold-snap
-    job (``heatwatch run`` schedules it on its own; here it runs with every cycle), then control: proposals,
-    auto-apply, work orders and the rechecks that fell due.
-    """
-    from analytics.engine import analyze
-    from analytics.output import write_results
-
-    result = analyze(store, registry, cfg, at - timedelta(hours=window_h), at, now=at)
-    write_results(store, result, at=at)
-    planned = loop.run_coldsnap() if coldsnap else []
-    loop.publish_due_setpoints()
-    return Cycle(at, result, planned, loop.evaluate(result))

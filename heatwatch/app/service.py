@@ -125,26 +125,10 @@ class Service:
         return run
 
     def analytics_cycle(self) -> None:
-        from analytics.engine import analyze, write_results
+        from heatwatch.app.cycle import Cycle
 
-        now = self.clock()
-        start = now - timedelta(hours=self.cfg.run.analytics_window_h)
-        t0 = time.monotonic()
-        result = analyze(self.store, self.registry, self.cfg, start, now, now=now)
-        try:
-            write_results(self.store, result, at=now)
-        except (StoreUnavailable, StoreError) as exc:
-            log.warning("analytics results not written to the store: %s", exc)
-        summary: dict[str, Any] = {
-            "at": rfc3339(now), "duration_s": round(time.monotonic() - t0, 3),
-            "communities": len(result.communities),
-            "cold_communities": sum(1 for c in result.communities if c.status == "cold"),
-            "homes_below_standard": len(result.homes_below_standard),
-        }
-        if self.loop is not None:
-            rep = self.loop.evaluate(result)
-            summary.update(proposals=len(rep.proposals), alerts_opened=len(rep.opened), rechecked=len(rep.rechecked))
-        summary["duration_s"] = round(time.monotonic() - t0, 3)
+        done = Cycle(self.store, self.registry, self.cfg, self.loop, window_h=self.cfg.run.analytics_window_h).run(self.clock())
+        summary = done.for_status()
         self.last_analysis = summary
         log.info("analysis %s: %d communities (%d cold), %d homes below standard in %.2f s", summary["at"],
                  summary["communities"], summary["cold_communities"], summary["homes_below_standard"], summary["duration_s"])

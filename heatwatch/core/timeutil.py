@@ -27,6 +27,40 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class SettableClock:
+    """A ``Clock`` that moves only when told: tests, and simulations that run control at simulated time.
+
+    ``clock()`` reads it; ``set(t)`` and ``advance(hours=…)`` move it. One class for every fake clock,
+    so a test and the lockstep driver mean the same thing by "now".
+    """
+
+    def __init__(self, t: datetime) -> None:
+        self.t = _aware(t)
+
+    def __call__(self) -> datetime:
+        """The time it was last set (or moved) to."""
+        return self.t
+
+    def set(self, t: datetime) -> datetime:
+        """Move to ``t`` (any direction: a test may go back); return it."""
+        self.t = _aware(t)
+        return self.t
+
+    def advance(self, delta: timedelta | None = None, **kw: float) -> datetime:
+        """Move forward by ``delta`` or by ``timedelta(**kw)`` (``advance(hours=48, minutes=1)``)."""
+        self.t += (delta or timedelta()) + timedelta(**kw)
+        return self.t
+
+    def __repr__(self) -> str:
+        return f"SettableClock({self.t.isoformat()})"
+
+
+def _aware(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise ValueError("a clock reads timezone-aware times; got a naive datetime")
+    return t
+
+
 def to_ns(dt: datetime) -> int:
     """An aware datetime as UTC nanoseconds since the epoch (the time of a ``Point``)."""
     if dt.tzinfo is None:

@@ -90,20 +90,27 @@ def cmd_proposals_show(args: argparse.Namespace) -> int:
 
 
 def _act(args: argparse.Namespace, action: str) -> int:
-    app = App.from_args(args)
-    repo = _proposals(app)
-    p: Proposal = repo.get(args.id)
-    from control.service import ApplyError, ControlLoop
+    """approve / reject / apply through the proposal lifecycle alone: no scheduler, no alert sinks; an MQTT
+    connection only to apply a setpoint, and the recheck written straight into the persistent job store."""
+    from control.lifecycle import Lifecycle
+    from control.points import PointWriter
+    from control.rechecks import Jobs
+    from control.setpoints import ApplyError, Setpoints
 
+    app = App.from_args(args)
+    engine = open_engine(db_path(app.cfg))
+    repo = ProposalRepo(engine)
+    p: Proposal = repo.get(args.id)
     publisher = None
     if action == "apply" and p.is_setpoint:
         from control.publish import MqttPublisher
 
         publisher = MqttPublisher(app.cfg, f"{app.cfg.mqtt.client_id}-cli"[:64])
     store = app.open_store()
-    loop = ControlLoop(app.cfg, app.registry, store, utc_now, publisher)
+    lifecycle = Lifecycle(app.cfg, repo, utc_now, PointWriter(store), Setpoints(app.cfg, repo, utc_now, publisher),
+                          Jobs(app.cfg, utc_now))
     try:
-        fn = {"approve": loop.approve, "reject": loop.reject, "apply": loop.apply}[action]
+        fn = {"approve": lifecycle.approve, "reject": lifecycle.reject, "apply": lifecycle.apply}[action]
         try:
             new = fn(args.id, actor=args.by, note=args.note)
         except ApplyError as exc:
@@ -111,7 +118,7 @@ def _act(args: argparse.Namespace, action: str) -> int:
     finally:
         if publisher is not None:
             publisher.close()
-        loop.shutdown()
+        engine.dispose()
         store.close()
     if args.json:
         _print_json(new.to_json())
@@ -150,7 +157,7 @@ def cmd_rechecks_list(args: argparse.Namespace) -> int:
 
 # --- alerts --------------------------------------------------------------------------------------
 def _alerts(app: App) -> AlertRepo:
-    from control.service import configured_sinks
+    from control.alerting import configured_sinks
 
     return AlertRepo(open_engine(db_path(app.cfg)), configured_sinks(app.cfg))
 

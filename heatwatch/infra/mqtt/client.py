@@ -65,6 +65,7 @@ class Endpoint:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Endpoint:
+        """The broker of ``[mqtt]``; the password secret is read only when a username is set."""
         m = cfg.mqtt
         return cls(
             host=m.host, port=m.port, protocol=m.protocol, username=m.username,
@@ -76,6 +77,7 @@ class Endpoint:
 
 
 def endpoint(cfg: Config | Endpoint) -> Endpoint:
+    """The factory takes either: a Config (the product's own broker) or an Endpoint (a tool aimed elsewhere)."""
     return Endpoint.from_config(cfg) if isinstance(cfg, Config) else cfg
 
 
@@ -183,6 +185,7 @@ def connect_options(cfg: Config | Endpoint, persistent: bool = True) -> dict[str
 
 
 def error_string(rc: int) -> str:
+    """paho's text for a client return code (``MQTTMessageInfo.rc``), for messages."""
     return mqtt.error_string(rc)
 
 
@@ -234,10 +237,12 @@ class AckedPublisher:
 
     @property
     def where(self) -> str:
+        """``host:port``, for messages."""
         return f"{self.endpoint.host}:{self.endpoint.port}"
 
     @property
     def outstanding(self) -> int:
+        """Messages handed over and not yet acknowledged."""
         return self.sent - self.acked
 
     # --- connection ---------------------------------------------------------------------------------------
@@ -263,6 +268,7 @@ class AckedPublisher:
         return self
 
     def close(self) -> None:
+        """Disconnect cleanly and stop the network thread; what is not acknowledged by then is given up."""
         self._closing = True
         try:
             self.client.disconnect()

@@ -48,6 +48,7 @@ class BufferedSocket:
         self._pos = 0
 
     def recv(self, n: int) -> bytes:
+        """``n`` bytes from the buffer; an empty buffer is refilled with one large read."""
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
             data = self._sock.recv(max(n, READ_SIZE))  # BlockingIOError propagates: paho expects it
@@ -68,6 +69,7 @@ class BufferedSocket:
         return len(self._buf) - self._pos
 
     def fileno(self) -> int:
+        """The real socket's, for select()."""
         return self._sock.fileno()
 
     def __getattr__(self, name: str) -> Any:
@@ -119,6 +121,7 @@ class FastClient(mqtt.Client):
         return sock
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """paho's read, repeated while whole packets are already buffered (no select() between them)."""
         rc = super().loop_read(max_packets)
         sock = self._sock
         n = 1
@@ -142,6 +145,7 @@ class FastClient(mqtt.Client):
         return mqtt.MQTT_ERR_SUCCESS
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
+        """paho's own; from then on messages go through paho's dispatch, which honours the filters."""
         self._filtered = True
         super().message_callback_add(sub, callback)
 

@@ -20,6 +20,8 @@ from heatwatch.infra.mqtt.topics import parse_setpoint_topic
 
 @dataclass(frozen=True, slots=True)
 class SetpointCommand:
+    """One setpoint as a station receives it: supply temperature ``supply_c`` from ``effective_at`` on."""
+
     proposal_id: str
     station_id: str
     supply_c: float
@@ -31,6 +33,7 @@ class SetpointCommand:
 def setpoint_payload(
     proposal_id: str, station_id: str, supply_c: float, effective_at: datetime, issued: datetime, reason: str
 ) -> bytes:
+    """The JSON body control publishes: UTF-8 (Chinese reasons intact), times in RFC 3339."""
     body: dict[str, Any] = {
         "proposal_id": proposal_id,
         "station_id": station_id,

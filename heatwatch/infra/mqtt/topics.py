@@ -92,6 +92,7 @@ class TopicInfo:
         check_id(self.entity_id, what)
 
     def topic(self, prefix: str) -> str:
+        """The topic this kind of reading for this id is published on."""
         head = check_prefix(prefix)
         if self.kind == "forecast":
             return f"{head}/weather/{self.entity_id}/forecast"
@@ -99,6 +100,7 @@ class TopicInfo:
 
     @classmethod
     def parse(cls, topic: str, prefix: str) -> TopicInfo:
+        """``parse_topic``."""
         return parse_topic(topic, prefix)
 
 
@@ -122,18 +124,22 @@ def parse_topic(topic: str, prefix: str) -> TopicInfo:
 
 
 def indoor_topic(prefix: str, home_id: str) -> str:
+    """``{prefix}/indoor/{home_id}``: a home's indoor temperature (TopicError for an id that cannot be a level)."""
     return TopicInfo("indoor", home_id).topic(prefix)
 
 
 def station_topic(prefix: str, station_id: str) -> str:
+    """``{prefix}/station/{station_id}``: a substation's supply, return, pressure and flow."""
     return TopicInfo("station", station_id).topic(prefix)
 
 
 def weather_topic(prefix: str, site_id: str) -> str:
+    """``{prefix}/weather/{site_id}``: the outdoor temperature at a weather site."""
     return TopicInfo("weather", site_id).topic(prefix)
 
 
 def forecast_topic(prefix: str, site_id: str) -> str:
+    """``{prefix}/weather/{site_id}/forecast``: a weather site's forecast."""
     return TopicInfo("forecast", site_id).topic(prefix)
 
 
@@ -169,10 +175,12 @@ class SetpointTopic:
         check_id(self.station_id, "station id")
 
     def topic(self, prefix: str) -> str:
+        """``{prefix}/control/setpoint/{station_id}``."""
         return f"{check_prefix(prefix)}/control/setpoint/{self.station_id}"
 
     @classmethod
     def parse(cls, topic: str, prefix: str) -> SetpointTopic:
+        """The station a setpoint topic is for; TopicError naming what is wrong with any other topic."""
         expected = f"{prefix}/control/setpoint/{{station_id}}"
         rest = _levels(topic, prefix, expected)
         if len(rest) < 3 or rest[:2] != ["control", "setpoint"]:
@@ -183,6 +191,7 @@ class SetpointTopic:
 
 
 def setpoint_topic(prefix: str, station_id: str) -> str:
+    """``{prefix}/control/setpoint/{station_id}``, where control publishes a station's setpoint (retained)."""
     return SetpointTopic(station_id).topic(prefix)
 
 
@@ -206,10 +215,12 @@ class AlertTopic:
         check_id(self.category, "alert category")
 
     def topic(self, prefix: str) -> str:
+        """``{prefix}/alerts/{category}``."""
         return f"{check_prefix(prefix)}/alerts/{self.category}"
 
     @classmethod
     def parse(cls, topic: str, prefix: str) -> AlertTopic:
+        """The category of an alerts topic; TopicError for any other topic."""
         expected = f"{prefix}/alerts/{{category}}"
         rest = _levels(topic, prefix, expected)
         if len(rest) != 2 or rest[0] != "alerts":
@@ -218,6 +229,7 @@ class AlertTopic:
 
 
 def alert_topic(prefix: str, category: str) -> str:
+    """``{prefix}/alerts/{category}``, where control publishes work orders of that category."""
     return AlertTopic(category).topic(prefix)
 
 
@@ -227,4 +239,5 @@ def alerts_filter(prefix: str) -> str:
 
 
 def deadletter_topic(prefix: str) -> str:
+    """``{prefix}/deadletter``: rejected messages, for live listeners (the store keeps them too)."""
     return f"{check_prefix(prefix)}/deadletter"
