@@ -149,6 +149,7 @@ class Influxdb1Store(Store):
     """InfluxDB 1.x (and the 1.x API of 2.x / 3.x) over HTTP: line protocol writes, InfluxQL reads."""
 
     name = "influxdb1"
+    read_concurrency = 4  # a small pool: the server runs queries on its own cores
 
     def __init__(
         self,

@@ -147,6 +147,7 @@ class Influxdb2Store(Store):
     """InfluxDB 2.x: synchronous line-protocol writes, Flux reads parsed from annotated CSV."""
 
     name = "influxdb2"
+    read_concurrency = 4  # a small pool: the server runs queries on its own cores
 
     def __init__(
         self, url: str, org: str, bucket: str, token: str, timeout_s: float = 10.0,
