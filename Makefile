@@ -36,7 +36,7 @@ constraints:
 	mv constraints.txt.tmp constraints.txt
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all  # benchmarks run as modules from the repository root
 
 clean:
 	rm -rf $(VENV) data out .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""The definitions of issue 4 as pure, vectorised functions on a homes × local-hours matrix.
+"""The analytics definitions (docs/ANALYTICS.md) as pure, vectorised functions on a homes × local-hours matrix.
 
 ``values[i, j]`` is home i's hourly mean for local clock hour j of the window (NaN: no reading in
 that hour). No per-home Python loops: the one pass over the matrix is a compiled kernel

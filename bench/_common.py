@@ -24,12 +24,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from heatwatch.infra.mqtt.topics import indoor_topic
+from tools.fixtures import make_registry_files
+from tools.servers import Influxd, Mosquitto
 
-from heatwatch.infra.mqtt.topics import indoor_topic  # noqa: E402
-from tests.helpers import make_registry_files  # noqa: E402
-from tools.servers import Influxd, Mosquitto  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the benchmarks run from here: python -m bench.<name>
 
 HOMES = 1000
 AHEAD = 20_000  # messages queued in the publisher ahead of the broker's PUBACKs

@@ -1,6 +1,6 @@
 """The ceiling for a Python consumer: a paho-mqtt subscriber that only counts (and PUBACKs) messages.
 
-    python bench/_paho_count.py PORT CLIENT_ID TOPIC QOS N [--session-only] [--v5] [--fast]
+    python -m bench._paho_count PORT CLIENT_ID TOPIC QOS N [--session-only] [--v5] [--fast]
 Prints {"n", "seconds", "per_s"} measured from the first to the N-th message. ``--v5`` speaks MQTT 5
 (as the collector does; default 3.1.1), ``--fast`` uses the collector's FastClient receive path.
 """
@@ -11,15 +11,12 @@ import json
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from heatwatch.infra.mqtt.fastsock import FastClient
 

@@ -1,10 +1,10 @@
 """Benchmark: 1,000,000 homes × 24 hourly means → community stats and below-standard homes.
 
-Goal (issue 4): at most 3× a numpy single-pass lower bound on the same arrays, measured in the same run.
+Goal: at most 3× a numpy single-pass lower bound on the same arrays, measured in the same run.
 The lower bound reads every hourly mean once and reduces it per community (row sums, then one
 bincount): the least work that yields any community statistic. It is timed two ways (``sum(axis=1)``
 and a BLAS ``values @ ones``) and the faster one is used, so the ratio is the strict one.
-The analytics side is what the issue names — community stats and below-standard homes — with the
+The analytics side is what a scheduled analysis produces — community stats and below-standard homes — with the
 functions ``analytics.engine.analyze`` uses after reading the store: ``core.scan`` (window means,
 below-standard flags), ``core.community_stats`` (the 40 % rule) and ``core.details`` + ``rule_names``
 for the below-standard homes. The first call (compiling the kernels, or loading them from numba's
@@ -17,7 +17,7 @@ the analytics timed next shared the machine's second core with it — and its on
 else ran (docs/PERFORMANCE.md, "Analytics on a clean machine"). Each call's CPU time (its own thread)
 is reported beside its wall time: ``wall_over_cpu`` > 1 says the run was descheduled by other load.
 Run:
-    .venv/bin/python bench/bench_analytics.py [--homes N] [--hours H] [--repeat R] [--parts]
+    .venv/bin/python -m bench.bench_analytics [--homes N] [--hours H] [--repeat R] [--parts]
 Prints one JSON line; record it in docs/PERFORMANCE.md ("Analytics and the simulator step").
 """
 
@@ -33,13 +33,10 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analytics import core
 

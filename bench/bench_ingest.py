@@ -1,6 +1,6 @@
-"""Benchmark: ingest ceilings and the collector, measured side by side in one run (issue 7).
+"""Benchmark: ingest ceilings and the collector, measured side by side in one run.
 
-    .venv/bin/python bench/bench_ingest.py [--messages N] [--batch-readings N]
+    .venv/bin/python -m bench.bench_ingest [--messages N] [--batch-readings N]
 
 1. QoS 0 stream: ``mosquitto_pub -l`` feeds one stream; ``mosquitto_sub -C`` (C) and a counting paho
    subscriber (Python, stock client) receive it at the same time.
@@ -27,9 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import (
+from bench._common import (
     HOMES,
     CpuMeter,
     collector_env,
@@ -47,8 +45,6 @@ from _common import (
     wait_count,
 )
 
-HERE = Path(__file__).resolve().parent
-
 
 def qos0_ceiling(port: int, n: int, tmp: Path) -> dict[str, Any]:
     lines = tmp / "qos0.txt"
@@ -56,7 +52,7 @@ def qos0_ceiling(port: int, n: int, tmp: Path) -> dict[str, Any]:
     lines.write_bytes(b"\n".join(reading_payload(i, t0)[1] for i in range(n)) + b"\n")
     c_sub = subprocess.Popen(["mosquitto_sub", "-p", str(port), "-t", "bench/q0", "-q", "0", "-C", str(n)],
                              stdout=subprocess.DEVNULL)
-    py_sub = subprocess.Popen([sys.executable, str(HERE / "_paho_count.py"), str(port), "bench-q0-paho", "bench/q0", "0", str(n)],
+    py_sub = subprocess.Popen([sys.executable, "-m", "bench._paho_count", str(port), "bench-q0-paho", "bench/q0", "0", str(n)],
                               stdout=subprocess.PIPE, text=True)
     time.sleep(1.5)  # both subscribed
     t = time.perf_counter()
@@ -75,7 +71,7 @@ COUNTERS = {"paho_count_v5": ["--v5"], "paho_count_311": [], "fastclient_count_v
 
 
 def _counter(port: int, name: str, n: int, *extra: str) -> list[str]:
-    return [sys.executable, str(HERE / "_paho_count.py"), str(port), f"bench-{name}", "heat/indoor/#", "1", str(n), *extra]
+    return [sys.executable, "-m", "bench._paho_count", str(port), f"bench-{name}", "heat/indoor/#", "1", str(n), *extra]
 
 
 def qos1_stream(tmp: Path, broker: Any, influx: Any, n: int) -> dict[str, Any]:
@@ -130,7 +126,7 @@ def influx_ceiling(influx: Any, readings: int, db: str = "ceiling", batch_lines:
     from collector.codec import Codec
     from heatwatch.core.config import load_config
     from heatwatch.infra.storage.lineproto import encode
-    from tests.helpers import registry_for
+    from tools.fixtures import registry_for
 
     codec = Codec(load_config(environ={}), registry_for(HOMES))
     t0 = time.time() - 7200

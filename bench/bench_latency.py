@@ -1,6 +1,6 @@
-"""Benchmark: end-to-end latency, publish → queryable in influxd, under a realistic load (issue 7).
+"""Benchmark: end-to-end latency, publish → queryable in influxd, under a realistic load.
 
-    .venv/bin/python bench/bench_latency.py [--rate 5000] [--seconds 30]
+    .venv/bin/python -m bench.bench_latency [--rate 5000] [--seconds 30]
 
 A live collector stores a background stream of ``--rate`` one-reading messages per second (QoS 1,
 paced). Meanwhile a probe publishes one marked reading at a time and polls influxd (every 5 ms) until
@@ -17,16 +17,12 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import HOMES, collector_env, emit, influx_count, machine, reading_payload, servers, start_collector, stop
-
+from bench._common import HOMES, collector_env, emit, influx_count, machine, reading_payload, servers, start_collector, stop
 from heatwatch.infra.mqtt.topics import indoor_topic
 
 

@@ -1,6 +1,6 @@
-"""Benchmark: collector memory, steady and while a large backlog waits at the broker (issue 7).
+"""Benchmark: collector memory, steady and while a large backlog waits at the broker.
 
-    .venv/bin/python bench/bench_memory.py [--messages 1000000]
+    .venv/bin/python -m bench.bench_memory [--messages 1000000]
 
 RSS of the ``heatwatch collect`` process (psutil): idle with nothing queued (``rss_idle_before_mb``),
 then every 0.25 s while it drains a backlog of N QoS-1 messages queued for its persistent session,
@@ -15,13 +15,10 @@ import argparse
 import sys
 import threading
 import time
-from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import (
+from bench._common import (
     collector_env,
     emit,
     influx_count,

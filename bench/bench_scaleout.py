@@ -1,6 +1,6 @@
-"""Benchmark: collectors on a shared subscription — 2 processes vs 1 draining the same backlog (issue 7).
+"""Benchmark: collectors on a shared subscription — 2 processes vs 1 draining the same backlog.
 
-    .venv/bin/python bench/bench_scaleout.py [--messages N]
+    .venv/bin/python -m bench.bench_scaleout [--messages N]
 
 Each set of collectors shares ``$share/<group>/heat/#`` (HEATWATCH_MQTT_SHARED_GROUP); their persistent
 sessions exist before the backlog is published, so Mosquitto splits the backlog between them and every
@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import (
+from bench._common import (
     CpuMeter,
     collector_env,
     create_session,

@@ -1,7 +1,7 @@
 """Benchmark: one simulation step (stations + all homes + heat balance) for 100,000 homes.
 
-Goal (issue 3): <= 20 ms on the project machine. Run:
-    .venv/bin/python bench/bench_sim_step.py [--homes N] [--steps K]
+Goal: <= 20 ms on the project machine. Run:
+    .venv/bin/python -m bench.bench_sim_step [--homes N] [--steps K]
 Prints one JSON line; record the result in docs/PERFORMANCE.md ("Simulator step").
 """
 
@@ -14,14 +14,11 @@ import statistics
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulators.generator import generate
 from simulators.load import synthetic_spec
 from simulators.simulation import Simulation
-from simulators.testing import design_scenario
+from tools.fixtures import design_scenario
 
 GOAL_MS = 20.0
 

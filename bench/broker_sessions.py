@@ -4,7 +4,7 @@ For each broker that runs here: a persistent QoS 1 subscriber connects and subsc
 are published while it is away, the broker restarts (graceful SIGTERM), the subscriber comes back. Reported:
 "session present" in the CONNACK and how many of the 20 queued readings arrive. Run:
 
-    .venv/bin/python bench/broker_sessions.py [--json out.json]
+    .venv/bin/python -m bench.broker_sessions [--json out.json]
 
 Mosquitto 2.0.20 (the compose image) needs Docker, which does not run on these machines: not measured here.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -23,7 +22,6 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import Mosquitto
 
 N = 20

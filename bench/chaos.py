@@ -1,4 +1,4 @@
-"""Chaos benchmark (issue 12 item 5): every fault the collector promises to survive, repeated, on real servers.
+"""Chaos benchmark: every fault the collector promises to survive, repeated, on real servers.
 
 A benchmark, not a test: each fault runs ``--reps`` times (default 5), because one lucky run proves
 little, and it *measures* — readings lost, duplicates, recovery time — instead of asserting. A
@@ -20,7 +20,7 @@ full (the collector runs with a 0.25 MB spool and influxd is stopped: it stops a
 broker holds the backlog). Sweep: broker SIGKILL while a backlog waits at the broker for a stopped
 collector, per save setting.
 
-    .venv/bin/python bench/chaos.py [--reps 5] [--quick] [--only FAULT ...] [--no-sweep] [--json out.json]
+    .venv/bin/python -m bench.chaos [--reps 5] [--quick] [--only FAULT ...] [--no-sweep] [--json out.json]
 
 Prints a progress line per run (stderr), then two Markdown tables; ``--json`` writes every run.
 """
@@ -47,16 +47,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import HOMES, ROOT, collector_env, machine, start_collector  # also puts the repo on sys.path (one place)
-
+from bench._common import HOMES, ROOT, collector_env, machine, start_collector
 from heatwatch.core import schema
 from heatwatch.core.config import load_config
 from heatwatch.core.timeutil import utc_now
 from heatwatch.infra.mqtt.topics import indoor_topic
 from heatwatch.infra.storage import open_store
-from tests.helpers import Publisher
+from tools.fixtures import Publisher
 from tools.servers import Influxd, Mosquitto
 
 FAULTS = ("collector-kill", "influxd-kill", "broker-restart", "broker-kill", "store-refuses", "spool-full")
@@ -106,9 +103,8 @@ class Admin:
 def set_auth(db: Influxd, on: bool) -> None:
     """Turn influxd's HTTP auth on or off in tools.servers.Influxd's config (read at the next start).
 
-    Why not a revoked permission of a collector user: heatwatch's InfluxDB 1.x backend drops its
-    credentials on writes (urllib3 replaces the pool's default headers when a request passes its own),
-    so a collector with a username cannot write to an auth-enabled influxd at all (reported, issue 12)."""
+    With auth on, a collector that has no credentials gets 401 on every write while influxd is up: the store
+    refusing, which the collector must spool through exactly like an outage (an operator's fault, not bad data)."""
     conf = db.conf.read_text()
     off, auth = "[http]\n  enabled = true\n", "[http]\n  enabled = true\n  auth-enabled = true\n"
     assert off in conf
@@ -116,7 +112,7 @@ def set_auth(db: Influxd, on: bool) -> None:
 
 
 class StampedPublisher(Publisher):
-    """tests.helpers.Publisher that notes when each PUBACK came: what a broker SIGKILL can lose is
+    """tools.fixtures.Publisher that notes when each PUBACK came: what a broker SIGKILL can lose is
     what it acknowledged after its last save. Message ids identify messages (runs stay under 65,535)."""
 
     def __init__(self, port: int, client_id: str) -> None:

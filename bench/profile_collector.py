@@ -1,6 +1,6 @@
-"""Profile a ``heatwatch collect`` process with py-spy while it drains a backlog (issue 7: profile first).
+"""Profile a ``heatwatch collect`` process with py-spy while it drains a backlog: where the time goes, before optimising.
 
-    .venv/bin/python bench/profile_collector.py [--messages 50000] [--batch 1] [--raw OUT.txt]
+    .venv/bin/python -m bench.profile_collector [--messages 50000] [--batch 1] [--raw OUT.txt]
 
 Sampling (``py-spy record --nonblocking``, so the collector is not paused) from its start to the last
 reading stored. Prints one JSON line: the busiest threads and the functions with the most inclusive
@@ -20,9 +20,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import (
+from bench._common import (
     CpuMeter,
     collector_env,
     create_session,

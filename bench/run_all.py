@@ -1,6 +1,6 @@
 """Run every benchmark (``make bench``): print each one's JSON line, then a Markdown summary table.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only NAME ...]
+    .venv/bin/python -m bench.run_all [--quick] [--only NAME ...]
 
 ``--quick`` uses smaller sizes (a smoke run, not numbers for docs/PERFORMANCE.md). The benchmarks
 run one after another, never side by side: on 2 cores they would measure each other.
@@ -16,23 +16,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]  # python -m bench.<name> runs from the repository root
 
 FULL = [
-    ["bench_sim_step.py"],
-    ["bench_analytics.py"],
-    ["bench_ingest.py"],
-    ["bench_scaleout.py"],
-    ["bench_latency.py"],
-    ["bench_memory.py"],
+    ["bench_sim_step"],
+    ["bench_analytics"],
+    ["bench_ingest"],
+    ["bench_scaleout"],
+    ["bench_latency"],
+    ["bench_memory"],
 ]
 QUICK = [
-    ["bench_sim_step.py", "--homes", "10000"],
-    ["bench_analytics.py", "--homes", "100000", "--repeat", "1"],
-    ["bench_ingest.py", "--messages", "30000", "--batch-readings", "200000"],
-    ["bench_scaleout.py", "--messages", "40000"],
-    ["bench_latency.py", "--seconds", "5"],
-    ["bench_memory.py", "--messages", "50000"],
+    ["bench_sim_step", "--homes", "10000"],
+    ["bench_analytics", "--homes", "100000", "--repeat", "1"],
+    ["bench_ingest", "--messages", "30000", "--batch-readings", "200000"],
+    ["bench_scaleout", "--messages", "40000"],
+    ["bench_latency", "--seconds", "5"],
+    ["bench_memory", "--messages", "50000"],
 ]
 
 Row = tuple[str, str, str]  # measured, goal, met
@@ -79,10 +79,11 @@ def main() -> int:
     rows: list[tuple[str, dict[str, Any]]] = []
     failed = 0
     for cmd in QUICK if args.quick else FULL:
-        if args.only and cmd[0].removeprefix("bench_").removesuffix(".py") not in args.only:
+        if args.only and cmd[0].removeprefix("bench_") not in args.only:
             continue
-        print(f"$ {sys.executable} bench/{' '.join(cmd)}", file=sys.stderr, flush=True)
-        r = subprocess.run([sys.executable, str(HERE / cmd[0]), *cmd[1:]], capture_output=True, text=True)
+        module = f"bench.{cmd[0]}"
+        print(f"$ {sys.executable} -m {module} {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        r = subprocess.run([sys.executable, "-m", module, *cmd[1:]], capture_output=True, text=True, cwd=ROOT)
         if r.returncode != 0:
             failed += 1
             print(r.stderr[-2000:], file=sys.stderr)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sys
 import tempfile
 import threading
 import time
@@ -346,8 +345,3 @@ class ScenarioRunner:
                 f"setpoints {s['setpoints_applied']}")
         self.progress.write(line + ("\n" if final else ""))
         self.progress.flush()
-
-
-def run_scenario(name: str, out_dir: Path, **kwargs: Any) -> dict[str, Any]:
-    """Convenience for scripts: run to the end and return the stats."""
-    return ScenarioRunner(name, out_dir=out_dir, progress=kwargs.pop("progress", sys.stderr), **kwargs).run()

@@ -1,4 +1,4 @@
-"""The definitions of issue 4, pinned with hand-computed cases on the pure functions (analytics.core)."""
+"""The analytics definitions (docs/ANALYTICS.md), pinned with hand-computed cases on the pure functions (analytics.core)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Hostile input never stalls ingestion: the codec never raises, and a message that makes it raise anyway is
-dead-lettered alone (``internal_error``) while the rest of its batch is stored and acknowledged (issue 12 item 6.1)."""
+dead-lettered alone (``internal_error``) while the rest of its batch is stored and acknowledged."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from heatwatch.core.timeutil import SettableClock, rfc3339, utc_now
 from heatwatch.infra.storage.sqlite import SqliteStore
 from simulators.mqttio import MqttTarget
 from simulators.runner import ScenarioRunner, floor_to_step
-from simulators.testing import design_scenario
+from tools.fixtures import design_scenario
 from tools.servers import Mosquitto
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.slow]

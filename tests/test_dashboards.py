@@ -115,7 +115,7 @@ def test_dashboard_structure_and_datasources() -> None:
         json.dumps(board)  # serialisable
 
 
-def test_dashboards_cover_the_issue() -> None:
+def test_dashboards_have_the_panels_operators_use() -> None:
     """City overview, community detail, stations, collector health; the panels the operators asked for."""
     boards = {rel: b for rel, b in dashboards.generate().items() if rel.startswith("influxql/")}
     text = {rel: json.dumps(b, ensure_ascii=False) for rel, b in boards.items()}

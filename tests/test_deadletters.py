@@ -1,4 +1,4 @@
-"""Dead letters that survive (issue 12 item 7): kept in the store before the ack (spooled when it is down), listed
+"""Dead letters that survive: kept in the store before the ack (spooled when it is down), listed
 and replayed by ``heatwatch deadletters``, deleted after their retention; the MQTT publish result is checked."""
 
 from __future__ import annotations

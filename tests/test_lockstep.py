@@ -16,7 +16,7 @@ import pytest
 from heatwatch.app.lockstep import CountingPublisher, Lockstep, LockstepTimeout
 from simulators.runner import ScenarioRunner
 from simulators.sensors import Message
-from simulators.testing import design_scenario
+from tools.fixtures import design_scenario
 
 UNTIL = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -16,7 +16,7 @@ from heatwatch.core.timeutil import parse_ts
 from simulators.runner import ScenarioRunner
 from simulators.scenario import Scenario, load_scenario
 from simulators.sensors import Message
-from simulators.testing import design_scenario
+from tools.fixtures import design_scenario
 
 END = datetime(2026, 1, 12, 16, 0, tzinfo=UTC)
 Run = tuple[list[Message], list[dict[str, str]]]

@@ -20,7 +20,7 @@ from heatwatch.infra.mqtt.client import PublishError
 from simulators.load import LoadGenerator, LoadPlan, expected_readings
 from simulators.mqttio import MqttTarget, Publisher
 from simulators.runner import ScenarioRunner
-from simulators.testing import design_scenario
+from tools.fixtures import design_scenario
 from tools.servers import Mosquitto, free_port
 
 pytestmark = pytest.mark.mosquitto

@@ -11,7 +11,7 @@ import pytest
 from simulators.scenario import load_scenario
 from simulators.sensors import station_messages
 from simulators.simulation import Simulation
-from simulators.testing import design_scenario
+from tools.fixtures import design_scenario
 
 T0 = datetime(2026, 1, 10, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""A corrupt spool entry is set aside with a reason, never a wall in front of every later batch (issue 12 item 6.2).
+"""A corrupt spool entry is set aside with a reason, never a wall in front of every later batch.
 
 The entries are corrupted on disk, in the SQLite file itself, as a bad sector or a torn write would."""
 

@@ -1,5 +1,5 @@
-"""A full, limited or damaged store is not bad data (issue 12 item 6.3): the readings are spooled and retried, never
-dead-lettered, and the collector raises an alarm by code. A 1.x database dropped at runtime is created again (6.4)."""
+"""A full, limited or damaged store is not bad data: the readings are spooled and retried, never
+dead-lettered, and the collector raises an alarm by code. A 1.x database dropped at runtime is created again."""
 
 from __future__ import annotations
 

@@ -252,7 +252,7 @@ class ControlSettings(_Section):
     warm_ceiling_c: float = 22.0
     auto_apply: bool = False
     jobstore_url: str = ""  # default: sqlite:///<data_dir>/jobs.sqlite
-    # --- owned by control/ (issue 5); see docs/CONTROL.md --------------------------------------
+    # --- the control loop's settings; see docs/CONTROL.md ------------------------------------------
     db_path: Path | None = None  # default: <data_dir>/control.sqlite
     design: StationDesign = StationDesign()
     stations: dict[str, StationDesign] = Field(default_factory=dict)  # per station_id; unset keys from design
@@ -277,7 +277,7 @@ class AlertsSettings(_Section):
     webhook_url: str = ""
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
-    # --- owned by control/alerts (issue 5); see docs/CONTROL.md -------------------------------
+    # --- delivery and the rules of control.alerts; see docs/CONTROL.md ----------------------------
     webhook_retries: int = Field(3, ge=0)
     webhook_backoff_s: float = Field(1.0, ge=0)
     webhook_timeout_s: float = Field(5.0, gt=0)

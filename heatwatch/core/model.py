@@ -19,8 +19,4 @@ class Point:
     measurement: str
     tags: Mapping[str, str]
     fields: Mapping[str, FieldValue]
-    ts_ns: int  # UTC, nanoseconds since the epoch
-
-    def series_key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
-        """Identity of the series; the same key and time overwrite (idempotent writes)."""
-        return self.measurement, tuple(sorted(self.tags.items()))
+    ts_ns: int  # UTC, nanoseconds since the epoch; the same series (measurement + tags) and time overwrite

@@ -113,13 +113,6 @@ class Registry:
         """The homes of one community."""
         return [h for h in self.homes.values() if h.community == community]
 
-    def station_of_community(self, community: str) -> Station | None:
-        """The station that heats ``community`` (None when no station lists it)."""
-        for st in self.stations.values():
-            if community in st.communities:
-                return st
-        return None
-
     def frame(self) -> pd.DataFrame:
         """Homes as a DataFrame (index home_id) with derived top/ground/edge, for vectorised analytics."""
         cols = [*HOME_COLUMNS, "position"]
