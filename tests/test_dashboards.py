@@ -135,6 +135,32 @@ def test_dashboards_have_the_panels_operators_use() -> None:
 
 
 # --- Flux: syntax-level checks ----------------------------------------------------------------------
+def _steps(panel: dict[str, Any]) -> list[float | None]:
+    return [st["value"] for st in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+
+
+def test_thresholds_follow_the_configuration(tmp_path: Path) -> None:
+    """The colours and lines are the config's numbers: the defaults in the committed JSON, a company's own with --config."""
+    city = dashboards.generate()["influxql/heatwatch-city.json"]
+    by_title = {p["title"]: p for p in city["panels"]}
+    assert _steps(by_title["Communities by weighted mean (latest)"]) == [None, 16.0, 18.0, 22.0]  # night, day, warm ceiling
+    assert city["timezone"] == "Asia/Shanghai"
+
+    f = tmp_path / "hw.toml"
+    f.write_text('[general]\ntimezone = "Asia/Urumqi"\n[standard]\nday_min_c = 19.0\nnight_min_c = 15.0\ntarget_c = 19.5\n'
+                 "[control]\nwarm_ceiling_c = 23.0\n[analytics]\nedge_share_min = 0.45\n", encoding="utf-8")
+    assert dashboards.main(["--config", str(f), "--out", str(tmp_path / "out")]) == 0
+    own = json.loads((tmp_path / "out" / "influxql" / "heatwatch-city.json").read_text(encoding="utf-8"))
+    by_title = {p["title"]: p for p in own["panels"]}
+    assert _steps(by_title["Communities by weighted mean (latest)"]) == [None, 15.0, 19.0, 23.0]
+    assert _steps(by_title["Weighted community mean vs 19.5 °C"]) == [None, 19.5]
+    assert "06-21 h >= 19 °C, else >= 15 °C" in by_title["Share of homes below standard (latest)"]["description"]
+    assert own["timezone"] == "Asia/Urumqi"
+    community = json.loads((tmp_path / "out" / "flux" / "heatwatch-community.json").read_text(encoding="utf-8"))
+    edge = next(p for p in community["panels"] if p["title"].startswith("Edge share"))
+    assert edge["title"] == "Edge share and edge weight (>= 45 %)" and _steps(edge) == [None, 45.0]
+
+
 def test_flux_checker_finds_problems() -> None:
     good = 'from(bucket: v.defaultBucket)\n  |> range(start: -1h)\n  |> filter(fn: (r) => r._value == "(")'
     assert dashboards.flux_syntax_problems(good) == []

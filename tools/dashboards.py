@@ -4,12 +4,23 @@ Each panel carries an InfluxQL query (InfluxDB 1.x, 2.x through its v1 compatibi
 a Flux query (InfluxDB 2.x). ``python -m tools.dashboards`` writes both dashboard sets under
 ``deploy/grafana/dashboards/{influxql,flux}/``; ``--check`` fails when the committed JSON differs
 from what this module generates (tests/test_dashboards.py runs every InfluxQL query on a real influxd).
+The colours, threshold lines and texts come from the configuration's defaults (``Config()``: the day and
+night minimums, the target, the warm ceiling, the 40 % edge share, the time zone), so a changed default
+moves Grafana with it; ``--config heatwatch.toml --out DIR`` renders a company's own numbers.
+
+Why hand-built JSON and not grafana-foundation-sdk's typed builders: what this module owns is the pairing
+of every InfluxQL query with its Flux twin and the checks on both (a real influxd, the Flux checks below);
+the JSON rendering is the ~150 lines under "rendering", plain dicts that tests/test_dashboards.py checks
+field by field. The SDK publishes one build per Grafana release under a version epoch
+(``<build time>!11.3.0``), so "the builders for the Grafana that deploy/ runs" is an exact pin that must
+move with every Grafana upgrade, for a tools-only dependency that would replace little code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,13 +28,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from heatwatch.core import schema
+from heatwatch.core.config import Config, load_config
 
 Dialect = Literal["influxql", "flux"]
 DIALECTS: tuple[Dialect, ...] = ("influxql", "flux")
 DATASOURCE_UID: dict[Dialect, str] = {"influxql": "heatwatch-influxql", "flux": "heatwatch-flux"}
 SCHEMA_VERSION = 39  # Grafana 10.4 / 11
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards"
-TIMEZONE = "Asia/Shanghai"  # config general.timezone default: dispatch reads local time
 GRID_WIDTH = 24
 
 # Flux building blocks: Grafana substitutes v.* and ${var}.
@@ -92,7 +103,7 @@ class Panel:
     description: str = ""
     unit: str = ""
     decimals: int | None = None
-    thresholds: tuple[tuple[str, float | None], ...] = ()  # (color, from value); first from is None
+    thresholds: tuple[tuple[str, float | None], ...] = ()  # (color, from value); the first from is None
     threshold_line: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     custom: dict[str, Any] = field(default_factory=dict)
@@ -127,9 +138,62 @@ class Dashboard:
     annotations: tuple[Annotation, ...] = ()
 
 
+# --- the numbers the panels are coloured by -----------------------------------------------------
+Steps = tuple[tuple[str, float | None], ...]  # (color, from value); the first from is None
+
+
+@dataclass(frozen=True)
+class Standard:
+    """What the dashboards draw against, read from a configuration: Grafana cannot read heatwatch's config."""
+
+    day_min_c: float  # 06:00-21:00 minimum
+    night_min_c: float  # never below
+    bungalow_min_c: float
+    target_c: float  # a community's weighted mean under this is cold
+    warm_ceiling_c: float  # above this control proposes less supply (energy)
+    day_start_hour: int
+    day_end_hour: int
+    edge_share_min: float  # top/ground/gable homes carry at least this share of the weight
+    cold_share_max: float  # a community is cold when more of its homes than this are below standard
+    timezone: str  # dispatch reads local time
+
+    @classmethod
+    def of(cls, cfg: Config) -> Standard:
+        """The standard ``cfg`` holds."""
+        st = cfg.standard
+        return cls(st.day_min_c, st.night_min_c, st.bungalow_min_c, st.target_c, cfg.control.warm_ceiling_c,
+                   st.day_start_hour, st.day_end_hour, cfg.analytics.edge_share_min, cfg.analytics.cold_share_max,
+                   cfg.general.timezone)
+
+    @property
+    def temperature_steps(self) -> Steps:
+        """A home's or community's temperature: red under the night minimum, orange under the day minimum,
+        green up to the warm ceiling, orange (energy) above it."""
+        return ("red", None), ("orange", self.night_min_c), ("green", self.day_min_c), ("orange", self.warm_ceiling_c)
+
+    @property
+    def target_line(self) -> Steps:
+        """A red line at the target in a time series."""
+        return ("transparent", None), ("red", self.target_c)
+
+    @property
+    def edge_pct(self) -> str:
+        """The edge-weight rule as operators say it: '40 %'."""
+        return f"{_pct(self.edge_share_min):g} %"
+
+    @property
+    def rule_text(self) -> str:
+        """The indoor standard in one line, e.g. '06-21 h >= 18 °C, else >= 16 °C; bungalows >= 16 °C'."""
+        return (f"{self.day_start_hour:02d}-{self.day_end_hour:02d} h >= {self.day_min_c:g} °C, "
+                f"else >= {self.night_min_c:g} °C; bungalows >= {self.bungalow_min_c:g} °C")
+
+
+def _pct(share: float) -> float:
+    """A share as a percentage without float noise (0.4 -> 40.0, not 40.00000000000001)."""
+    return round(share * 100, 6)
+
+
 # --- the four dashboards ----------------------------------------------------------------------
-STANDARD_C = 18.0  # config standard.day_min_c default; Grafana cannot read the config
-_TEMP_THRESHOLDS: tuple[tuple[str, float | None], ...] = (("red", None), ("orange", 16.0), ("green", STANDARD_C), ("red", 24.0))
 _SORT_ASC = {"showHeader": True, "cellHeight": "sm"}
 
 CS, HS, SH, IM = schema.COMMUNITY_STATS, schema.HOME_STATUS, schema.SENSOR_HEALTH, schema.IMBALANCE
@@ -140,11 +204,11 @@ FLUX_COMMUNITY = 'r.community == "${community}"'
 FLUX_STATION = 'r.station_id == "${station}"'
 
 
-def _city() -> Dashboard:
+def _city(std: Standard) -> Dashboard:
     return Dashboard(
         slug="heatwatch-city",
         title="heatwatch · city overview",
-        description="Communities by edge-weighted mean (edge homes carry >= 40 %) and share of homes below standard.",
+        description=f"Communities by edge-weighted mean (edge homes carry >= {std.edge_pct}) and share of homes below standard.",
         panels=(
             Panel(
                 "Communities by weighted mean (latest)",
@@ -157,10 +221,10 @@ def _city() -> Dashboard:
                         alias="$tag_community",
                     ),
                 ),
-                description="Latest community average from analytics, top/ground/gable homes weighted to >= 40 %.",
+                description=f"Latest community average from analytics, top/ground/gable homes weighted to >= {std.edge_pct}.",
                 unit="celsius",
                 decimals=1,
-                thresholds=_TEMP_THRESHOLDS,
+                thresholds=std.temperature_steps,
                 options={"orientation": "horizontal", "displayMode": "gradient", "reduceOptions": {"calcs": ["lastNotNull"]}},
             ),
             Panel(
@@ -178,14 +242,14 @@ def _city() -> Dashboard:
                         alias="$tag_community",
                     ),
                 ),
-                description="Reporting homes under the indoor standard (06-21 h >= 18 °C, else >= 16 °C) in the analysis window.",
+                description=f"Reporting homes under the indoor standard ({std.rule_text}) in the analysis window.",
                 unit="percent",
                 decimals=0,
-                thresholds=(("green", None), ("orange", 10.0), ("red", 25.0)),
+                thresholds=(("green", None), ("orange", _pct(std.cold_share_max / 2)), ("red", _pct(std.cold_share_max))),
                 options={"orientation": "horizontal", "displayMode": "gradient", "reduceOptions": {"calcs": ["lastNotNull"]}},
             ),
             Panel(
-                "Weighted community mean vs 18 °C",
+                f"Weighted community mean vs {std.target_c:g} °C",
                 "timeseries",
                 (
                     Query(
@@ -198,7 +262,7 @@ def _city() -> Dashboard:
                 w=24,
                 unit="celsius",
                 decimals=1,
-                thresholds=(("transparent", None), ("red", STANDARD_C)),
+                thresholds=std.target_line,
                 threshold_line=True,
             ),
             Panel(
@@ -262,7 +326,7 @@ def _city() -> Dashboard:
                 w=16,
                 unit="celsius",
                 decimals=1,
-                thresholds=(("transparent", None), ("red", STANDARD_C)),
+                thresholds=std.target_line,
                 threshold_line=True,
             ),
             Panel(
@@ -307,7 +371,7 @@ def _city() -> Dashboard:
     )
 
 
-def _community() -> Dashboard:
+def _community(std: Standard) -> Dashboard:
     c = COMMUNITY_RE
     return Dashboard(
         slug="heatwatch-community",
@@ -338,10 +402,10 @@ def _community() -> Dashboard:
                 h=5,
                 unit="celsius",
                 decimals=1,
-                thresholds=_TEMP_THRESHOLDS,
+                thresholds=std.temperature_steps,
             ),
             Panel(
-                "Edge share and edge weight (>= 40 %)",
+                f"Edge share and edge weight (>= {std.edge_pct})",
                 "stat",
                 (
                     Query(
@@ -356,8 +420,8 @@ def _community() -> Dashboard:
                 h=5,
                 unit="percent",
                 decimals=0,
-                thresholds=(("red", None), ("green", 40.0)),
-                description="Top, ground and gable homes together carry at least 40 % of the average (000 section 五).",
+                thresholds=(("red", None), ("green", _pct(std.edge_share_min))),
+                description=f"Top, ground and gable homes together carry at least {std.edge_pct} of the average (000 section 五).",
             ),
             Panel(
                 "Homes reporting / below standard",
@@ -399,7 +463,7 @@ def _community() -> Dashboard:
                             {"id": "unit", "value": "celsius"},
                             {"id": "decimals", "value": 1},
                             {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                            {"id": "thresholds", "value": _thresholds(_TEMP_THRESHOLDS)},
+                            {"id": "thresholds", "value": _thresholds(std.temperature_steps)},
                         ],
                     },
                 ),
@@ -438,7 +502,7 @@ def _community() -> Dashboard:
                 ),
                 unit="celsius",
                 decimals=1,
-                thresholds=(("transparent", None), ("red", STANDARD_C)),
+                thresholds=std.target_line,
                 threshold_line=True,
                 description="The weighted mean sits below the plain mean when cold edge homes are under-sampled.",
             ),
@@ -470,7 +534,7 @@ def _community() -> Dashboard:
                 ),
                 unit="celsius",
                 decimals=1,
-                thresholds=(("transparent", None), ("red", STANDARD_C)),
+                thresholds=std.target_line,
                 threshold_line=True,
             ),
             Panel(
@@ -524,7 +588,7 @@ def _community() -> Dashboard:
     )
 
 
-def _stations() -> Dashboard:
+def _stations(std: Standard) -> Dashboard:
     s = STATION_RE
     st = schema.STATION
     return Dashboard(
@@ -674,7 +738,7 @@ def _stations() -> Dashboard:
     )
 
 
-def _collector() -> Dashboard:
+def _collector(std: Standard) -> Dashboard:
     return Dashboard(
         slug="heatwatch-collector",
         title="heatwatch · collector health",
@@ -801,29 +865,13 @@ DASHBOARDS = (_city, _community, _stations, _collector)
 
 
 # --- Flux well-formedness (no Flux engine runs here; InfluxDB 2.x cannot be installed) ---------
+_FLUX_STRING_OR_COMMENT = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*')
+
+
 def _strip_flux(text: str) -> tuple[str, list[str]]:
     """Text with string literals emptied and // comments removed, plus problems found on the way."""
-    out: list[str] = []
-    problems: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            if j >= n:
-                problems.append("unterminated string literal")
-                break
-            out.append('""')
-            i = j + 1
-        elif text.startswith("//", i):
-            while i < n and text[i] != "\n":
-                i += 1
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out), problems
+    bare = _FLUX_STRING_OR_COMMENT.sub(lambda m: '""' if m.group().startswith('"') else "", text)
+    return bare, ["unterminated string literal"] if '"' in bare.replace('""', "") else []
 
 
 def flux_syntax_problems(text: str) -> list[str]:
@@ -853,7 +901,7 @@ def flux_syntax_problems(text: str) -> list[str]:
 
 
 # --- rendering to Grafana JSON ------------------------------------------------------------------
-def _thresholds(steps: tuple[tuple[str, float | None], ...]) -> dict[str, Any]:
+def _thresholds(steps: Steps) -> dict[str, Any]:
     return {"mode": "absolute", "steps": [{"color": color, "value": value} for color, value in steps]}
 
 
@@ -937,7 +985,7 @@ def _annotation(a: Annotation, dialect: Dialect) -> dict[str, Any]:
     }
 
 
-def render(d: Dashboard, dialect: Dialect) -> dict[str, Any]:
+def render(d: Dashboard, dialect: Dialect, timezone: str) -> dict[str, Any]:
     """Grafana dashboard JSON; panels flow left to right in rows of 24 grid units."""
     panels = []
     x = y = row_h = 0
@@ -962,7 +1010,7 @@ def render(d: Dashboard, dialect: Dialect) -> dict[str, Any]:
         "title": d.title + ("" if dialect == "influxql" else " (Flux)"),
         "description": d.description,
         "tags": ["heatwatch", dialect],
-        "timezone": TIMEZONE,
+        "timezone": timezone,
         "schemaVersion": SCHEMA_VERSION,
         "version": 1,
         "editable": True,
@@ -979,13 +1027,14 @@ def render(d: Dashboard, dialect: Dialect) -> dict[str, Any]:
     }
 
 
-def generate() -> dict[str, dict[str, Any]]:
-    """Relative path -> dashboard JSON, for both dialects."""
+def generate(cfg: Config | None = None) -> dict[str, dict[str, Any]]:
+    """Relative path -> dashboard JSON, for both dialects, drawn against ``cfg``'s standard (default: the defaults)."""
+    std = Standard.of(cfg or Config())
     out: dict[str, dict[str, Any]] = {}
     for dialect in DIALECTS:
         for make in DASHBOARDS:
-            d = make()
-            out[f"{dialect}/{d.slug}.json"] = render(d, dialect)
+            d = make(std)
+            out[f"{dialect}/{d.slug}.json"] = render(d, dialect, std.timezone)
     return out
 
 
@@ -993,9 +1042,10 @@ def dumps(board: dict[str, Any]) -> str:
     return json.dumps(board, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
 
 
-def write(out_dir: Path) -> list[Path]:
+def write(out_dir: Path, cfg: Config | None = None) -> list[Path]:
+    """Write every dashboard under ``out_dir``; the paths written."""
     written = []
-    for rel, board in generate().items():
+    for rel, board in generate(cfg).items():
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dumps(board), encoding="utf-8")
@@ -1027,13 +1077,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.dashboards", description=__doc__)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--check", action="store_true", help="exit 1 if the files differ from the generated dashboards")
+    ap.add_argument("--config", type=Path, help="draw against this heatwatch.toml's standard instead of the defaults")
     args = ap.parse_args(argv)
+    cfg = load_config(args.config, environ={}) if args.config else None
     if args.check:
         stale = check(args.out)
         for rel in stale:
             print(f"stale: {rel}", file=sys.stderr)
         return 1 if stale else 0
-    for path in write(args.out):
+    for path in write(args.out, cfg):
         print(path)
     return 0
 
