@@ -92,7 +92,9 @@ class Publisher:
 
     MAX_OUTSTANDING = 30_000  # well under the 65,535 MQTT packet ids: paho drops a publish whose id is still in use
 
-    def __init__(self, port: int, client_id: str, protocol: int = mqtt.MQTTv311, max_inflight: int = 200) -> None:
+    def __init__(
+        self, port: int, client_id: str, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311, max_inflight: int = 200
+    ) -> None:
         self.client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
             clean_session=False if protocol == mqtt.MQTTv311 else None,
