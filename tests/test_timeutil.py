@@ -77,3 +77,11 @@ def test_backoff_never_overflows_and_checks_its_arguments() -> None:
         Backoff(0.0, 1.0)
     with pytest.raises(ValueError):
         Backoff(1.0, 2.0, jitter=1.5)
+
+
+def test_backoff_delay_for_a_stored_failure_count() -> None:
+    """An outbox keeps its attempts in a database: delay(n) is the n-th wait without the object's own count."""
+    b = Backoff(60.0, 3600.0, jitter=0.25, rng=random.Random(9))
+    for n, base in [(0, 60), (1, 120), (5, 1920), (6, 3600), (40, 3600)]:
+        assert 0.75 * base <= b.delay(n) <= base
+    assert b.failures == 0

@@ -163,8 +163,14 @@ class Backoff:
 
     def next(self) -> float:
         """The delay before the next attempt, after one more failure."""
-        base = min(self.max_s, self.min_s * 2.0 ** min(self.failures, 62))
+        wait = self.delay(self.failures)
         self.failures += 1
+        return wait
+
+    def delay(self, failures: int) -> float:
+        """The delay after ``failures`` earlier consecutive failures (0: the first retry), for callers that keep
+        the count themselves (an outbox row's attempts)."""
+        base = min(self.max_s, self.min_s * 2.0 ** min(max(failures, 0), 62))
         return base * (1.0 - self.jitter * self.rng.random())
 
     def reset(self) -> None:
