@@ -16,12 +16,15 @@ from amqtt.broker import Broker
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the demo's broker binds it a moment later)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 class EmbeddedBroker:
+    """amqtt in a daemon thread with its own event loop: the demo's broker, in memory (no persistence)."""
+
     def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port()
@@ -38,6 +41,7 @@ class EmbeddedBroker:
         }
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
+        """Listen, then return: clients may connect at once."""
         self._thread.start()
 
         async def _start() -> None:
@@ -48,6 +52,7 @@ class EmbeddedBroker:
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
+        """Shut the broker down and end its thread; a broker that does not stop in time is logged, not raised."""
         if self._broker is not None:
             broker = self._broker
 
