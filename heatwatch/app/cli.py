@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "heatwatch.app.commands.simulate",
     "heatwatch.app.commands.analyze",
     "heatwatch.app.commands.control",
+    "heatwatch.app.commands.energy",
     "heatwatch.app.commands.service",
     "heatwatch.app.demo",
 )

@@ -35,7 +35,7 @@ HOME_COLUMNS = (
     "contact",
 )
 HOME_REQUIRED = ("home_id", "community", "building", "floor", "floors", "kind", "station_id")
-HOME_OPTIONAL_EXTRA = ("position",)  # horizontal position on the floor, for heat maps
+HOME_OPTIONAL_EXTRA = ("position", "heated_area_m2")  # position on the floor (heat maps); heated area (heat per m²)
 STATION_COLUMNS = ("station_id", "name", "communities", "supply_min_c", "supply_max_c")
 STATION_OPTIONAL = ("weather_site",)
 ID_FORBIDDEN = set("/#+\n\r\t\x00")
@@ -58,6 +58,7 @@ class Home:
     address: str = ""
     contact: str = ""
     position: int | None = None
+    heated_area_m2: float | None = None  # for heat per m²; optional, older registries have no column
 
     @property
     def top(self) -> bool:
@@ -203,6 +204,10 @@ def load_homes(path: Path) -> dict[str, Home]:
         if kind == "non_residential" and min_temp is None:
             raise RegistryError(f"{where} column min_temp_c: non_residential homes need their contract temperature")
         pos_txt = row.get("position", "")
+        area_txt = row.get("heated_area_m2", "")
+        area = _float(area_txt, where, "heated_area_m2") if area_txt else None
+        if area is not None and area <= 0:
+            raise RegistryError(f"{where} column heated_area_m2: must be positive, got {area_txt!r}")
         homes[hid] = Home(
             home_id=hid,
             community=community,
@@ -217,6 +222,7 @@ def load_homes(path: Path) -> dict[str, Home]:
             address=row.get("address", ""),
             contact=row.get("contact", ""),
             position=_int(pos_txt, where, "position", 0) if pos_txt else None,
+            heated_area_m2=area,
         )
     return homes
 
@@ -253,15 +259,18 @@ def load_registry(homes_csv: Path | None, stations_csv: Path | None = None) -> R
 
 def write_homes(path: Path, homes: Iterable[Home]) -> None:
     """Write homes in the CSV form ``load_homes`` reads (the simulator's generator and tests use it)."""
+    homes = list(homes)
+    with_area = any(h.heated_area_m2 is not None for h in homes)  # the column only when someone has an area
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow([*HOME_COLUMNS, "position"])
+        w.writerow([*HOME_COLUMNS, "position", *(["heated_area_m2"] if with_area else [])])
         for h in homes:
             w.writerow(
                 [
                     h.home_id, h.community, h.building, h.entrance, h.floor, h.floors, int(h.gable), h.kind,
                     "" if h.min_temp_c is None else h.min_temp_c, h.station_id, h.address, h.contact,
                     "" if h.position is None else h.position,
+                    *([("" if h.heated_area_m2 is None else h.heated_area_m2)] if with_area else []),
                 ]
             )
 

@@ -56,6 +56,8 @@ SENSOR_HEALTH = "sensor_health"  # tags: home_id, community, finding; fields: va
 IMBALANCE = "imbalance"  # tags: community; fields: building_spread_c, entrance_spread_c, edge_middle_gap_c
 PROPOSALS = "proposals"  # tags: station_id, kind; fields: proposal_id, status, current_c, proposed_c, delta_c, reason
 ALERTS = "alerts"  # tags: category, community, station_id; fields: alert_id, home_id, status, content
+STATION_ENERGY = "station_energy"  # tags: station_id, period (day|season); fields: kwh, gj, mean_kw, hours_covered,
+#   hdd, gj_per_hdd, area_m2, kwh_per_m2 (analytics.energy; one point per station per local day, at its start)
 COLLECTOR_REJECTS = "collector_rejects"  # tags: collector_id, reason; fields: count
 COLLECTOR_ALARMS = "collector_alarms"  # tags: collector_id, alarm (session_lost); fields: count, detail (str)
 # Dead letters: what the collector rejected, kept in the store so they survive (docs/MQTT.md "Dead letters").
