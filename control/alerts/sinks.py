@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from heatwatch.core.redact import mask_url
+from heatwatch.core.timeutil import Backoff
 from heatwatch.infra.mqtt.client import Publisher, PublishError
 from heatwatch.infra.mqtt.topics import alert_topic
 
@@ -111,9 +112,10 @@ class WebhookSink:
             "X-Heatwatch-Delivery": delivery_id,
         }
         last = ""
+        backoff = Backoff(self.backoff_s, self.backoff_s * 2 ** max(self.retries - 1, 0)) if self.backoff_s > 0 else None
         for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            if attempt and backoff is not None:
+                time.sleep(backoff.next())  # jittered: many controllers must not retry one receiver in step
             ts = int(self.clock())
             headers[TIMESTAMP_HEADER] = str(ts)
             if self._secret:
