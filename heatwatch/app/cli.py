@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "heatwatch.app.commands.analyze",
     "heatwatch.app.commands.control",
     "heatwatch.app.commands.energy",
+    "heatwatch.app.commands.score",
     "heatwatch.app.commands.service",
     "heatwatch.app.demo",
 )

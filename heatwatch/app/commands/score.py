@@ -1,0 +1,54 @@
+"""``heatwatch score``: the fixed heating curve against heatwatch's control on the same simulated weather."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+
+from heatwatch.core.errors import UsageError
+
+DEFAULT_SCENARIOS = ("normal", "imbalanced", "cold_snap", "season")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from heatwatch.app.score import STRATEGIES, markdown, run_scores
+    from simulators.scenario import load_scenario
+    from simulators.spec import SpecError
+
+    if args.days is not None and args.days <= 0:
+        raise UsageError(f"--days {args.days}: expected a positive number of simulated days")
+    if args.every <= 0:
+        raise UsageError(f"--every {args.every}: expected simulated hours > 0")
+    strategies = args.strategy or list(STRATEGIES)
+    try:
+        scenarios = [load_scenario(s) for s in (args.scenario or DEFAULT_SCENARIOS)]
+    except (OSError, SpecError) as exc:
+        raise UsageError(f"--scenario: {exc}") from None
+    t0 = time.monotonic()
+    scores = run_scores(scenarios, strategies, every_h=args.every, days=args.days)
+    if args.json:
+        print(json.dumps({"scores": [asdict(s) for s in scores], "seconds": round(time.monotonic() - t0, 1)},
+                         ensure_ascii=False))
+    else:
+        print(markdown(scores))
+        print(f"\n{len(scores)} runs in {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    p = sub.add_parser(
+        "score", help="score control strategies on simulated scenarios (comfort, heat, setpoint changes)",
+        description="Runs each scenario once per strategy in lockstep (identical weather, homes and seed) and scores "
+                    "them from the simulator's ground truth: curve = the fixed heating curve alone, heatwatch = the "
+                    "same curve plus heatwatch's analytics and control with auto-apply and the cold-snap job.",
+    )
+    p.add_argument("--scenario", action="append", help="shipped name or TOML file; repeat for several "
+                   f"(default: {' '.join(DEFAULT_SCENARIOS)})")
+    p.add_argument("--strategy", action="append", choices=("curve", "heatwatch"), help="default: both")
+    p.add_argument("--days", type=float, help="simulated days (default: each scenario's length)")
+    p.add_argument("--every", type=float, default=3.0, help="simulated hours between control cycles (default 3)")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of the Markdown table")
+    p.set_defaults(handler=cmd_score)

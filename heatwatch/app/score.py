@@ -1,0 +1,321 @@
+"""Control quality, measured: the same scenario (weather, homes, seed) run under two strategies and scored
+from the simulator's ground truth.
+
+Strategies:
+
+- ``curve``: the fixed heating curve alone. Every station follows heatwatch's configured quality-regulation
+  curve (``heatwatch.core.curve``) at its own outdoor temperature; no feedback, no cold-snap job.
+- ``heatwatch``: the same stations and curve, plus heatwatch's full loop every ``every_h`` simulated hours
+  (``heatwatch.app.cycle.Cycle``: analytics, proposals with indoor feedback, the cold-snap ramp and release,
+  auto-apply, rechecks).
+
+Why no broker: a 30-day season of a few hundred homes is close to a million sensor messages, and the
+embedded broker plus the collector's threads need minutes for that on two cores. The score is about
+control, not transport, so the driver runs the lockstep (``heatwatch.app.lockstep``) with the simulator
+publishing into an in-process sink, the collector's own ``Codec`` turning every message into the points
+the collector would store, and control's setpoints handed to the simulator's inbox as the MQTT subscription
+would. Everything control sees went through the same decoding and the same store as in production.
+
+The metric functions at the top are pure: truth frames in, numbers out.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from heatwatch.app.cycle import CycleSummary
+    from heatwatch.core.config import Config
+    from simulators.scenario import Scenario
+
+OVERHEAT_MARGIN_C = 2.0
+STRATEGIES = ("curve", "heatwatch")
+DEFAULT_START = datetime(2025, 12, 1, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
+
+
+# --- metrics (pure) ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Score:
+    """One strategy on one scenario."""
+
+    scenario: str
+    strategy: str
+    homes: int
+    stations: int
+    days: float
+    pct_at_standard: float  # home-hours at or above the applicable standard, %
+    degree_hours_below: float  # Σ max(0, standard − T) · h
+    overheat_degree_hours: float  # Σ max(0, T − (day standard + 2)) · h
+    heat_kwh: float
+    heat_pct_of_curve: float | None  # filled in against the curve strategy
+    setpoint_changes_per_station_day: float
+    imbalance_answered_with_heat: int
+    peak_home_mean_c: float  # the warmest hourly mean over all homes: how far over the target the network ran
+
+
+def comfort(homes: pd.DataFrame, dt_h: float) -> dict[str, float]:
+    """Comfort from the true indoor temperature of every home at every step.
+
+    ``homes`` has one row per home and step: ``temp_c``, ``standard_c`` (the minimum that applies at that
+    time: day or night, residential, bungalow or contract) and ``day_standard_c`` (the home's daytime minimum).
+    Each row stands for ``dt_h`` hours. Overheating counts what is above the daytime standard + 2 °C, at any
+    hour: a home at 20 °C at night is not overheated because the night minimum is 16 °C.
+    """
+    if homes.empty:
+        return {"pct_at_standard": float("nan"), "degree_hours_below": 0.0, "overheat_degree_hours": 0.0}
+    t = homes["temp_c"].to_numpy(float)
+    std = homes["standard_c"].to_numpy(float)
+    hot = homes["day_standard_c"].to_numpy(float) + OVERHEAT_MARGIN_C
+    return {
+        "pct_at_standard": float(np.mean(t >= std) * 100.0),
+        "degree_hours_below": float(np.clip(std - t, 0.0, None).sum() * dt_h),
+        "overheat_degree_hours": float(np.clip(t - hot, 0.0, None).sum() * dt_h),
+    }
+
+
+def heat_delivered_kwh(stations: pd.DataFrame, dt_h: float) -> float:
+    """Σ heat_kw · dt over the station rows (one row per station and step, each standing for ``dt_h`` hours)."""
+    return float(stations["heat_kw"].to_numpy(float).sum() * dt_h)
+
+
+def setpoint_changes_per_station_day(changes: int, stations: int, days: float) -> float:
+    return changes / (stations * days) if stations and days > 0 else 0.0
+
+
+def with_curve_share(scores: Sequence[Score]) -> list[Score]:
+    """Each score's heat as % of the ``curve`` strategy's heat on the same scenario."""
+    base = {s.scenario: s.heat_kwh for s in scores if s.strategy == "curve"}
+    out = []
+    for s in scores:
+        b = base.get(s.scenario)
+        pct = round(s.heat_kwh / b * 100.0, 1) if b else None
+        out.append(Score(**{**asdict(s), "heat_pct_of_curve": pct}))
+    return out
+
+
+# --- truth collected while the simulation runs ---------------------------------------------------------
+@dataclass
+class TruthLog:
+    """Per step: every home's true temperature and every station's heat (all homes, with or without a sensor)."""
+
+    times: list[datetime]
+    temps: list[np.ndarray]
+    heat: list[np.ndarray]
+
+    @classmethod
+    def empty(cls) -> TruthLog:
+        return cls([], [], [])
+
+    def record(self, t: datetime, temp: np.ndarray, heat_kw: np.ndarray) -> None:
+        self.times.append(t)
+        self.temps.append(temp.copy())
+        self.heat.append(heat_kw.copy())
+
+
+def standards(cfg: Config, kinds: Sequence[str], contract_c: Sequence[float | None],
+              times: Sequence[datetime]) -> tuple[np.ndarray, np.ndarray]:
+    """(applicable standard: steps × homes, daytime standard: homes) — the same rules as analytics."""
+    s = cfg.standard
+    kind = np.array(kinds)
+    contract = np.array([np.nan if c is None else c for c in contract_c], dtype=float)
+    day = np.where(kind == "residential", s.day_min_c, np.where(kind == "bungalow", s.bungalow_min_c, contract))
+    night = np.where(kind == "residential", s.night_min_c, np.where(kind == "bungalow", s.bungalow_min_c, contract))
+    hours = np.array([t.astimezone(cfg.general.tz).hour for t in times])
+    is_day = (hours >= s.day_start_hour) & (hours < s.day_end_hour)
+    return np.where(is_day[:, None], day[None, :], night[None, :]), day
+
+
+def truth_frames(log: TruthLog, cfg: Config, net: Any, station_ids: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The long frames the metric functions read."""
+    temps = np.vstack(log.temps)
+    std, day_std = standards(cfg, [h.kind for h in net.homes], [h.min_temp_c for h in net.homes], log.times)
+    n_steps, n_homes = temps.shape
+    homes = pd.DataFrame({
+        "step": np.repeat(np.arange(n_steps), n_homes),
+        "home": np.tile(np.arange(n_homes), n_steps),
+        "temp_c": temps.ravel(),
+        "standard_c": std.ravel(),
+        "day_standard_c": np.tile(day_std, n_steps),
+    })
+    heat = np.vstack(log.heat)
+    stations = pd.DataFrame({
+        "step": np.repeat(np.arange(n_steps), len(station_ids)),
+        "station_id": np.tile(np.array(station_ids, dtype=object), n_steps),
+        "heat_kw": heat.ravel(),
+    })
+    return homes, stations
+
+
+# --- the scenario under one strategy -----------------------------------------------------------------
+def curve_table(cfg: Config, station_id: str) -> list[tuple[float, float]]:
+    """heatwatch's configured heating curve as the station's outdoor-reset table (1 K steps, −40…+20 °C)."""
+    from heatwatch.core.curve import design_for, heating_curve
+
+    design = design_for(cfg, station_id)
+    return [(float(o), round(heating_curve(design, float(o)).supply_c, 2)) for o in range(-40, 21)]
+
+
+def on_the_curve(scenario: Scenario, cfg: Config) -> Scenario:
+    """The scenario with every station on heatwatch's curve and no fixed or scripted setpoint: the common start."""
+    stations = [s.model_copy(update={"curve": curve_table(cfg, s.id), "setpoint_c": None})
+                for s in scenario.network.stations]
+    network = scenario.network.model_copy(update={"stations": stations})
+    return scenario.model_copy(update={"network": network, "setpoints": []})
+
+
+def score_config(data_dir: Path) -> Config:
+    from heatwatch.core.config import load_config
+
+    # environ={}: a production HEATWATCH_* variable must not point the scorer at a real store or broker
+    return load_config(environ={}, overrides={
+        "general": {"data_dir": str(data_dir), "log_level": "WARNING"},
+        "storage": {"backend": "sqlite"},
+        "control": {"auto_apply": True},
+        "alerts": {"mqtt": False},
+    })
+
+
+class _Inbox:
+    """Control's publisher in the scorer: a setpoint goes straight into the simulator's inbox."""
+
+    def __init__(self, submit: Callable[[str, bytes], None]) -> None:
+        self.submit = submit
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False, timeout: float = 10.0) -> None:
+        self.submit(topic, payload)
+
+
+def _imbalanced_stations(summary: CycleSummary, community_station: dict[str, str], spread_c: float) -> set[str]:
+    out = set()
+    for im in summary.result.imbalance:
+        cold_next_to_warm = bool(im.cold_buildings) and bool(im.warm_buildings)
+        spread = im.building_spread_c is not None and im.building_spread_c >= spread_c
+        if cold_next_to_warm or spread:
+            out.add(community_station.get(im.community, ""))
+    return out
+
+
+def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, window_h: float = 12.0,
+                 start: datetime = DEFAULT_START, days: float | None = None, work: Path | None = None) -> Score:
+    """Run ``scenario`` (put on the curve first) under ``strategy`` in lockstep and score it."""
+    from collector.codec import Codec
+    from heatwatch.app.lockstep import CountingPublisher, Lockstep
+    from heatwatch.core.timeutil import SettableClock
+    from heatwatch.infra.storage import open_store
+    from simulators.runner import ScenarioRunner
+    from simulators.sensors import Message
+
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    work = Path(tempfile.mkdtemp(prefix=f"heatwatch-score-{scenario.name}-{strategy}-")) if work is None else work
+    data = work / strategy
+    data.mkdir(parents=True, exist_ok=True)
+    cfg = score_config(data)
+    sc = on_the_curve(scenario, cfg)
+    if days is not None:
+        sc = sc.model_copy(update={"duration_h": days * 24.0})
+    until = start + timedelta(hours=sc.duration_h)
+    control = strategy == "heatwatch"
+    buffer: list[Message] = []
+    runner = ScenarioRunner(sc, None, out_dir=data / "sim", speed=0.0, start=start, until=until,
+                            clock=lambda: until + timedelta(days=1), tz=cfg.general.tz,
+                            sink=buffer.append if control else None)
+    sim = runner.sim
+    log = TruthLog.empty()
+    imbalance_raises = 0
+    clock = SettableClock(runner.start_time)
+    store = open_store(cfg) if control else None
+    loop = None
+    try:
+        counted = None
+        cycle = None
+        codec = None
+        if control:
+            from control.service import ControlLoop
+            from heatwatch.app.cycle import Cycle
+
+            assert store is not None
+            reg = runner.registry
+            codec = Codec(cfg, reg)
+            counted = CountingPublisher(_Inbox(runner.submit_setpoint), cfg.mqtt.topic_prefix)
+            loop = ControlLoop(cfg, reg, store, clock, counted, sinks={})
+            cycle = Cycle(store, reg, cfg, loop, window_h=window_h, coldsnap=True)
+        lockstep = Lockstep(runner, (), clock=clock, setpoints=counted)
+
+        def flush() -> None:
+            if codec is None or store is None or not buffer:
+                return
+            now_ns = int(sim.t.timestamp()) * 1_000_000_000 + 60_000_000_000
+            points = [p for m in buffer for p in codec.decode(m.topic, m.payload, now_ns).points]
+            buffer.clear()
+            store.write(points)
+
+        community_station = {c.name: c.station for c in sc.network.communities}
+        every = timedelta(hours=every_h)
+        next_cycle = runner.start_time + every
+        lockstep.begin()
+        while not lockstep.at_end:
+            t = lockstep.advance(1)
+            log.record(t, sim.home_state.temp_c, sim.station_state.heat_kw)
+            if cycle is not None and t >= next_cycle:
+                flush()
+                clock.set(t)
+                done = cycle.run(t)
+                lockstep.deliver_setpoints()
+                hot = _imbalanced_stations(done, community_station, cfg.control.imbalance_spread_c)
+                made = done.report.proposals if done.report else []
+                imbalance_raises += sum(1 for p in made if p.kind == "supply" and p.origin == "analytics"
+                                        and p.station_id in hot and (p.proposed_c or 0) > (p.current_c or 0))
+                next_cycle = t + every
+        lockstep.finish()
+        lockstep.close()
+    finally:
+        if loop is not None:
+            loop.shutdown()
+        if store is not None:
+            store.close()
+    homes, stations = truth_frames(log, cfg, sim.net, sim.station_ids)
+    dt_h = sc.step_s / 3600.0
+    n_days = len(log.times) * dt_h / 24.0
+    temps = np.vstack(log.temps)
+    per_hour = max(1, round(1.0 / dt_h))
+    hourly = temps[: len(temps) // per_hour * per_hour].reshape(-1, per_hour, temps.shape[1]).mean(axis=(1, 2))
+    return Score(
+        scenario=scenario.name, strategy=strategy, homes=sim.net.n, stations=len(sim.station_ids),
+        days=round(n_days, 2), **{k: round(v, 2) for k, v in comfort(homes, dt_h).items()},
+        heat_kwh=round(heat_delivered_kwh(stations, dt_h), 1), heat_pct_of_curve=None,
+        setpoint_changes_per_station_day=round(
+            setpoint_changes_per_station_day(runner.setpoints_applied, len(sim.station_ids), n_days), 2),
+        imbalance_answered_with_heat=imbalance_raises,
+        peak_home_mean_c=round(float(hourly.max()), 2) if len(hourly) else float("nan"),
+    )
+
+
+def run_scores(scenarios: Sequence[Scenario], strategies: Sequence[str] = STRATEGIES, **kw: Any) -> list[Score]:
+    return with_curve_share([run_strategy(sc, st, **kw) for sc in scenarios for st in strategies])
+
+
+COLUMNS = (
+    ("scenario", "scenario"), ("strategy", "strategy"), ("homes", "homes"), ("days", "days"),
+    ("at standard %", "pct_at_standard"), ("°C·h below", "degree_hours_below"),
+    ("°C·h over std+2", "overheat_degree_hours"), ("heat kWh", "heat_kwh"), ("heat % of curve", "heat_pct_of_curve"),
+    ("setpoint changes /station/day", "setpoint_changes_per_station_day"),
+    ("imbalance answered with heat", "imbalance_answered_with_heat"), ("peak mean °C", "peak_home_mean_c"),
+)
+
+
+def markdown(scores: Sequence[Score]) -> str:
+    head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
+    sep = "| " + " | ".join("---" for _ in COLUMNS) + " |"
+    rows = ["| " + " | ".join("–" if getattr(s, k) is None else f"{getattr(s, k):,}" if isinstance(getattr(s, k), float | int)
+                              else str(getattr(s, k)) for _, k in COLUMNS) + " |" for s in scores]
+    return "\n".join([head, sep, *rows])

@@ -1,0 +1,84 @@
+"""The control scorer: metric functions on hand-built truth frames, the standards by hour and kind,
+and a tiny lockstep run of both strategies on the same weather."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from heatwatch.app.score import (
+    Score,
+    comfort,
+    heat_delivered_kwh,
+    on_the_curve,
+    run_scores,
+    score_config,
+    setpoint_changes_per_station_day,
+    standards,
+    with_curve_share,
+)
+from simulators.scenario import load_scenario
+
+
+def test_comfort_by_hand() -> None:
+    homes = pd.DataFrame({
+        "temp_c": [18.0, 17.5, 21.0, 15.0, 23.0, 16.0],
+        "standard_c": [18.0, 18.0, 18.0, 16.0, 16.0, 16.0],  # three day rows, three night rows
+        "day_standard_c": [18.0, 18.0, 18.0, 18.0, 18.0, 16.0],  # the last is a bungalow (16 all day)
+    })
+    got = comfort(homes, dt_h=0.25)
+    assert got["pct_at_standard"] == pytest.approx(4 / 6 * 100)  # 18 ≥ 18 counts; 17.5 and 15 do not
+    assert got["degree_hours_below"] == pytest.approx((0.5 + 1.0) * 0.25)
+    assert got["overheat_degree_hours"] == pytest.approx((1.0 + 3.0) * 0.25)  # 21 − 20 and 23 − 20; 16 is not over 18
+
+
+def test_heat_changes_and_share_by_hand() -> None:
+    stations = pd.DataFrame({"station_id": ["S1", "S2", "S1", "S2"], "heat_kw": [100.0, 50.0, 120.0, 30.0]})
+    assert heat_delivered_kwh(stations, 0.25) == pytest.approx(300.0 * 0.25)
+    assert setpoint_changes_per_station_day(6, 2, 1.5) == pytest.approx(2.0)
+    assert setpoint_changes_per_station_day(3, 0, 1.0) == 0.0
+
+    def s(strategy: str, heat: float, scenario: str = "x") -> Score:
+        return Score(scenario, strategy, 1, 1, 1.0, 100.0, 0.0, 0.0, heat, None, 0.0, 0, 18.0)
+
+    out = with_curve_share([s("curve", 200.0), s("heatwatch", 180.0), s("heatwatch", 50.0, "no-curve")])
+    assert [x.heat_pct_of_curve for x in out] == [100.0, 90.0, None]
+
+
+def test_standards_follow_the_hour_and_the_kind(tmp_path: Path) -> None:
+    cfg = score_config(tmp_path)
+    # 05:00 and 06:00 in Shanghai
+    times = [datetime(2026, 1, 9, 21, tzinfo=UTC), datetime(2026, 1, 9, 22, tzinfo=UTC)]
+    std, day = standards(cfg, ["residential", "bungalow", "non_residential"], [None, None, 15.0], times)
+    assert std.tolist() == [[16.0, 16.0, 15.0], [18.0, 16.0, 15.0]]
+    assert day.tolist() == [18.0, 16.0, 15.0]
+
+
+def test_the_scenario_is_put_on_heatwatchs_curve(tmp_path: Path) -> None:
+    sc = on_the_curve(load_scenario("cold_snap"), score_config(tmp_path))
+    for st in sc.network.stations:
+        assert st.setpoint_c is None
+        table = dict(st.curve)
+        assert table[-9.0] == pytest.approx(60.0, abs=0.01)  # the design point of [control.design]
+        assert table[0.0] == pytest.approx(48.26, abs=0.01)  # docs/CONTROL.md's worked example
+
+
+def test_both_strategies_on_the_same_weather(tmp_path: Path) -> None:
+    sc = load_scenario("normal")
+    scores = run_scores([sc], days=1.0, every_h=3.0, work=tmp_path)
+    curve, hw = scores
+    assert (curve.strategy, hw.strategy) == ("curve", "heatwatch")
+    assert curve.homes == hw.homes > 0 and curve.days == hw.days == 1.0
+    assert curve.heat_pct_of_curve == 100.0
+    assert curve.setpoint_changes_per_station_day == 0.0  # the curve alone sends no setpoint
+    assert curve.imbalance_answered_with_heat == 0
+    assert 0.0 <= curve.pct_at_standard <= 100.0 and curve.heat_kwh > 0
+    # the same run again gives the same numbers: nothing depends on the wall clock
+    again = run_scores([sc], ["curve"], days=1.0, every_h=3.0, work=tmp_path / "again")
+    assert again[0] == curve
+    # control acted: its setpoints reached the simulated stations and changed the heat delivered
+    assert hw.setpoint_changes_per_station_day > 0
+    assert hw.heat_pct_of_curve is not None and hw.heat_pct_of_curve != 100.0
