@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from control.proposal import Proposal
 from heatwatch.app.score import (
     Score,
     comfort,
     heat_delivered_kwh,
+    heat_for_indoor_shortfall,
     on_the_curve,
     run_scores,
     score_config,
@@ -46,6 +48,22 @@ def test_heat_changes_and_share_by_hand() -> None:
 
     out = with_curve_share([s("curve", 200.0), s("heatwatch", 180.0), s("heatwatch", 50.0, "no-curve")])
     assert [x.heat_pct_of_curve for x in out] == [100.0, 90.0, None]
+
+
+def test_what_counts_as_heat_for_an_indoor_shortfall() -> None:
+    at = datetime(2026, 1, 10, tzinfo=UTC)
+
+    def p(kind: str, cur: float, new: float, origin: str = "analytics", feedback: float | None = None) -> Proposal:
+        ev = {} if feedback is None else {"indoor_feedback_c": feedback}
+        return Proposal(proposal_id="P1", station_id="S1", kind=kind, community="幸福小区", current_c=cur,  # type: ignore[arg-type]
+                        proposed_c=new, delta_c=new - cur, evidence=ev, reason="", created_at=at, effective_at=at,
+                        origin=origin)
+
+    assert heat_for_indoor_shortfall(p("supply", 50.0, 53.0))
+    assert not heat_for_indoor_shortfall(p("supply", 50.0, 48.0))  # a cut is not heat
+    assert not heat_for_indoor_shortfall(p("lower_supply", 50.0, 47.0))
+    assert heat_for_indoor_shortfall(p("supply", 50.0, 53.0, "cold_snap", feedback=1.5))
+    assert not heat_for_indoor_shortfall(p("supply", 50.0, 53.0, "cold_snap", feedback=0.0))  # weather alone
 
 
 def test_standards_follow_the_hour_and_the_kind(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from control.proposal import Proposal
     from heatwatch.app.cycle import CycleSummary
     from heatwatch.core.config import Config
     from simulators.scenario import Scenario
@@ -194,6 +195,16 @@ class _Inbox:
         self.submit(topic, payload)
 
 
+def heat_for_indoor_shortfall(p: Proposal) -> bool:
+    """A supply raise driven (wholly or partly) by homes measured under target: an analytics raise, or a
+    cold-snap step whose indoor feedback is positive. At a station with imbalance, that is heat answering it."""
+    if p.kind != "supply" or (p.proposed_c or 0.0) <= (p.current_c or 0.0):
+        return False
+    if p.origin == "cold_snap":
+        return float(p.evidence.get("indoor_feedback_c") or 0.0) > 0.0
+    return True
+
+
 def _imbalanced_stations(summary: CycleSummary, community_station: dict[str, str], spread_c: float) -> set[str]:
     out = set()
     for im in summary.result.imbalance:
@@ -272,9 +283,8 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
                 done = cycle.run(t)
                 lockstep.deliver_setpoints()
                 hot = _imbalanced_stations(done, community_station, cfg.control.imbalance_spread_c)
-                made = done.report.proposals if done.report else []
-                imbalance_raises += sum(1 for p in made if p.kind == "supply" and p.origin == "analytics"
-                                        and p.station_id in hot and (p.proposed_c or 0) > (p.current_c or 0))
+                made = [*done.planned, *(done.report.proposals if done.report else [])]
+                imbalance_raises += sum(1 for p in made if p.station_id in hot and heat_for_indoor_shortfall(p))
                 next_cycle = t + every
         lockstep.finish()
         lockstep.close()
