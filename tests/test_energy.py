@@ -159,4 +159,10 @@ def test_energy_command_stores_results_and_prints_json(tmp_path: Path, monkeypat
     stored = store.query(schema.STATION_ENERGY, T0 - timedelta(days=1), T0 + timedelta(days=2))
     assert set(stored["period"]) == {"day", "season"}
     assert stored[stored["period"] == "day"]["gj"].iloc[0] == pytest.approx(unit * 24 * 0.0036, rel=1e-3)
+    code = main(["--config", str(conf), "energy", "--from", "2026-01-10", "--to", "2026-01-11", "--no-write"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "幸福站" in text and "2026-01-10" in text and f"{unit * 24:.2f}" in text
+    code = main(["--config", str(conf), "energy", "--from", "2026-01-11", "--to", "2026-01-10"])
+    assert code == 2 and "not before" in capsys.readouterr().err
     store.close()
