@@ -100,3 +100,23 @@ def test_both_strategies_on_the_same_weather(tmp_path: Path) -> None:
     # control acted: its setpoints reached the simulated stations and changed the heat delivered
     assert hw.setpoint_changes_per_station_day > 0
     assert hw.heat_pct_of_curve is not None and hw.heat_pct_of_curve != 100.0
+
+
+def test_score_command_json_and_no_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import tempfile
+
+    from heatwatch.app.cli import main
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    code = main(["score", "--scenario", "normal", "--strategy", "curve", "--days", "0.25", "--json"])
+    body = json.loads(capsys.readouterr().out)
+    assert code == 0
+    (only,) = body["scores"]
+    assert (only["scenario"], only["strategy"], only["days"], only["heat_pct_of_curve"]) == ("normal", "curve", 0.25, 100.0)
+    assert list(scratch.iterdir()) == []  # the run's store and ground truth are gone
+    assert main(["score", "--scenario", "no-such-scenario"]) == 2
+    assert "no-such-scenario" in capsys.readouterr().err

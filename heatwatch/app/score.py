@@ -227,8 +227,8 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
 
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
-    work = Path(tempfile.mkdtemp(prefix=f"heatwatch-score-{scenario.name}-{strategy}-")) if work is None else work
-    data = work / strategy
+    work = Path(tempfile.mkdtemp(prefix="heatwatch-score-")) if work is None else work
+    data = work / scenario.name / strategy
     data.mkdir(parents=True, exist_ok=True)
     cfg = score_config(data)
     sc = on_the_curve(scenario, cfg)
@@ -310,8 +310,14 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     )
 
 
-def run_scores(scenarios: Sequence[Scenario], strategies: Sequence[str] = STRATEGIES, **kw: Any) -> list[Score]:
-    return with_curve_share([run_strategy(sc, st, **kw) for sc in scenarios for st in strategies])
+def run_scores(scenarios: Sequence[Scenario], strategies: Sequence[str] = STRATEGIES, *, work: Path | None = None,
+               **kw: Any) -> list[Score]:
+    """Every scenario under every strategy. The stores, control databases and ground-truth files go to ``work``
+    (kept), or to a temporary directory removed at the end (a 30-day season leaves about 100 MB per strategy)."""
+    if work is not None:
+        return with_curve_share([run_strategy(sc, st, work=work, **kw) for sc in scenarios for st in strategies])
+    with tempfile.TemporaryDirectory(prefix="heatwatch-score-") as tmp:
+        return with_curve_share([run_strategy(sc, st, work=Path(tmp), **kw) for sc in scenarios for st in strategies])
 
 
 COLUMNS = (

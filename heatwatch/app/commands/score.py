@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from heatwatch.core.errors import UsageError
 
@@ -28,7 +29,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     except (OSError, SpecError) as exc:
         raise UsageError(f"--scenario: {exc}") from None
     t0 = time.monotonic()
-    scores = run_scores(scenarios, strategies, every_h=args.every, days=args.days)
+    keep = Path(args.keep) if args.keep else None
+    scores = run_scores(scenarios, strategies, every_h=args.every, days=args.days, work=keep)
     if args.json:
         print(json.dumps({"scores": [asdict(s) for s in scores], "seconds": round(time.monotonic() - t0, 1)},
                          ensure_ascii=False))
@@ -51,4 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--days", type=float, help="simulated days (default: each scenario's length)")
     p.add_argument("--every", type=float, default=3.0, help="simulated hours between control cycles (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the Markdown table")
+    p.add_argument("--keep", metavar="DIR", help="keep each run's store, control database and ground truth in "
+                   "DIR/<scenario>/<strategy>/ (default: a temporary directory, removed at the end)")
     p.set_defaults(handler=cmd_score)
