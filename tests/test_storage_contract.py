@@ -321,6 +321,28 @@ def test_large_batch_round_trip(store: Store) -> None:
     assert df["time"].is_monotonic_increasing
 
 
+def test_answers_read_a_chunk_at_a_time_are_whole(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large answer is converted chunk by chunk as it arrives; the chunks must add up to the same frames."""
+    pts = [indoor(f"户{h:03d}", T0 + timedelta(minutes=7 * k + h % 7), 15.0 + (h * 31 + k * 17) % 97 / 10,
+                  community=TRICKY[h % 4]) for h in range(60) for k in range(40)]
+    pts.append(indoor("户999", T0 + timedelta(hours=5), 21.0, rh=40.0))
+    store.write(pts)
+    args = (schema.INDOOR, "temp_c", T0, T0 + DAY, SHANGHAI, "home_id")
+    whole = (store.hourly(*args), store.last(schema.INDOOR, "temp_c", "home_id", before=T0 + DAY),
+             store.query(schema.INDOOR, T0, T0 + DAY))
+    from heatwatch.infra.storage.influxdb1 import _Answer
+    from heatwatch.infra.storage.sqlite import SqliteStore
+
+    monkeypatch.setattr(_Answer, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(SqliteStore, "FETCH_ROWS", 7)
+    chunked = (store.hourly(*args), store.last(schema.INDOOR, "temp_c", "home_id", before=T0 + DAY),
+               store.query(schema.INDOOR, T0, T0 + DAY))
+    assert len(whole[0]) == 60 * 5 + 1 and len(whole[2]) == len(pts)  # 40 readings 7 min apart: 5 clock hours
+    for a, b in zip(whole, chunked, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    assert whole[2]["rh"].notna().sum() == 1
+
+
 # --- InfluxDB specifics ---------------------------------------------------------------------
 def test_field_type_conflict_is_a_store_error(influx_store: Store) -> None:
     at = T0 + timedelta(hours=8)
@@ -527,7 +549,7 @@ def fake2x() -> Iterator[_Fake2x]:
 
 def _extern(req: dict[str, object]) -> dict[str, object]:
     body = req["extern"]["body"]  # type: ignore[index]
-    return {s["assignment"]["id"]["name"]: s["assignment"]["init"] for s in body}  # type: ignore[attr-defined]
+    return {s["assignment"]["id"]["name"]: s["assignment"]["init"] for s in body}
 
 
 def test_influxdb2_wire_writes_and_errors(fake2x: _Fake2x) -> None:

@@ -20,7 +20,6 @@ import gzip
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -49,7 +48,6 @@ from heatwatch.infra.storage.base import (
     classify_http,
     where_values,
 )
-from heatwatch.infra.storage.lineproto import encode
 
 log = logging.getLogger(__name__)
 
@@ -80,40 +78,82 @@ def _placed(row: list[Any], pos: list[int], width: int) -> list[Any]:
     return out
 
 
-@dataclass(frozen=True)
-class _Rows:
-    """An answer's rows, every series together; columns are converted to numpy one whole column at a time."""
+def _to_array(vals: list[Any], kind: str) -> npt.NDArray[Any]:
+    """One column of rows as numpy: int (time, count), float (null → NaN), text (null → ''), or value (numbers
+    as a numeric array when they all are numbers, else objects: a derived field may be a string)."""
+    if kind == "int":
+        return np.fromiter(vals, dtype=np.int64, count=len(vals))
+    if kind == "float":
+        return np.array(vals, dtype=np.float64)
+    if kind == "value" and all(type(v) is float or type(v) is int for v in vals):
+        return np.array(vals, dtype=np.float64 if any(type(v) is float for v in vals) else np.int64)
+    out = np.empty(len(vals), dtype=object)
+    out[:] = ["" if v is None else v for v in vals] if kind == "text" else vals
+    return out
 
-    columns: list[str]
-    rows: list[list[Any]]
-    keys: npt.NDArray[np.object_]  # the GROUP BY tag's value of each row (when asked for)
+
+class _Answer:
+    """An answer's rows, every series together (never an object per series).
+
+    With ``kinds`` (column → int / float / text / value / object) the rows become numpy columns every
+    ``CHUNK_ROWS`` rows, so a city-sized answer is held as compact arrays plus one chunk of Python rows.
+    Without, the rows stay Python values (small answers of derived measurements, typed by pandas).
+    """
+
+    CHUNK_ROWS = 50_000
+
+    def __init__(self, kinds: Mapping[str, str] | None = None) -> None:
+        self.kinds = kinds
+        self.columns: list[str] = []
+        self.rows: list[list[Any]] = []
+        self.n = 0
+        self._parts: dict[str, list[npt.NDArray[Any]]] = {}
+        self._keys: list[str] = []
+        self._counts: list[int] = []
+        self.arrays: dict[str, npt.NDArray[Any]] = {}
+        self.keys: npt.NDArray[np.object_] = np.empty(0, dtype=object)
+
+    def add(self, tag_value: str | None, cols: list[str], values: list[list[Any]]) -> None:
+        if not self.columns:
+            self.columns = list(cols)
+        elif cols != self.columns:  # another shape (never for one SELECT of ours, but cheap to be right)
+            self._flush()
+            union = self.columns + [c for c in cols if c not in self.columns]
+            self.rows = [r + [None] * (len(union) - len(self.columns)) for r in self.rows]
+            self.columns = union
+            pos = [union.index(c) for c in cols]
+            values = [_placed(v, pos, len(union)) for v in values]
+        self.rows.extend(values)
+        self.n += len(values)
+        if tag_value is not None:
+            self._keys.append(tag_value)
+            self._counts.append(len(values))
+        if self.kinds is not None and len(self.rows) >= self.CHUNK_ROWS:
+            self._flush()
 
     def column(self, name: str) -> list[Any]:
+        """The unconverted values of one column (None where a row has none)."""
         if name not in self.columns:
             return [None] * len(self.rows)
         i = self.columns.index(name)
         return [r[i] for r in self.rows]
 
-    def ints(self, name: str) -> npt.NDArray[np.int64]:
-        return np.fromiter(self.column(name), dtype=np.int64, count=len(self.rows))
+    def _flush(self) -> None:
+        if self.kinds is None or not self.rows:
+            return
+        for name, kind in self.kinds.items():
+            self._parts.setdefault(name, []).append(_to_array(self.column(name), kind))
+        self.rows = []
 
-    def floats(self, name: str) -> npt.NDArray[np.float64]:
-        return np.array(self.column(name), dtype=np.float64)  # null → NaN
-
-    def texts(self, name: str) -> npt.NDArray[np.object_]:
-        return np.array(["" if v is None else v for v in self.column(name)], dtype=object)
-
-    def objects(self, name: str) -> npt.NDArray[np.object_]:
-        out = np.empty(len(self.rows), dtype=object)
-        out[:] = self.column(name)
-        return out
-
-    def values(self, name: str) -> npt.NDArray[Any]:
-        """Numbers as a numeric array when they all are, anything else as objects."""
-        vals = self.column(name)
-        if all(type(v) is float or type(v) is int for v in vals):
-            return np.array(vals)
-        return self.objects(name)
+    def finish(self) -> _Answer:
+        self._flush()
+        if self.kinds is not None:
+            for name, kind in self.kinds.items():
+                parts = self._parts.get(name) or [_to_array([], kind)]
+                self.arrays[name] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if self._counts:
+            self.keys = np.repeat(np.array(self._keys, dtype=object), self._counts)
+        return self
 
 
 class _Cond:
@@ -256,6 +296,9 @@ class Influxdb1Store(Store):
         """Store the points durably (see ``Store.write``)."""
         if not points:
             return
+        # here, not at import: it loads influxdb-client (~11 MB, 0.15 s), which a process that only reads never needs
+        from heatwatch.infra.storage.lineproto import encode
+
         self._ensure_database()
         lines: list[str] = []
         size = 0
@@ -329,28 +372,13 @@ class Influxdb1Store(Store):
         finally:
             resp.release_conn()
 
-    def _collect(self, q: str, params: Mapping[str, Any], tag: str | None = None) -> _Rows:
-        """Every series piece of the answer as one list of rows (no per-series objects), with each row's ``tag``."""
-        columns: list[str] = []
-        rows: list[list[Any]] = []
-        keys: list[str] = []
-        counts: list[int] = []
+    def _collect(self, q: str, params: Mapping[str, Any], tag: str | None = None,
+                 kinds: Mapping[str, str] | None = None) -> _Answer:
+        """Every series piece of the answer in one ``_Answer``, with each row's ``tag`` value when asked."""
+        ans = _Answer(kinds)
         for tags, cols, values in self._series(q, params):
-            if not columns:
-                columns = list(cols)
-            elif cols != columns:  # another shape (never for one SELECT of ours, but cheap to be right)
-                union = columns + [c for c in cols if c not in columns]
-                if union != columns:
-                    rows = [r + [None] * (len(union) - len(columns)) for r in rows]
-                    columns = union
-                pos = [columns.index(c) for c in cols]
-                values = [_placed(v, pos, len(columns)) for v in values]
-            rows.extend(values)
-            if tag is not None:
-                keys.append(tags.get(tag, ""))
-                counts.append(len(values))
-        key_col = np.repeat(np.array(keys, dtype=object), counts) if tag is not None else np.empty(0, dtype=object)
-        return _Rows(columns, rows, key_col)
+            ans.add(None if tag is None else tags.get(tag, ""), cols, values)
+        return ans.finish()
 
     def _field_types(self, measurement: str) -> dict[str, str]:
         types: dict[str, str] = {}
@@ -371,17 +399,14 @@ class Influxdb1Store(Store):
         if measurement in schema.FIELDS:
             tags, want = schema.TAGS[measurement], list(fields or ())
             sel = ", ".join(quote_ident(c) for c in (*want, *tags))
-            ans = self._collect(f"SELECT {sel} FROM {self._from(measurement)}{cond.sql()}", cond.params)
-            out: dict[str, Any] = {"time": ans.ints("time")}
-            for t in tags:
-                out[t] = ans.texts(t)
-            for f in want:
-                out[f] = ans.objects(f) if (measurement, f) in INT_FIELDS else ans.floats(f)
-            return pd.DataFrame(out)
+            kinds = {"time": "int", **{t: "text" for t in tags},
+                     **{f: "object" if (measurement, f) in INT_FIELDS else "float" for f in want}}
+            ans = self._collect(f"SELECT {sel} FROM {self._from(measurement)}{cond.sql()}", cond.params, kinds=kinds)
+            return pd.DataFrame(ans.arrays)
         # derived measurement: whatever fields exist, typed as InfluxDB declares them
         types = self._field_types(measurement)
         ans = self._collect(f"SELECT * FROM {self._from(measurement)}{cond.sql()}", cond.params)
-        if not ans.rows:
+        if not ans.n:
             return pd.DataFrame({"time": np.empty(0, dtype=np.int64)})
         names = [c for c in ans.columns if c == "time" or c not in types or not fields or c in fields]
         df = pd.DataFrame({c: ans.column(c) for c in names})  # small: pandas infers each field's type
@@ -390,7 +415,7 @@ class Influxdb1Store(Store):
                 df[col] = pd.to_numeric(df[col]).astype("float64")
             elif col not in types and col != "time":  # a tag
                 df[col] = df[col].astype(object)
-        df["time"] = ans.ints("time")
+        df["time"] = _to_array(ans.column("time"), "int")
         return df
 
     def _hourly(
@@ -403,19 +428,18 @@ class Influxdb1Store(Store):
             f"SELECT {', '.join(f'{s}({f})' for s in stats)} FROM {self._from(measurement)}{cond.sql()} "
             f"GROUP BY time(1h{f', {offset_s}s' if offset_s else ''}), {quote_ident(by)} fill(none)"
         )
-        ans = self._collect(q, cond.params, tag=by)
-        if not ans.rows:
+        ans = self._collect(q, cond.params, tag=by, kinds={"time": "int", **{s: "int" if s == "count" else "float" for s in stats}})
+        if not ans.n:
             return HourlyArrays.empty(stats)
-        return HourlyArrays(ans.keys, ans.ints("time"),
-                            {s: ans.ints(s) if s == "count" else ans.floats(s) for s in stats})
+        return HourlyArrays(ans.keys, ans.arrays["time"], {s: ans.arrays[s] for s in stats})
 
     def _last(
         self, measurement: str, field: str, by: str, where: Where | None, start: datetime, end: datetime
     ) -> LastArrays:
         cond = self._cond(start, end, where)
         q = f"SELECT last({quote_ident(field)}) FROM {self._from(measurement)}{cond.sql()} GROUP BY {quote_ident(by)}"
-        ans = self._collect(q, cond.params, tag=by)
-        return LastArrays(ans.keys, ans.ints("time"), ans.values("last"))
+        ans = self._collect(q, cond.params, tag=by, kinds={"time": "int", "last": "value"})
+        return LastArrays(ans.keys, ans.arrays["time"], ans.arrays["last"])
 
     def _count(self, measurement: str, start: datetime, end: datetime, where: Where | None, field: str | None) -> int:
         cond = self._cond(start, end, where)
