@@ -120,3 +120,17 @@ def test_score_command_json_and_no_leftovers(tmp_path: Path, monkeypatch: pytest
     assert list(scratch.iterdir()) == []  # the run's store and ground truth are gone
     assert main(["score", "--scenario", "no-such-scenario"]) == 2
     assert "no-such-scenario" in capsys.readouterr().err
+
+
+def test_score_config_never_reaches_a_companys_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    company = tmp_path / "heatwatch.toml"
+    company.write_text(f'[sqlite]\npath = "{tmp_path / "company.sqlite"}"\n[control]\nforecast_file = "fc.json"\n'
+                       '[control.design]\nsupply_design_c = 65.0\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # a ./heatwatch.toml is not picked up by accident
+    plain = score_config(tmp_path / "run")
+    assert plain.control.design.supply_design_c == 60.0
+    scored = score_config(tmp_path / "run2", company)  # given on purpose: its curve counts, its store does not
+    assert scored.control.design.supply_design_c == 65.0
+    for cfg, run in ((plain, "run"), (scored, "run2")):
+        assert cfg.sqlite.path == tmp_path / run / "heatwatch.sqlite"
+        assert cfg.control.forecast_file is None and cfg.control.auto_apply

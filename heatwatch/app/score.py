@@ -173,14 +173,24 @@ def on_the_curve(scenario: Scenario, cfg: Config) -> Scenario:
     return scenario.model_copy(update={"network": network, "setpoints": []})
 
 
-def score_config(data_dir: Path) -> Config:
+def score_config(data_dir: Path, base: Path | None = None) -> Config:
+    """The settings a run scores: ``base`` (a company's TOML: its curve, standard and control settings) or the
+    defaults — never ./heatwatch.toml by accident. Everything that writes stays under ``data_dir``: a fresh
+    SQLite store, control and job databases; no forecast file (control reads the simulated forecasts), no
+    alert sinks, auto-apply on."""
     from heatwatch.core.config import load_config
 
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if base is None:
+        base = data_dir / "defaults.toml"
+        base.write_text("# heatwatch score: the defaults\n", encoding="utf-8")
     # environ={}: a production HEATWATCH_* variable must not point the scorer at a real store or broker
-    return load_config(environ={}, overrides={
+    return load_config(base, environ={}, overrides={
         "general": {"data_dir": str(data_dir), "log_level": "WARNING"},
         "storage": {"backend": "sqlite"},
-        "control": {"auto_apply": True},
+        "sqlite": {"path": str(data_dir / "heatwatch.sqlite")},
+        "control": {"auto_apply": True, "db_path": str(data_dir / "control.sqlite"), "forecast_file": None,
+                    "jobstore_url": f"sqlite:///{(data_dir / 'jobs.sqlite').resolve()}"},
         "alerts": {"mqtt": False},
     })
 
@@ -216,8 +226,10 @@ def _imbalanced_stations(summary: CycleSummary, community_station: dict[str, str
 
 
 def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, window_h: float = 12.0,
-                 start: datetime = DEFAULT_START, days: float | None = None, work: Path | None = None) -> Score:
-    """Run ``scenario`` (put on the curve first) under ``strategy`` in lockstep and score it."""
+                 start: datetime = DEFAULT_START, days: float | None = None, work: Path | None = None,
+                 config: Path | None = None) -> Score:
+    """Run ``scenario`` (put on the curve first) under ``strategy`` in lockstep and score it (``config``: see
+    ``score_config``)."""
     from collector.codec import Codec
     from heatwatch.app.lockstep import CountingPublisher, Lockstep
     from heatwatch.core.timeutil import SettableClock
@@ -230,7 +242,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     work = Path(tempfile.mkdtemp(prefix="heatwatch-score-")) if work is None else work
     data = work / scenario.name / strategy
     data.mkdir(parents=True, exist_ok=True)
-    cfg = score_config(data)
+    cfg = score_config(data, config)
     sc = on_the_curve(scenario, cfg)
     if days is not None:
         sc = sc.model_copy(update={"duration_h": days * 24.0})

@@ -30,7 +30,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UsageError(f"--scenario: {exc}") from None
     t0 = time.monotonic()
     keep = Path(args.keep) if args.keep else None
-    scores = run_scores(scenarios, strategies, every_h=args.every, days=args.days, work=keep)
+    base = Path(args.config) if getattr(args, "config", None) else None
+    scores = run_scores(scenarios, strategies, every_h=args.every, days=args.days, work=keep, config=base)
     if args.json:
         print(json.dumps({"scores": [asdict(s) for s in scores], "seconds": round(time.monotonic() - t0, 1)},
                          ensure_ascii=False))
@@ -45,7 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         "score", help="score control strategies on simulated scenarios (comfort, heat, setpoint changes)",
         description="Runs each scenario once per strategy in lockstep (identical weather, homes and seed) and scores "
                     "them from the simulator's ground truth: curve = the fixed heating curve alone, heatwatch = the "
-                    "same curve plus heatwatch's analytics and control with auto-apply and the cold-snap job.",
+                    "same curve plus heatwatch's analytics and control with auto-apply and the cold-snap job. "
+                    "With the global --config, a company's curve, standard and control settings are scored; "
+                    "without it the defaults (./heatwatch.toml and HEATWATCH_* are not read). Every run writes "
+                    "only to its own directory.",
     )
     p.add_argument("--scenario", action="append", help="shipped name or TOML file; repeat for several "
                    f"(default: {' '.join(DEFAULT_SCENARIOS)})")
