@@ -323,3 +323,54 @@ def test_report_from_influxdb1(influxd: Influxd, tmp_path: Path) -> None:
         assert html.count("<img ") == 4 and "influxdb1 store" in html
     finally:
         store.close()
+
+
+# --- a city: many communities and buildings ------------------------------------------------------------
+def _city(n_communities: int = 12) -> tuple[Registry, list[Point]]:
+    """``n_communities`` communities of two 6-floor buildings; community k is 0.25·k °C warmer, one is cold."""
+    homes: dict[str, Home] = {}
+    pts: list[Point] = []
+    for k in range(n_communities):
+        community = f"小区{k:02d}"
+        for b in (1, 2):
+            for floor in range(1, FLOORS + 1):
+                for pos in (1, 2):
+                    hid = f"C{k:02d}-{b}-{floor}0{pos}"
+                    homes[hid] = Home(hid, community, f"{b}号楼", "1", floor, FLOORS, pos == 1, "residential", None,
+                                      f"ST-{k:02d}", position=pos)
+                    base = (15.5 if k == 3 else 18.5 + 0.25 * k) - (0.5 if pos == 1 else 0.0)
+                    pts += [Point(schema.INDOOR, {"home_id": hid, "community": community, "building": f"{b}号楼",
+                                                  "source": "sensor"}, {"temp_c": base + 0.1 * (h % 3)},
+                                  to_ns(END - timedelta(hours=24) + timedelta(minutes=20 * h))) for h in range(72)]
+    return Registry(homes, {}), pts
+
+
+def test_a_city_report_is_summarised_per_community(store: SqliteStore, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    reg, pts = _city()
+    store.write(pts)
+    cfg = load_config(environ={})
+    start = END - timedelta(hours=24)
+    whole = load_report_data(store, reg, cfg, start, END)
+    monkeypatch.setattr("heatwatch.app.report.data.PARTITION_CELLS", 24 * 30)  # ~one community per read
+    parts = load_report_data(store, reg, cfg, start, END)
+    pd.testing.assert_frame_equal(parts.homes, whole.homes)
+    key = ["community", "time"]
+    pd.testing.assert_frame_equal(parts.community_means.sort_values(key).reset_index(drop=True),
+                                  whole.community_means.sort_values(key).reset_index(drop=True))
+    assert len(whole.homes) == 12 * 24 and whole.homes["mean_c"].notna().all()
+
+    monkeypatch.setattr(plots, "MAX_GRID_ROWS", 10)
+    monkeypatch.setattr("heatwatch.app.report.build.MAX_TABLE_ROWS", 5)
+    text = build_report(store, reg, cfg, start, END, tmp_path / "city").read_text(encoding="utf-8")
+    # 12 communities: a band of all of them with the coldest named, and a community × hour heat map of the 10 coldest
+    assert 'id="community-means"' in text and 'id="community-grid"' in text
+    assert "12 communities: the band is their spread" in text and "2 warmer communities are not in the heat map" in text
+    assert "Per community over the period: the 5 coldest of 12" in text
+    first = text.index("Per community over the period")
+    assert text.index("小区03", first) < text.index("小区00", first)  # coldest first
+    assert "小区11" not in text[first:text.index("</table>", first)]  # the warmest is left out of the capped table
+    # 24 buildings, 12 drawn: every building summarised in a table, the cold community's first
+    assert "12 more building(s) not drawn" in text and "Buildings by homes below standard: the 5 coldest of 24" in text
+    b = text.index("Buildings by homes below standard")
+    assert text.index("小区03", b) < text.index("</table>", b)

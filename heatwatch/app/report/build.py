@@ -41,23 +41,49 @@ def _community_section(d: ReportData, cfg: Config) -> list[str]:
     if d.community_means.empty:
         out.append(html.note("No community temperatures in this period."))
         return out
-    png = plots.community_means(d.community_means, cfg.standard.day_min_c, cfg.general.tz,
-                                "Weighted community mean vs the 18 °C standard")
-    out.append(html.img(png, f"Per-community weighted mean; dashed line: {cfg.standard.day_min_c:g} °C (06:00–21:00 "
-                             "standard). Times in " + cfg.general.timezone + ".", "community-means"))
+    standard, tz = cfg.standard.day_min_c, cfg.general.tz
+    # coldest first: by the latest analytics result when there is one, else by the mean over the period
+    period = d.community_means.groupby("community")["value"].mean()
+    order = [str(c) for c in period.sort_values(kind="stable").index]
+    caption = (f"dashed line: {standard:g} °C (06:00–21:00 standard). Times in {cfg.general.timezone}.")
+    if len(order) <= plots.MAX_LINES:
+        png = plots.community_means(d.community_means, standard, tz, "Weighted community mean vs the 18 °C standard")
+        out.append(html.img(png, "Per-community weighted mean; " + caption, "community-means"))
+    else:
+        png = plots.community_band(d.community_means, standard, tz, "Weighted community means vs the 18 °C standard",
+                                   order[: plots.HIGHLIGHT])
+        out.append(html.img(png, f"{len(order)} communities: the band is their spread hour by hour, the lines the "
+                                 f"{min(len(order), plots.HIGHLIGHT)} coldest over the period; " + caption, "community-means"))
+        rows = order[: plots.MAX_GRID_ROWS]
+        out.append(html.img(plots.community_grid(d.community_means, standard, tz, rows),
+                            "Each row a community (coldest at the top), each column an hour.", "community-grid"))
+        if len(order) > len(rows):
+            out.append(html.note(f"{len(order) - len(rows)} warmer communities are not in the heat map; every community "
+                                 "is in the table below."))
     if not d.community_latest.empty:
         cols = [c for c in ("community", "weighted_mean_c", "plain_mean_c", "homes_reporting", "homes_registered",
                             "homes_below_standard", "edge_share", "status") if c in d.community_latest.columns]
-        rows = d.community_latest[cols].itertuples(index=False)
-        cold = list(d.community_latest.get("status", pd.Series(dtype=object)) == "cold")
-        out.append(table_note("Latest analytics result per community", html.table(rows, cols, cold)))
+        latest = d.community_latest
+        if len(latest) > MAX_TABLE_ROWS and "weighted_mean_c" in latest.columns:
+            latest = latest.sort_values("weighted_mean_c", kind="stable")
+        shown = latest.head(MAX_TABLE_ROWS)
+        cold = list(shown.get("status", pd.Series(dtype=object)) == "cold")
+        out.append(table_note(_capped("Latest analytics result per community", len(latest)),
+                              html.table(shown[cols].itertuples(index=False), cols, cold)))
     else:
         g = d.community_means.sort_values("time").groupby("community")
         summary = [(c, float(v.iloc[-1]), float(v.min()), float(v.mean())) for c, v in g["value"]]
-        out.append(table_note("Per community over the period",
-                              html.table(summary, ["community", "last °C", "lowest °C", "mean °C"],
-                                         [s[1] < cfg.standard.day_min_c for s in summary])))
+        if len(summary) > MAX_TABLE_ROWS:
+            summary.sort(key=lambda s: s[3])
+        shown_s = summary[:MAX_TABLE_ROWS]
+        out.append(table_note(_capped("Per community over the period", len(summary)),
+                              html.table(shown_s, ["community", "last °C", "lowest °C", "mean °C"],
+                                         [s[1] < standard for s in shown_s])))
     return out
+
+
+def _capped(caption: str, n: int) -> str:
+    return caption if n <= MAX_TABLE_ROWS else f"{caption}: the {MAX_TABLE_ROWS} coldest of {n}"
 
 
 def table_note(caption: str, table_html: str) -> str:
@@ -78,6 +104,7 @@ def _heatmap_section(d: ReportData, cfg: Config) -> list[str]:
                              "left and right). Red frame: below the home's standard.", "heatmap"))
     if omitted:
         out.append(html.note(f"{omitted} more building(s) not drawn; the coldest are shown first."))
+        out.append(_buildings_table(d))
     below = d.homes[d.homes["mean_c"] < d.homes["threshold_c"]].sort_values("mean_c")
     if not below.empty:
         edge_share = float(below["edge"].mean())
@@ -91,6 +118,23 @@ def _heatmap_section(d: ReportData, cfg: Config) -> list[str]:
     if no_data:
         out.append(html.note(f"{no_data} registered home(s) sent no readings in this period (shown as —)."))
     return out
+
+
+def _buildings_table(d: ReportData) -> str:
+    """Every building summarised in one row (the heat map draws only the coldest): homes below standard first."""
+    h = d.homes.assign(below=d.homes["mean_c"] < d.homes["threshold_c"], reporting=d.homes["mean_c"].notna())
+    b = h.groupby(["community", "building"], sort=True).agg(
+        homes=("home_id", "size"), reporting=("reporting", "sum"), below=("below", "sum"), mean_c=("mean_c", "mean"),
+        coldest_c=("mean_c", "min"))
+    b["share"] = (b["below"] / b["reporting"].where(b["reporting"] > 0)).fillna(0.0)
+    b = b.reset_index().sort_values(["below", "mean_c"], ascending=[False, True], kind="stable")
+    top = b.head(MAX_TABLE_ROWS)
+    rows = [(c, bld, int(n), int(k), f"{sh:.0%}", float(m), float(lo)) for c, bld, n, k, sh, m, lo in zip(
+        top["community"], top["building"], top["homes"].to_numpy(), top["below"].to_numpy(), top["share"].to_numpy(),
+        top["mean_c"].to_numpy(), top["coldest_c"].to_numpy(), strict=True)]
+    return table_note(_capped("Buildings by homes below standard", len(b)),
+                      html.table(rows, ["community", "building", "homes", "below standard", "share", "mean °C",
+                                        "coldest home °C"], [r[3] > 0 for r in rows]))
 
 
 def _station_section(d: ReportData, cfg: Config) -> list[str]:

@@ -1,7 +1,9 @@
 """What the report reads from the store, reduced to small frames before any plotting.
 
 Everything is aggregated in the database (hourly means) so a report over a week of a large city
-reads hours × homes rows, not every raw reading.
+reads hours × homes rows, not every raw reading — and those a partition of whole communities at a
+time (analytics.engine.partitions), each reduced at once to its homes' period means and its
+communities' weighted hourly means, so memory holds one partition's hours, never the city's.
 """
 
 from __future__ import annotations
@@ -69,25 +71,25 @@ def weighted_hourly(hourly: pd.DataFrame, homes: pd.DataFrame, edge_share_min: f
     Used when analytics results are absent; mirrors the visit rule (000 section 五): top, ground and
     gable homes count for at least 40 %, more if they are more of the sample.
     """
-    df = hourly.merge(homes[["home_id", "community", "edge"]], on="home_id", how="inner")
+    empty = pd.DataFrame({"community": pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+                          "value": pd.Series([], dtype=float)})
+    if hourly.empty:
+        return empty
+    df = hourly[["home_id", "hour", "mean"]].merge(homes[["home_id", "community", "edge"]], on="home_id", how="inner")
     if df.empty:
-        return pd.DataFrame({"community": pd.Series([], dtype=object), "time": pd.Series([], dtype="datetime64[ns, UTC]"),
-                             "value": pd.Series([], dtype=float)})
-    g = df.groupby(["community", "hour", "edge"])["mean"].agg(["mean", "count"]).reset_index()
-    acc: dict[tuple[Any, Any], dict[bool, tuple[float, int]]] = {}
-    rec: dict[Any, Any]
-    for rec in g.to_dict("records"):
-        acc.setdefault((rec["community"], rec["hour"]), {})[bool(rec["edge"])] = (float(rec["mean"]), int(rec["count"]))
-    rows = []
-    for (community, hour), parts in acc.items():
-        if True in parts and False in parts:
-            (e_mean, e_n), (m_mean, m_n) = parts[True], parts[False]
-            w = max(e_n / (e_n + m_n), edge_share_min)
-            value = w * e_mean + (1 - w) * m_mean
-        else:
-            value = next(iter(parts.values()))[0]
-        rows.append({"community": community, "time": hour, "value": value})
-    return pd.DataFrame(rows)
+        return empty
+    df["edge"] = df["edge"].astype(bool)
+    g = df.groupby(["community", "hour", "edge"])["mean"].agg(["mean", "count"]).unstack("edge")
+    e_mean = g[("mean", True)] if ("mean", True) in g.columns else pd.Series(float("nan"), index=g.index)
+    m_mean = g[("mean", False)] if ("mean", False) in g.columns else pd.Series(float("nan"), index=g.index)
+    e_n = g[("count", True)].fillna(0) if ("count", True) in g.columns else pd.Series(0.0, index=g.index)
+    m_n = g[("count", False)].fillna(0) if ("count", False) in g.columns else pd.Series(0.0, index=g.index)
+    both = (e_n > 0) & (m_n > 0)
+    w = (e_n / (e_n + m_n)).clip(lower=edge_share_min)
+    value = (w * e_mean + (1 - w) * m_mean).where(both, e_mean.where(e_n > 0, m_mean))
+    out = value.rename("value").reset_index().rename(columns={"hour": "time"})
+    out["community"] = out["community"].astype(object)
+    return out[["community", "time", "value"]]
 
 
 def _home_threshold(kind: str, contract: float | None, cfg: Config) -> float:
@@ -178,18 +180,55 @@ def _events(store: Store, meas: str, start: datetime, end: datetime, communities
     return df[keep].reset_index(drop=True)
 
 
+PARTITION_CELLS = 240_000  # homes × hours read at once (one week: ~1,400 homes; one day: 10,000)
+
+
+@dataclass
+class _Indoor:
+    means: pd.Series  # home_id -> mean of its hourly means over the period
+    weighted: pd.DataFrame  # community, time, value (edge homes weighted; empty without a registry)
+    unknown: int  # reporting homes that are not in the registry
+
+
+def _indoor(store: Store, registry: Registry, cfg: Config, start: datetime, end: datetime,
+            wanted: Sequence[str]) -> _Indoor:
+    """Per-home period means and weighted community hourly means, read partition by partition."""
+    from analytics.engine import partitions  # the analytics' own unit of work
+
+    tz, hours = cfg.general.tz, max(1, int((end - start).total_seconds() // 3600))
+    frame = registry.frame().reset_index()
+    if wanted:
+        frame = frame[frame["community"].isin(wanted)]
+    homes = frame[["home_id", "community", "edge"]]
+    means: list[pd.Series] = []
+    weighted: list[pd.DataFrame] = []
+    for comms in partitions(homes, max(1, PARTITION_CELLS // hours)):
+        hourly = store.hourly(schema.INDOOR, "temp_c", start, end, tz, "home_id", {"community": comms}, stats=("mean",))
+        if hourly.empty:
+            continue
+        means.append(hourly.groupby("home_id")["mean"].mean())
+        weighted.append(weighted_hourly(hourly, homes[homes["community"].isin(comms)], cfg.analytics.edge_share_min))
+    # readings of homes the registry does not know carry community "_unregistered" (collector); only count them
+    stray = store.last(schema.INDOOR, "temp_c", "home_id", {"community": [schema.UNREGISTERED]}, before=end,
+                       lookback=end - start)
+    return _Indoor(
+        pd.concat(means) if means else pd.Series(dtype=float),
+        pd.concat(weighted, ignore_index=True) if weighted else weighted_hourly(pd.DataFrame(), homes, 0.0),
+        len(stray),
+    )
+
+
 def load_report_data(store: Store, registry: Registry, cfg: Config, start: datetime, end: datetime,
                      communities: Sequence[str] | None = None) -> ReportData:
+    """Everything the report shows for [start, end), reduced in the store and per partition of communities."""
     notes: list[str] = []
     wanted = list(communities or [])
     where = _where(wanted)
-    home_hourly = store.hourly(schema.INDOOR, "temp_c", start, end, cfg.general.tz, "home_id", where)
-    means = home_hourly.groupby("home_id")["mean"].mean() if not home_hourly.empty else pd.Series(dtype=float)
+    indoor = _indoor(store, registry, cfg, start, end, wanted) if registry.homes else None
+    means = indoor.means if indoor is not None else pd.Series(dtype=float)
     homes = _homes_frame(registry, wanted, means, cfg)
-    if registry.homes and not home_hourly.empty:
-        unknown = set(home_hourly["home_id"]) - set(registry.homes)
-        if unknown:
-            notes.append(f"{len(unknown)} reporting home(s) are not in the registry and are left out of the heat map.")
+    if indoor is not None and indoor.unknown:
+        notes.append(f"{indoor.unknown} reporting home(s) are not in the registry and are left out of the heat map.")
 
     stats = store.query(schema.COMMUNITY_STATS, start, end, where)
     latest = pd.DataFrame()
@@ -197,12 +236,12 @@ def load_report_data(store: Store, registry: Registry, cfg: Config, start: datet
         cm = stats[["community", "time", "weighted_mean_c"]].rename(columns={"weighted_mean_c": "value"}).dropna()
         source = "analytics results (community_stats): edge homes weighted to at least 40 %"
         latest = stats.sort_values("time").groupby("community").tail(1).sort_values("community").reset_index(drop=True)
-    elif registry.homes and not home_hourly.empty:
-        cm = weighted_hourly(home_hourly, homes, cfg.analytics.edge_share_min)
+    elif indoor is not None and not indoor.weighted.empty:
+        cm = indoor.weighted
         source = ("computed by the report from hourly indoor means (no analytics results stored): "
                   f"edge homes weighted to at least {cfg.analytics.edge_share_min:.0%}")
     else:
-        by_c = store.hourly(schema.INDOOR, "temp_c", start, end, cfg.general.tz, "community", where)
+        by_c = store.hourly(schema.INDOOR, "temp_c", start, end, cfg.general.tz, "community", where, stats=("mean",))
         cm = by_c.rename(columns={"hour": "time", "mean": "value"})[["community", "time", "value"]]
         source = "plain hourly indoor means (no analytics results and no registry: edge homes not weighted)"
     found = sorted(set(cm["community"]) | set(homes["community"])) if not cm.empty or not homes.empty else []

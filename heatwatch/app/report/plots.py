@@ -21,6 +21,9 @@ from heatwatch.app.report.data import StationData
 DPI = 100
 MAX_BUILDINGS = 12
 MAX_STATIONS = 8
+MAX_LINES = 8  # communities drawn as lines of their own; a city is summarised (community_band, community_grid)
+MAX_GRID_ROWS = 30  # communities in the community × hour heat map (the coldest)
+HIGHLIGHT = 5  # coldest communities named in the band plot
 STATUS_COLORS = {
     "open": "#d62728", "acked": "#ff7f0e", "resolved": "#2ca02c", "proposed": "#1f77b4", "approved": "#17becf",
     "rejected": "#7f7f7f", "applied": "#9467bd", "improved": "#2ca02c", "not_improved": "#d62728",
@@ -65,6 +68,51 @@ def community_means(df: pd.DataFrame, standard_c: float, tz: ZoneInfo, title: st
     _time_axis(ax, tz)
     ax.legend(loc="best", fontsize=8, ncols=2)
     return _png(fig, "weighted community mean temperature against the 18 °C standard")
+
+
+def community_band(df: pd.DataFrame, standard_c: float, tz: ZoneInfo, title: str, highlight: list[str]) -> Png:
+    """Many communities at once: the spread across them hour by hour (min–max, 10–90 %, median) and the coldest
+    few as named lines, so 40 or 400 communities read as one picture instead of a tangle of lines."""
+    wide = df.pivot_table(index="time", columns="community", values="value", aggfunc="mean").sort_index()
+    t = _utc(pd.Series(wide.index))
+    q = wide.quantile([0.0, 0.1, 0.5, 0.9, 1.0], axis=1).T
+    fig = Figure(figsize=(10, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.fill_between(t, q[0.0], q[1.0], color="#c6dbef", alpha=0.6, linewidth=0, label=f"all {wide.shape[1]} communities")
+    ax.fill_between(t, q[0.1], q[0.9], color="#6baed6", alpha=0.6, linewidth=0, label="10–90 % of communities")
+    ax.plot(t, q[0.5], color="#08519c", linewidth=1.6, label="median community")
+    for name in highlight:
+        if name in wide.columns:
+            ax.plot(t, wide[name], linewidth=1.2, marker=".", markersize=3, label=f"{name} (among the coldest)")
+    ax.axhline(standard_c, color="#d62728", linestyle="--", linewidth=1.2, label=f"{standard_c:g} °C standard")
+    ax.set_ylabel("°C")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _time_axis(ax, tz)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return _png(fig, "spread of the community means hour by hour, with the coldest communities named")
+
+
+def community_grid(df: pd.DataFrame, standard_c: float, tz: ZoneInfo, rows: list[str]) -> Png:
+    """Communities (rows, in the given order: coldest first) × hours, colour = community mean, centred on the standard."""
+    wide = df.pivot_table(index="community", columns="time", values="value", aggfunc="mean").reindex(rows)
+    times = pd.DatetimeIndex(_utc(pd.Series(wide.columns)))
+    vals = wide.to_numpy(dtype=float)
+    finite = vals[np.isfinite(vals)]
+    lo = min(standard_c - 3, float(finite.min()) if finite.size else standard_c - 3)
+    hi = max(standard_c + 4, float(finite.max()) if finite.size else standard_c + 4)
+    fig = Figure(figsize=(10, 1.2 + 0.26 * len(rows)), layout="constrained")
+    ax = fig.add_subplot()
+    step = (times[1] - times[0]) if len(times) > 1 else pd.Timedelta(hours=1)
+    x0, x1 = mdates.date2num(times[0].to_pydatetime()), mdates.date2num((times[-1] + step).to_pydatetime())
+    image = ax.imshow(vals, cmap="RdBu_r", norm=TwoSlopeNorm(vmin=lo, vcenter=standard_c, vmax=hi), aspect="auto",
+                      interpolation="nearest", extent=(x0, x1, len(rows), 0))
+    ax.set_yticks(np.arange(len(rows)) + 0.5, rows, fontsize=7)
+    _time_axis(ax, tz)
+    cb = fig.colorbar(image, ax=ax, shrink=0.9, label="community mean °C")
+    cb.ax.axhline(standard_c, color="black", linewidth=1)
+    ax.set_title(f"The {len(rows)} coldest communities hour by hour (blue: under {standard_c:g} °C)", fontsize=10)
+    return _png(fig, "heat map of the coldest communities' means, hour by hour")
 
 
 def _building_grid(homes: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str], int]:
