@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from control.alerts.rules import StationReading
-from control.curve import design_for, heating_curve, indoor_feedback
+from control.curve import bound_supply, design_for, heating_curve, indoor_feedback, plausible_supply
 from control.proposal import Proposal, new_proposal_id
 from heatwatch.core import schema
 from heatwatch.core.config import Config, StationDesign
@@ -117,11 +117,6 @@ def _tenth_down(x: float) -> float:
     return math.floor(x * 10 + 1e-6) / 10
 
 
-def step_down(current_c: float, wanted_c: float, max_step_c: float) -> float:
-    """One lowering toward ``wanted_c``, at most ``max_step_c`` below a (measured) ``current_c``, in 0.1 °C."""
-    return max(round(wanted_c, 1), math.ceil((current_c - max_step_c) * 10 - 1e-6) / 10)
-
-
 def coldest_ahead(forecast: Forecast, t: datetime, lead: timedelta) -> float | None:
     """The coldest forecast hour in [t, t + lead]: what water sent at t must still be warm enough for
     by the time it has warmed the buildings; the next forecast hour when that span has none."""
@@ -211,6 +206,18 @@ class SetpointHistory:
     active: Sequence[Proposal] = ()  # proposed, approved or applied (a ramp in progress)
     changes: Sequence[Proposal] = ()  # applied or rechecked (what the station was told last)
     undecided: bool = False  # any proposed or approved: the operator decides first
+    last_published: Proposal | None = None  # the setpoint the station was last sent: every step's reference
+
+
+def reference(st: Station, reading: StationReading | None, history: SetpointHistory) -> float | None:
+    """What the first step is measured from: the last published setpoint, else a plausible measured supply.
+
+    None when there is neither: a reading outside the station's range (5 °C at a 35..75 °C station) is
+    implausible, and a ramp counted from it would propose 8, 11, 14 … °C.
+    """
+    pub = history.last_published
+    value = pub.proposed_c if pub is not None else (reading.supply_c if reading is not None else None)
+    return value if plausible_supply(value, st.supply_min_c, st.supply_max_c) else None
 
 
 def plan_station(
@@ -235,7 +242,7 @@ def plan_station(
     if snap is None:
         release = plan_release(cfg, st, reading, forecast, now, design, means, history)
         return [release] if release else []
-    return plan_ramp(cfg, st, reading, forecast, now, snap, design, means)
+    return plan_ramp(cfg, st, reference(st, reading, history), forecast, now, snap, design, means)
 
 
 def _ramp_in_progress(history: SetpointHistory, now: datetime, ramp_interval_h: float) -> bool:
@@ -248,25 +255,25 @@ def _ramp_in_progress(history: SetpointHistory, now: datetime, ramp_interval_h: 
 def plan_ramp(
     cfg: Config,
     st: Station,
-    reading: StationReading | None,
+    current: float | None,
     forecast: Forecast,
     now: datetime,
     snap: ColdSnap,
     design: StationDesign,
     means: Mapping[str, float],
 ) -> list[Proposal]:
-    """Ramped ``supply`` proposals (origin cold_snap) from the curve, one thermal lag ahead of the forecast."""
+    """Ramped ``supply`` proposals (origin cold_snap) from the curve, one thermal lag ahead of the forecast.
+
+    ``current``: the reference (``reference``); None plans nothing.
+    """
     c = cfg.control
     sid = st.station_id
     # indoor feedback, as for every supply proposal: homes already warm above the target have margin
     # for the cold (and raising them further only wastes heat); homes under it need more
     before = min((means[n] for n in st.communities if n in means), default=None)
     feedback = indoor_feedback(cfg.standard.target_c, before, c.feedback_gain)
-    current = reading.supply_c if reading and reading.supply_c is not None else None
     if current is None:
-        if reading is None or reading.outdoor_c is None:
-            return []
-        current = round(heating_curve(design, reading.outdoor_c).supply_c, 1)
+        return []
     lead = timedelta(hours=design.lead_time_h)
 
     def supply_for(outdoor_c: float) -> float:
@@ -274,6 +281,8 @@ def plan_ramp(
 
     steps = plan_following(forecast, now, snap.min_at - lead, current, supply_for, lead,
                            timedelta(hours=c.ramp_interval_h), c.max_step_c, c.min_change_c)
+    # the planner rounds to 0.1 °C; a station maximum in hundredths must still hold
+    steps = [s for s in steps if s.supply_c <= st.supply_max_c + 1e-9]
     prev = current
     tz = cfg.general.tz
     why = (
@@ -338,7 +347,7 @@ def plan_release(
         return None
     if history.undecided:
         return None  # an undecided setpoint proposal: let the operator decide first
-    current = reading.supply_c if reading is not None and reading.supply_c is not None else last.proposed_c
+    current = reference(st, reading, history)
     lead = timedelta(hours=design.lead_time_h)
     sized = coldest_ahead(forecast, now, lead) if forecast else (reading.outdoor_c if reading is not None else None)
     if current is None or sized is None:
@@ -348,7 +357,10 @@ def plan_release(
     wanted = station_supply(design, st, sized, planned_feedback)
     if current - wanted < max(c.min_change_c, 0.05):
         return None
-    value = step_down(current, wanted, c.max_step_c)
+    b = bound_supply(current, wanted, c.max_step_c, st.supply_min_c, st.supply_max_c)
+    if b is None or b.proposed_c >= current:
+        return None
+    value = b.proposed_c
     tz = cfg.general.tz
     warmest = max((means[n] for n in st.communities if n in means), default=None)
     feedback_note = f" {planned_feedback:+.1f} °C indoor feedback as planned" if abs(planned_feedback) >= 0.05 else ""

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance
-from control.curve import bound_supply, design_for, feedback_supply, heating_curve
+from control.curve import bound_supply, design_for, feedback_supply, heating_curve, plausible_supply
 from control.proposal import Proposal, new_proposal_id
 from heatwatch.core.config import Config
 from heatwatch.core.registry import Registry, Station
@@ -29,12 +29,32 @@ from heatwatch.core.registry import Registry, Station
 
 @dataclass(frozen=True, slots=True)
 class StationState:
-    """The station as last measured; None where no reading is available."""
+    """The station as last measured (None where no reading is available) and the setpoint it was last sent."""
 
     station: Station
     supply_c: float | None = None
     return_c: float | None = None
     outdoor_c: float | None = None
+    published_c: float | None = None  # the last setpoint published to it; None when nothing was
+
+    def reference(self) -> tuple[float | None, str]:
+        """What one step is measured from: the last published setpoint, else a plausible measured supply.
+
+        (None, why) when neither exists: a measured supply outside the station's range is implausible and
+        anchors nothing.
+        """
+        st = self.station
+        if self.published_c is not None:
+            if plausible_supply(self.published_c, st.supply_min_c, st.supply_max_c):
+                return self.published_c, "published"
+            return None, (f"the last published setpoint {self.published_c:.1f} °C is outside the station's range "
+                          f"{st.supply_min_c:g}..{st.supply_max_c:g} °C")
+        if self.supply_c is None:
+            return None, "no supply reading and no published setpoint"
+        if plausible_supply(self.supply_c, st.supply_min_c, st.supply_max_c):
+            return self.supply_c, "measured"
+        return None, (f"measured supply {self.supply_c:.1f} °C is outside the station's range "
+                      f"{st.supply_min_c:g}..{st.supply_max_c:g} °C (implausible)")
 
 
 def _r(x: float | None, nd: int = 1) -> float | None:
@@ -104,22 +124,25 @@ def _supply(
     st = state.station
     design = design_for(cfg, st.station_id)
     target = cfg.standard.target_c
+    ref, ref_source = state.reference()
+    if ref is None:
+        return None  # no reference, no bounded step: the station check raises the implausible reading
     curve = heating_curve(design, state.outdoor_c).supply_c if state.outdoor_c is not None else None
     wanted_per: dict[str, float] = {}
     for cs in needs:
         assert cs.weighted_mean_c is not None
-        base_opts = [x for x in (curve, state.supply_c) if x is not None]
-        if not base_opts:
-            return None
+        base_opts = [x for x in (curve, ref) if x is not None]
         base = max(base_opts) if kind == "supply" else min(base_opts)
         wanted_per[cs.community] = feedback_supply(base, target, cs.weighted_mean_c, cfg.control.feedback_gain)
     # one setpoint serves every community: enough for the coldest, or the smallest cut that keeps all warm
     wanted = max(wanted_per.values())
-    b = bound_supply(state.supply_c, wanted, cfg.control.max_step_c, st.supply_min_c, st.supply_max_c)
-    current = state.supply_c
-    delta = None if current is None else round(b.proposed_c - current, 1)
-    if delta is not None and (abs(delta) < cfg.control.min_change_c or (kind == "supply") != (delta > 0)):
+    b = bound_supply(ref, wanted, cfg.control.max_step_c, st.supply_min_c, st.supply_max_c)
+    if b is None:
         return None
+    current = ref
+    delta = round(b.proposed_c - current, 1)
+    if abs(delta) < max(cfg.control.min_change_c, 0.05) or (kind == "supply") != (delta > 0):
+        return None  # too small, or a "raise" that lowers / a "lower" that raises
     worst = min(needs, key=lambda c: c.weighted_mean_c or 0.0) if kind == "supply" else max(
         needs, key=lambda c: c.weighted_mean_c or 0.0
     )
@@ -127,10 +150,10 @@ def _supply(
     names = ", ".join(c.community for c in needs)
     curve_txt = (
         f"heating curve {curve:.1f} °C at {state.outdoor_c:.1f} °C outdoors" if curve is not None and state.outdoor_c is not None
-        else "no outdoor temperature, so from the current supply"
+        else f"no outdoor temperature, so from the {ref_source} supply"
     )
     limits = f"; limited by {', '.join(b.limited_by)}" if b.limited_by else ""
-    now_txt = f"{current:.1f}" if current is not None else "unknown"
+    now_txt = f"{current:.1f}" + (" (last published)" if ref_source == "published" else " (measured)")
     if kind == "supply":
         why = (
             f"{names}: weighted mean {wm:.1f} °C is {target - wm:.1f} °C under the {target:.1f} °C target with "
@@ -152,9 +175,12 @@ def _supply(
         "outdoor_c": _r(state.outdoor_c),
         "curve_supply_c": _r(curve, 2),
         "current_supply_c": _r(current),
+        "reference": ref_source,  # what the step is measured from: the last published setpoint, or the measured supply
+        "measured_supply_c": _r(state.supply_c),
         "current_return_c": _r(state.return_c),
         "wanted_supply_c": round(wanted, 2),
         "limited_by": list(b.limited_by),
+        "supply_range_c": [st.supply_min_c, st.supply_max_c],
     }
     return Proposal(
         proposal_id=new_proposal_id(), station_id=st.station_id, kind=kind,  # type: ignore[arg-type]

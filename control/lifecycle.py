@@ -20,7 +20,7 @@ from control.points import PointWriter
 from control.proposal import OPEN, SETPOINT_KINDS, Proposal
 from control.rechecks import Jobs
 from control.repo import ProposalRepo
-from control.setpoints import ApplyError, Setpoints, publishes_now
+from control.setpoints import ApplyError, Setpoints, UnsafeSetpoint, publishes_now
 from heatwatch.core.config import Config
 from heatwatch.core.timeutil import Clock
 
@@ -107,10 +107,10 @@ class Lifecycle:
             if publish_now:
                 self.setpoints.send(p, now)
             due = max(now, p.effective_at) + timedelta(hours=self.cfg.control.recheck_after_h)
-            new = self.proposals.move(
-                proposal_id, "applied", now, actor, note, applied_at=now, recheck_due_at=due,
-                published_at=now if publish_now else None,
-            )
+            new = self.proposals.move(proposal_id, "applied", now, actor, note, applied_at=now, recheck_due_at=due)
+            if publish_now:
+                self.proposals.mark_published(proposal_id, now)
+                new = self.proposals.get(proposal_id)
             self.jobs.schedule("recheck", new.proposal_id, due)
             if p.is_setpoint and not publish_now:
                 self.jobs.schedule("setpoint", new.proposal_id, p.effective_at)
@@ -118,12 +118,19 @@ class Lifecycle:
             return new
 
     def auto_apply(self, ps: Iterable[Proposal]) -> None:
-        """Approve and apply, as ``auto_apply``, each proposal whose station has auto-apply on."""
+        """Approve and apply, as ``auto_apply``, each setpoint whose station has auto-apply on.
+
+        Only setpoints: applying a home visit or a balancing job means "done on site", which only the
+        people who did it can say (auto-applying them recorded visits that never happened). A setpoint the
+        publish check refuses is withdrawn with the reason, not left approved.
+        """
         for p in ps:
-            if not auto_apply_for(self.cfg, p.station_id):
+            if not p.is_setpoint or not auto_apply_for(self.cfg, p.station_id) or p.evidence.get("hold_for_operator"):
                 continue
             try:
                 self.approve(p.proposal_id, actor="auto_apply", note="auto-apply is on for this station")
                 self.apply(p.proposal_id, actor="auto_apply")
+            except UnsafeSetpoint as exc:
+                self.setpoints.withdraw(p.proposal_id, str(exc).split(": ", 1)[-1], actor="auto_apply")
             except ApplyError as exc:
                 log.error("auto-apply of %s failed: %s (it stays approved)", p.proposal_id, exc)

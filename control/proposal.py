@@ -1,6 +1,8 @@
 """A proposal: one change heatwatch asks a station operator or a dispatcher to make, with its evidence.
 
-Lifecycle ``proposed → approved | rejected → applied → rechecked`` (outcome improved | not_improved).
+Lifecycle ``proposed → approved | rejected → applied → rechecked`` (outcome improved | not_improved |
+confounded); a setpoint not yet sent can be ``withdrawn`` (unsafe when it was due, or its cold snap was
+cancelled by a newer forecast).
 Records are frozen; a status change is a new record via ``dataclasses.replace`` plus a history row.
 """
 
@@ -14,20 +16,23 @@ from typing import Any, Literal
 from heatwatch.core.timeutil import rfc3339
 
 Kind = Literal["supply", "balancing", "home_visit", "lower_supply"]
-Status = Literal["proposed", "approved", "rejected", "applied", "rechecked"]
-Outcome = Literal["improved", "not_improved"]
+Status = Literal["proposed", "approved", "rejected", "applied", "rechecked", "withdrawn"]
+Outcome = Literal["improved", "not_improved", "confounded"]
+OUTCOMES: tuple[str, ...] = ("improved", "not_improved", "confounded")
 KINDS: tuple[str, ...] = ("supply", "balancing", "home_visit", "lower_supply")
-STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "applied", "rechecked")
+STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "applied", "rechecked", "withdrawn")
 SETPOINT_KINDS = frozenset({"supply", "lower_supply"})  # applying these publishes a setpoint
 OPEN = frozenset({"proposed", "approved"})
 
-# allowed transitions: operator actions and the recheck
+# allowed transitions: operator actions, the recheck, and heatwatch withdrawing a setpoint not yet sent
+# (applied → withdrawn only while unpublished: ``Setpoints.withdraw`` checks that)
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "proposed": frozenset({"approved", "rejected"}),
-    "approved": frozenset({"applied", "rejected"}),
-    "applied": frozenset({"rechecked"}),
+    "proposed": frozenset({"approved", "rejected", "withdrawn"}),
+    "approved": frozenset({"applied", "rejected", "withdrawn"}),
+    "applied": frozenset({"rechecked", "withdrawn"}),
     "rejected": frozenset(),
     "rechecked": frozenset(),
+    "withdrawn": frozenset(),
 }
 
 

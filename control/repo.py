@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from control import db
-from control.proposal import OPEN, Proposal, TransitionError
+from control.proposal import OPEN, SETPOINT_KINDS, Proposal, TransitionError
 from heatwatch.infra import statedb
 
 
@@ -173,13 +173,39 @@ class ProposalRepo:
         return out
 
     def mark_published(self, proposal_id: str, at: datetime) -> bool:
+        """Record when the setpoint went out. Strictly after the station's previous one (1 µs later on a tie:
+        a simulated clock publishes a due step and a new change at one instant), so the newest is the reference."""
         with self.engine.begin() as conn:
+            sid = conn.execute(select(db.proposals.c.station_id).where(db.proposals.c.proposal_id == proposal_id)).scalar()
+            latest = conn.execute(
+                select(func.max(db.proposals.c.published_at)).where(db.proposals.c.station_id == sid)
+            ).scalar()
+            prev = statedb.parse_ts(latest)
+            if prev is not None and prev >= at:
+                at = prev + timedelta(microseconds=1)
             res = conn.execute(
                 update(db.proposals)
                 .where(db.proposals.c.proposal_id == proposal_id, db.proposals.c.published_at.is_(None))
                 .values(published_at=statedb.ts(at))
             )
         return res.rowcount == 1
+
+    def last_published(self, station_id: str | None = None, exclude: str = "") -> dict[str, Proposal]:
+        """Per station, the setpoint it was sent last (the newest ``published_at``): every step's reference."""
+        q = (
+            select(db.proposals)
+            .where(db.proposals.c.published_at.is_not(None), db.proposals.c.kind.in_(sorted(SETPOINT_KINDS)),
+                   db.proposals.c.proposal_id != exclude)
+            .order_by(db.proposals.c.published_at.desc(), db.proposals.c.effective_at.desc())
+        )
+        if station_id is not None:
+            q = q.where(db.proposals.c.station_id == station_id).limit(1)
+        out: dict[str, Proposal] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                p = _from_row(r)
+                out.setdefault(p.station_id, p)
+        return out
 
     def unpublished(self) -> list[Proposal]:
         """Applied setpoint changes whose message has not gone out yet (effective later, or the broker was down)."""

@@ -90,7 +90,8 @@ class ControlLoop:
         self.alerts = self.alerting.repo
         self.dispatcher = self.alerting.dispatcher
         self.jobs = Jobs(cfg, clock, time_scale)  # time_scale: simulated seconds per wall second
-        self.setpoints = Setpoints(cfg, self.proposals, clock, publisher, self._lock)
+        self.setpoints = Setpoints(cfg, self.proposals, clock, publisher, self._lock, registry=registry,
+                                   measured=self._measured_supply, check=self._still_wanted, points=self.points)
         self.lifecycle = Lifecycle(cfg, self.proposals, clock, self.points, self.setpoints, self.jobs, self._lock)
         self.rechecker = Rechecker(cfg, registry, store, self.proposals, clock, self.points, self.alerting, analyze, self._lock)
         self.last_means: dict[str, float] = {}  # weighted mean per community from the last cycle (cold-snap feedback)
@@ -109,7 +110,9 @@ class ControlLoop:
             self.last_means.update({c.community: c.weighted_mean_c for c in result.communities if c.weighted_mean_c is not None})
             pending = {p.station_id: p.before_c for p in self.proposals.pending_rechecks() if p.is_setpoint}
             window_h = round((result.window_to - result.window_from).total_seconds() / 3600, 3)
-            found = diagnose(result, self.registry, self.cfg, station_states(self.registry, readings), pending, now)
+            published = {sid: p.proposed_c for sid, p in self.proposals.last_published().items() if p.proposed_c is not None}
+            states = station_states(self.registry, readings, published)
+            found = diagnose(result, self.registry, self.cfg, states, pending, now)
             made = [replace(p, evidence={**p.evidence, "window_h": window_h}) for p in self.lifecycle.unseen(found)]
             self.lifecycle.add_many(made)
             pl = self.alerting.cycle(result, readings, now)
@@ -121,6 +124,15 @@ class ControlLoop:
 
     def read_stations(self, now: datetime) -> dict[str, StationReading]:
         return read_stations(self.store, self.registry, now)
+
+    def _measured_supply(self, station_id: str) -> float | None:
+        """The station's supply as measured now: the reference of its first setpoint."""
+        r = self.read_stations(self.clock()).get(station_id)
+        return None if r is None else r.supply_c
+
+    def _still_wanted(self, p: Proposal, now: datetime) -> str | None:
+        """The loop's own check before a setpoint goes out: nothing beyond the invariants yet."""
+        return None
 
     # --- operator actions -----------------------------------------------------------------------
     def approve(self, proposal_id: str, actor: str = "operator", note: str = "") -> Proposal:
@@ -183,6 +195,7 @@ class ControlLoop:
             active=find(statuses=[*OPEN, "applied"], station_id=station_id, kinds=kinds),
             changes=find(statuses=["applied", "rechecked"], station_id=station_id, kinds=kinds),
             undecided=bool(find(statuses=sorted(OPEN), station_id=station_id, kinds=kinds, limit=1)),
+            last_published=self.proposals.last_published(station_id).get(station_id),
         )
 
     # --- scheduler ------------------------------------------------------------------------------

@@ -54,10 +54,14 @@ def read_stations(store: Store, registry: Registry, now: datetime) -> dict[str, 
     return out
 
 
-def station_states(registry: Registry, readings: Mapping[str, StationReading]) -> dict[str, StationState]:
-    """What diagnosis needs of every registered station (None where nothing was measured)."""
+def station_states(
+    registry: Registry, readings: Mapping[str, StationReading], published: Mapping[str, float] | None = None
+) -> dict[str, StationState]:
+    """What diagnosis needs of every registered station (None where nothing was measured or published)."""
     out = {}
+    pub = published or {}
     for sid, st in registry.stations.items():
         r = readings.get(sid)
-        out[sid] = StationState(st) if r is None else StationState(st, r.supply_c, r.return_c, r.outdoor_c)
+        out[sid] = (StationState(st, published_c=pub.get(sid)) if r is None
+                    else StationState(st, r.supply_c, r.return_c, r.outdoor_c, pub.get(sid)))
     return out

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from control.curve import auto_apply_for, bound_supply, design_for, feedback_supply, heating_curve, relative_load
+from control.curve import Bounded, auto_apply_for, bound_supply, design_for, feedback_supply, heating_curve, relative_load
 from heatwatch.core.config import StationDesign, load_config
 
 D = StationDesign()  # t_n 18, t_out' -9, 60/45, b 0.3
@@ -67,16 +67,24 @@ def test_feedback_shifts_by_gain_times_error() -> None:
     assert feedback_supply(50.0, 18.0, None, 3.0) == 50.0
 
 
+def bs(*args: float) -> Bounded:
+    b = bound_supply(*args)
+    assert b is not None
+    return b
+
+
 def test_bounds_max_step_and_station_range() -> None:
-    b = bound_supply(50.0, 58.0, 3.0, 35.0, 75.0)
+    b = bs(50.0, 58.0, 3.0, 35.0, 75.0)
     assert b.proposed_c == 53.0 and b.limited_by == ("max_step",)
-    b = bound_supply(50.0, 44.0, 3.0, 35.0, 75.0)
+    b = bs(50.0, 44.0, 3.0, 35.0, 75.0)
     assert b.proposed_c == 47.0 and b.limited_by == ("max_step",)
-    b = bound_supply(74.0, 80.0, 3.0, 35.0, 75.0)
+    b = bs(74.0, 80.0, 3.0, 35.0, 75.0)
     assert b.proposed_c == 75.0 and b.limited_by == ("max_step", "station_max")
-    b = bound_supply(None, 30.0, 3.0, 35.0, 75.0)
+    # no reference, no bounded step: clamping to 35 °C could cut a real 55 °C supply by 20 °C at once
+    assert bound_supply(None, 30.0, 3.0, 35.0, 75.0) is None
+    b = bs(36.0, 34.0, 3.0, 35.0, 75.0)
     assert b.proposed_c == 35.0 and b.limited_by == ("station_min",)
-    b = bound_supply(50.0, 51.26, 3.0, 35.0, 75.0)
+    b = bs(50.0, 51.26, 3.0, 35.0, 75.0)
     assert b.proposed_c == 51.3 and b.limited_by == ()
     with pytest.raises(ValueError, match="range"):
         bound_supply(50.0, 51.0, 3.0, 75.0, 35.0)

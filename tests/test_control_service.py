@@ -292,18 +292,24 @@ def test_cold_snap_ramp_from_forecast_file_beats_the_lag(tmp_path: Path) -> None
         assert steps[0].current_c == 48.0 and steps[1].current_c == steps[0].proposed_c
         assert "Cold snap" in steps[0].reason and steps[0].evidence["trigger"] == "drop"
         assert loop.run_coldsnap() == []  # planned once
-        # applying a future step publishes it only when it becomes effective
-        last = steps[-1]
-        loop.approve(last.proposal_id)
-        applied = loop.apply(last.proposal_id)
-        assert applied.published_at is None and rec.sent == []
-        assert applied.recheck_due_at == last.effective_at + timedelta(hours=48)
+        # applying a future step publishes it only when it becomes effective (each step one max_step from the
+        # one before, so the whole ramp is applied, as auto-apply does)
+        for s in steps:
+            loop.approve(s.proposal_id)
+            loop.apply(s.proposal_id)
+        last = loop.proposals.get(steps[-1].proposal_id)
+        assert last.published_at is None and steps[-1].proposal_id not in {m[1]["proposal_id"] for m in rec.sent}
+        assert last.recheck_due_at == last.effective_at + timedelta(hours=48)
         assert f"setpoint:{last.proposal_id}" in {j["job_id"] for j in stored_jobs(cfg)}
+        for s in steps[:-1]:
+            clock.set(s.effective_at)
+            loop.publish_due_setpoints()
+        assert last.proposal_id not in {m[1]["proposal_id"] for m in rec.sent}
         clock.set(last.effective_at)
         loop.publish_due_setpoints()
-        assert [m[1]["proposal_id"] for m in rec.sent] == [last.proposal_id]
+        assert [m[1]["proposal_id"] for m in rec.sent] == [s.proposal_id for s in steps]
         loop.publish_due_setpoints()
-        assert len(rec.sent) == 1
+        assert len(rec.sent) == len(steps)
     finally:
         loop.shutdown()
         store.close()
@@ -338,6 +344,9 @@ def test_after_the_snap_the_supply_steps_back_down_with_the_forecast(tmp_path: P
         for p in ramp:
             loop.approve(p.proposal_id)
             loop.apply(p.proposal_id)
+        for p in ramp:  # each step goes out at its time (the setpoint jobs or the sweep)
+            clock.set(p.effective_at)
+            loop.publish_due_setpoints()
         peak = ramp[-1].proposed_c
         assert peak is not None
         # two days on, the cold has gone: the forecast is 0 °C again and the station runs at the peak
@@ -362,13 +371,14 @@ def test_after_the_snap_the_supply_steps_back_down_with_the_forecast(tmp_path: P
         assert second.current_c == down.proposed_c and (second.delta_c or 0) >= -3.0
         # once an operator's (or the feedback's) change is the last one, the setpoint is theirs
         loop.reject(second.proposal_id)
-        manual = replace(second, proposal_id=new_proposal_id(), origin="analytics", kind="supply", proposed_c=60.0,
-                         delta_c=round(60.0 - (second.current_c or 0.0), 1), status="proposed")
+        mine = round((down.proposed_c or 0.0) + 1.0, 1)  # within a step of what the station was last sent
+        manual = replace(second, proposal_id=new_proposal_id(), origin="analytics", kind="supply", proposed_c=mine,
+                         delta_c=1.0, status="proposed")
         loop.proposals.add_many([manual], "operator")
         loop.approve(manual.proposal_id)
         loop.apply(manual.proposal_id)
         clock.advance(hours=4)
-        seed_station(store, clock.t, supply=60.0)
+        seed_station(store, clock.t, supply=mine)
         assert loop.run_coldsnap() == []
     finally:
         loop.shutdown()
@@ -381,9 +391,13 @@ def test_the_release_returns_to_the_curve_with_the_feedback_it_was_planned_with(
     fc, cfg, store, clock, _, loop = snap_rig(tmp_path)
     try:
         loop.last_means["幸福小区"] = 18.0  # on target when the ramp is planned: no feedback
-        for p in loop.run_coldsnap():
+        ramp = loop.run_coldsnap()
+        for p in ramp:
             loop.approve(p.proposal_id)
             loop.apply(p.proposal_id)
+        for p in ramp:
+            clock.set(p.effective_at)
+            loop.publish_due_setpoints()
         clock.set(T0 + timedelta(hours=60))
         fc.write_text(json.dumps(openmeteo(clock.t, [0.0] * 72)), encoding="utf-8")
         loop.last_means["幸福小区"] = 23.5  # the ramp overheated the homes

@@ -165,6 +165,11 @@ def observe_stations(readings: Mapping[str, StationReading], registry: Registry,
                 + (f" — over {a.outage_notice_h:g} h, announce to the affected users" if notify else "")
             )
             evidence["outage_h"] = None if hours is None else round(hours, 2)
+        if st is not None and r.supply_c is not None and not st.supply_min_c <= r.supply_c <= st.supply_max_c:
+            faults.append(
+                f"supply {r.supply_c:.1f} °C outside the station's range {st.supply_min_c:g}..{st.supply_max_c:g} °C — "
+                "a sensor fault or a controller not holding its range: check on site; control makes no step from it"
+            )
         if r.supply_c is not None and r.outdoor_c is not None:
             curve = heating_curve(design_for(cfg, sid), r.outdoor_c).supply_c
             evidence["curve_supply_c"] = round(curve, 2)
