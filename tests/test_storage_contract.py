@@ -483,6 +483,8 @@ class _Fake2x:
         self.writes: list[tuple[str, bytes]] = []
         self.queries: list[dict[str, object]] = []
         self.write_status = 204
+        self.missing_buckets: set[str] = set()  # answered 404 "could not find bucket", as 2.x does
+        self.empty_buckets: set[str] = set()  # answered with no tables
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -513,6 +515,14 @@ class _Fake2x:
                 req = json.loads(body)
                 fake.queries.append(req)
                 q = str(req["query"])
+                bucket = _extern(req).get("_bucket", {}).get("value")  # type: ignore[attr-defined]
+                if bucket in fake.missing_buckets:
+                    err = {"code": "not found", "message": f'failed to initialize execute state: could not find bucket "{bucket}"'}
+                    self._send(404, json.dumps(err).encode(), "application/json")
+                    return
+                if bucket in fake.empty_buckets:
+                    self._send(200, b"\r\n")
+                    return
                 if 'yield(name: "mean")' in q:
                     csv_text = _hourly_csv()
                 elif "|> max()" in q:
@@ -613,4 +623,41 @@ def test_influxdb2_wire_queries_use_params_and_parse_annotated_csv(fake2x: _Fake
     assert last.values.tolist() == [["H1", pd.Timestamp("2026-01-10T06:10Z"), 18.5], ["H2", pd.Timestamp("2026-01-10T06:05Z"), 21.0]]
     assert st.count(schema.INDOOR, T0, T0 + DAY) == 42
     assert st.query(schema.INDOOR, T0, T0 + DAY, where={"home_id": []}).empty
+    st.close()
+
+
+def test_influxdb2_hourly_means_come_from_the_downsampled_bucket_where_it_has_them(fake2x: _Fake2x) -> None:
+    """deploy/influxdb's task writes hourly means into <bucket>_hourly: mean-only answers over whole hours it has
+    written are read there (24 points a day per series instead of every reading); the rest from the raw bucket."""
+    from heatwatch.infra.storage.influxdb2 import Influxdb2Store
+
+    st = Influxdb2Store(f"http://127.0.0.1:{fake2x.port}", "o", "heat", "tok", timeout_s=5, hourly_bucket="heat_hourly")
+
+    def buckets(*args: object, **kw: object) -> list[object]:
+        fake2x.queries.clear()
+        h = st.hourly(*args, **kw)  # type: ignore[arg-type]
+        assert list(h.columns) == [args[5], "hour", *kw.get("stats", ("mean", "min", "max", "count"))]  # type: ignore[misc]
+        return [_extern(q)["_bucket"]["value"] for q in fake2x.queries]  # type: ignore[index]
+
+    args = (schema.INDOOR, "temp_c", T0, T0 + DAY, SHANGHAI, "community")
+    assert buckets(*args, stats=("mean",)) == ["heat_hourly"]
+    h = st.hourly(*args, stats=("mean",))
+    assert h["mean"].tolist() == [21.0, 18.5]  # the stand-in's answer, read the same way
+    assert buckets(*args) == ["heat"]  # min, max, count: only the readings have them
+    assert buckets(*args[:-1], "community", stats=("mean", "max")) == ["heat"]
+    assert buckets(schema.INDOOR, "temp_c", T0, T0 + DAY, KOLKATA, "community", stats=("mean",)) == ["heat"]  # :30 hours
+    assert buckets(schema.FORECAST, "temp_c", T0, T0 + DAY, SHANGHAI, "site_id", stats=("mean",)) == ["heat"]
+    # a window that starts inside an hour: that hour from the readings, whole hours from the bucket
+    assert buckets(schema.INDOOR, "temp_c", T0 + timedelta(minutes=30), T0 + DAY, SHANGHAI, "community",
+                   stats=("mean",)) == ["heat", "heat_hourly"]
+    # up to now: the hours the task has not written yet come from the readings
+    from heatwatch.core.timeutil import utc_now
+
+    now = utc_now()
+    assert buckets(schema.INDOOR, "temp_c", now - DAY, now, SHANGHAI, "community", stats=("mean",))[-1] == "heat"
+    fake2x.empty_buckets.add("heat_hourly")  # the bucket exists, its task never ran: the readings
+    assert buckets(*args, stats=("mean",)) == ["heat_hourly", "heat"]
+    fake2x.missing_buckets.add("heat_hourly")  # a deployment without it: the readings, and never asked again
+    assert buckets(*args, stats=("mean",)) == ["heat_hourly", "heat"]
+    assert buckets(*args, stats=("mean",)) == ["heat"]
     st.close()

@@ -30,11 +30,13 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from heatwatch.core import schema
 from heatwatch.core.config import Config, ConfigError
 from heatwatch.core.model import Point
+from heatwatch.core.timeutil import utc_now
 from heatwatch.infra.storage.base import (
     REQUIRED_FIELD,
     HourlyArrays,
     LastArrays,
     Store,
+    StoreAccessDenied,
     StoreError,
     StoreUnavailable,
     Where,
@@ -47,6 +49,21 @@ _DIALECT = Dialect(
     header=True, delimiter=",", comment_prefix="#", annotations=["datatype", "group", "default"], date_time_format="RFC3339Nano"
 )
 _META = {"", "result", "table", "_start", "_stop", "_measurement"}
+# deploy/influxdb: init/10-heatwatch.sh creates "<bucket>_hourly"; tasks/downsample_hourly.flux writes the hourly mean of
+# every series of these measurements into it, stamped at the hour's start, at 5 minutes past each hour (recomputing
+# the two hours before, so a reading spooled up to ~2 h late is included)
+HOURLY_SUFFIX = "_hourly"
+DOWNSAMPLED = frozenset({schema.INDOOR, schema.STATION, schema.WEATHER})
+HOURLY_TASK_LAG = timedelta(minutes=10)  # hour h is in the bucket after h+1 h 5 min; 5 more for the task to finish
+
+
+def _floor_hour(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(t: datetime) -> datetime:
+    f = _floor_hour(t)
+    return f if f == t else f + timedelta(hours=1)
 
 
 def flux_string(text: str) -> str:
@@ -151,9 +168,13 @@ class Influxdb2Store(Store):
 
     def __init__(
         self, url: str, org: str, bucket: str, token: str, timeout_s: float = 10.0,
-        max_batch_points: int = 50_000, table_rows: int = 50_000,
+        max_batch_points: int = 50_000, table_rows: int = 50_000, hourly_bucket: str | None = None,
     ) -> None:
+        """``hourly_bucket``: where deploy/influxdb's task writes the hourly means of ``bucket`` (read for
+        mean-only ``hourly`` answers over hours it has written; absent or empty: the raw readings are used)."""
         self.url, self.org, self.bucket = url.rstrip("/"), org, bucket
+        self.hourly_bucket = hourly_bucket
+        self._hourly_bucket_missing = False
         self.max_batch_points = max_batch_points
         self.table_rows = table_rows
         self._client = InfluxDBClient(url=self.url, token=token, org=org, timeout=int(timeout_s * 1000), retries=False)
@@ -167,7 +188,7 @@ class Influxdb2Store(Store):
         token = cfg.secret("influxdb2", "token")
         if not token:  # only this backend needs one, so the settings cannot require it on their own
             raise ConfigError("influxdb2.token: required with storage.backend = \"influxdb2\" (set token or token_file)")
-        return cls(s.url, s.org, s.bucket, token, s.timeout_s)
+        return cls(s.url, s.org, s.bucket, token, s.timeout_s, hourly_bucket=f"{s.bucket}{HOURLY_SUFFIX}")
 
     def _fail(self, exc: Exception) -> Exception:
         if isinstance(exc, ApiException):
@@ -256,7 +277,42 @@ class Influxdb2Store(Store):
         self, measurement: str, field: str, start: datetime, end: datetime, offset_s: int, by: str,
         where: Where | None, stats: tuple[str, ...],
     ) -> HourlyArrays:
-        flux = FluxBuilder(self.bucket, measurement, start, end).fields([field]).where(where)
+        # hourly means alone, on whole UTC hours, of a downsampled measurement: the whole hours the downsampling task
+        # has already written come from the hourly bucket (24 points a day per series); the rest from the readings
+        segments: list[tuple[datetime, datetime, bool]] = [(start, end, False)]
+        if (stats == ("mean",) and offset_s == 0 and measurement in DOWNSAMPLED and self.hourly_bucket
+                and not self._hourly_bucket_missing):
+            h0, h1 = _ceil_hour(start), _floor_hour(min(end, utc_now() - HOURLY_TASK_LAG))
+            if h0 < h1:
+                segments = [seg for seg in ((start, h0, False), (h0, h1, True), (h1, end, False)) if seg[0] < seg[1]]
+        parts = []
+        for a, b, downsampled in segments:
+            got = self._from_hourly_bucket(measurement, field, a, b, by, where) if downsampled else None
+            parts.append(got if got is not None else self._hourly_from(self.bucket, measurement, field, a, b, offset_s, by,
+                                                                        where, stats))
+        if len(parts) == 1:
+            return parts[0]
+        return HourlyArrays(np.concatenate([p.keys for p in parts]), np.concatenate([p.hour_ns for p in parts]),
+                            {st: np.concatenate([p.stats[st] for p in parts]) for st in stats})
+
+    def _from_hourly_bucket(self, measurement: str, field: str, start: datetime, end: datetime, by: str,
+                            where: Where | None) -> HourlyArrays | None:
+        """Hourly means from the downsampled bucket, or None when it is not there or has nothing for these hours
+        (no such bucket, or its task is not running): then the caller reads the raw readings."""
+        try:
+            got = self._hourly_from(self.hourly_bucket or "", measurement, field, start, end, 0, by, where, ("mean",))
+        except StoreAccessDenied as exc:  # 404: no such bucket (a deployment without deploy/influxdb's init)
+            if "not found" not in str(exc) and "could not find bucket" not in str(exc):
+                raise
+            self._hourly_bucket_missing = True
+            return None
+        return got if len(got.hour_ns) else None
+
+    def _hourly_from(
+        self, bucket: str, measurement: str, field: str, start: datetime, end: datetime, offset_s: int, by: str,
+        where: Where | None, stats: tuple[str, ...],
+    ) -> HourlyArrays:
+        flux = FluxBuilder(bucket, measurement, start, end).fields([field]).where(where)
         off = flux.param(timedelta(seconds=offset_s))
         flux.lines[0] = "data = " + flux.lines[0]
         flux.then(f"  |> group(columns: [{flux_string(by)}])")
