@@ -23,17 +23,18 @@ import numpy as np
 import pandas as pd
 
 from analytics import core
-from analytics.health import HealthRules, sensor_findings
+from analytics.health import HealthRules, excluded_rows, sensor_findings
 from analytics.imbalance import imbalance
 from analytics.output import result_to_json, write_results
-from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance, SensorFinding
+from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance, OtherHomes, SensorFinding
 from heatwatch.core import schema
 from heatwatch.core.config import Config
 from heatwatch.core.registry import Registry
 from heatwatch.core.timeutil import Clock, from_ns, to_ns, utc_now
 from heatwatch.infra.storage.base import Store, Where, empty_hourly, empty_last
 
-__all__ = ["analyze", "default_window", "partitions", "result_to_json", "write_results"]
+__all__ = ["PartResult", "analyze", "analyze_partition", "default_window", "merge", "partitions", "result_to_json",
+           "write_results"]
 
 KIND_CODES = {"residential": core.KIND_RESIDENTIAL, "bungalow": core.KIND_BUNGALOW, "non_residential": core.KIND_CONTRACT}
 # homes × hours per partition: 5,000 homes over a day, ~700 over a week. Small enough that a partition's matrices
@@ -110,7 +111,9 @@ class _Read:
 
 
 @dataclass(frozen=True)
-class _Part:
+class PartResult:
+    """The analysis of one partition: everything in it is per community or per home of its communities."""
+
     communities: list[CommunityStats]
     homes_below: list[HomeBelow]
     sensors: list[SensorFinding]
@@ -203,29 +206,49 @@ def analyze(
     def read(comms: list[str]) -> _Read:
         return _read(store, cfg, start, end, ref, {"community": comms}, part_homes(comms)["home_id"].tolist())
 
-    done: list[_Part] = []
+    done: list[PartResult] = []
     for comms, data in zip(parts, _reads(parts, min(workers, store.read_concurrency), read), strict=True):
         done.append(_analyze_part(cfg, part_homes(comms).reset_index(drop=True), comms, grid, day, ref, data))
     if not done:  # no homes in scope: the empty result, shaped as always
         done.append(_analyze_part(cfg, homes, [], grid, day, ref,
                                   _Read(empty_hourly("home_id", HOURLY), None, empty_last("home_id"))))
+    return merge(done, cfg, start, end)
 
-    table = pd.concat([p.table for p in done], ignore_index=True)
+
+def analyze_partition(store: Store, registry: Registry, cfg: Config, start: datetime, end: datetime,
+                      communities: list[str], now: datetime) -> PartResult:
+    """One partition on its own — what a worker of a distributed run computes (docs/SCALING.md): its reads, its
+    analysis, nothing shared with the other partitions. ``merge`` of every partition's result is ``analyze``'s."""
+    tz, st = cfg.general.tz, cfg.standard
+    homes = scope_frame(registry, None)
+    homes = homes[homes["community"].isin(communities)].reset_index(drop=True)
+    grid = core.hour_grid(start, end, tz)
+    day = core.day_hours(grid, tz, st.day_start_hour, st.day_end_hour)
+    ref = min(now, end)
+    comms = sorted(communities)
+    data = _read(store, cfg, start, end, ref, {"community": comms}, homes["home_id"].tolist())
+    return _analyze_part(cfg, homes, comms, grid, day, ref, data)
+
+
+def merge(parts: Sequence[PartResult], cfg: Config, start: datetime, end: datetime) -> AnalysisResult:
+    """The partitions' results as one (``parts`` in community order, as ``partitions`` makes them): concatenation,
+    since every figure is per home or per community."""
+    table = pd.concat([p.table for p in parts], ignore_index=True)
     return AnalysisResult(
         window_from=start,
         window_to=end,
         timezone=cfg.general.timezone,
-        communities=[c for p in done for c in p.communities],
-        homes_below_standard=[h for p in done for h in p.homes_below],
-        sensors=[f for p in done for f in p.sensors],
-        imbalance=[i for p in done for i in p.imbalance],
+        communities=[c for p in parts for c in p.communities],
+        homes_below_standard=[h for p in parts for h in p.homes_below],
+        sensors=[f for p in parts for f in p.sensors],
+        imbalance=[i for p in parts for i in p.imbalance],
         home_means_c=dict(zip(table["home_id"].astype(str), table["mean_c"].astype(float), strict=True)),
         homes=table.drop(columns=["entrance", "edge", "first_below", "standard_c"]),
     )
 
 
 def _analyze_part(cfg: Config, homes: pd.DataFrame, comms: list[str], grid: np.ndarray, day: np.ndarray, ref: datetime,
-                  data: _Read) -> _Part:
+                  data: _Read) -> PartResult:
     """Everything for the homes of whole communities ``comms`` (``homes``: their rows, sorted by community, home id)."""
     a, st = cfg.analytics, cfg.standard
     index = pd.Index(homes["home_id"].to_numpy(dtype=object))
@@ -238,9 +261,13 @@ def _analyze_part(cfg: Config, homes: pd.DataFrame, comms: list[str], grid: np.n
 
     codes = pd.Categorical(homes["community"], categories=comms).codes.astype(np.int64)
     is_edge = homes["edge"].to_numpy(dtype=bool)
+    sensors = _sensors(cfg, homes, index, values, mn, mx, grid, ref, data)
+    excluded = excluded_rows(sensors, homes["home_id"].to_numpy())  # a flagged sensor drives nothing
+    nights = core.night_share(values, day)  # each home's standard over the hours it reported (night: 16 °C)
     ca = core.community_stats(
         codes, len(comms), is_edge, sc.mean_c, sc.below, edge_share_min=a.edge_share_min, min_sample=a.min_sample,
-        target_c=st.target_c, cold_share_max=a.cold_share_max,
+        target_c=st.target_c, cold_share_max=a.cold_share_max, edge_min_homes=a.edge_min_homes, kind_code=kind,
+        excluded=excluded, night_share=nights, night_drop_c=st.day_min_c - st.night_min_c,
     )
 
     # per reporting home: details for home_status, and the below-standard list
@@ -255,7 +282,7 @@ def _analyze_part(cfg: Config, homes: pd.DataFrame, comms: list[str], grid: np.n
             "entrance": homes["entrance"].to_numpy()[rep],
             "edge": is_edge[rep],
             "mean_c": sc.mean_c[rep],
-            "standard_c": thr_day[rep],
+            "standard_c": (thr_day - (thr_day - thr_night) * np.nan_to_num(nights))[rep],
             "min_hourly_c": det.min_hourly_c,
             "hours_below": det.hours_below,
             "longest_run_h": det.longest_run_h,
@@ -265,7 +292,8 @@ def _analyze_part(cfg: Config, homes: pd.DataFrame, comms: list[str], grid: np.n
             "first_below": det.first_below,
         }
     )
-    b = table[table["below"]].sort_values(["community", "building", "home_id"])
+    trusted = ~excluded[rep]
+    b = table[table["below"] & trusted].sort_values(["community", "building", "home_id"])
     homes_below = [
         HomeBelow(
             home_id=str(hid), community=str(comm), building=str(bld), rule=str(rule), threshold_c=float(thr),
@@ -292,11 +320,22 @@ def _analyze_part(cfg: Config, homes: pd.DataFrame, comms: list[str], grid: np.n
             plain_mean_c=_opt(ca.plain_mean_c[g]),
             homes_below_standard=int(ca.below[g]),
             status=core.STATUSES[int(ca.status[g])],  # type: ignore[arg-type]
+            target_c=_opt(ca.target_c[g]),
+            homes_excluded=int(ca.excluded[g]),
+            bungalows=_other(ca.bungalow_reporting[g], ca.bungalow_mean_c[g], ca.bungalow_below[g]),
+            non_residential=_other(ca.contract_reporting[g], ca.contract_mean_c[g], ca.contract_below[g]),
         )
         for g, name in enumerate(comms)
     ]
 
-    # sensor health: on sensor readings only (a manual visit is not the sensor's behaviour)
+    return PartResult(communities, homes_below, sensors, imbalance(table[trusted], st.target_c, a.imbalance_warm_margin_c,
+                                                               a.imbalance_min_homes), table)
+
+
+def _sensors(cfg: Config, homes: pd.DataFrame, index: pd.Index, values: np.ndarray, mn: np.ndarray, mx: np.ndarray,
+             grid: np.ndarray, ref: datetime, data: _Read) -> list[SensorFinding]:
+    """Sensor health: on sensor readings only (a manual visit is not the sensor's behaviour)."""
+    a = cfg.analytics
     if data.sensor_hourly is not None:
         s_values, s_mn, s_mx = _matrices(data.sensor_hourly, index, grid)
     else:
@@ -309,13 +348,17 @@ def _analyze_part(cfg: Config, homes: pd.DataFrame, comms: list[str], grid: np.n
         pos = index.get_indexer(pd.Index(data.last["home_id"].to_numpy(dtype=object)))
         ok = pos >= 0
         last_ns[pos[ok]] = _ns(data.last["time"])[ok]
-    sensors = sensor_findings(
+    return sensor_findings(
         homes, s_values, s_mn, s_mx, s_mean, grid, last_ns, to_ns(ref),
-        HealthRules(a.stale_after_h, a.stuck_after_h, a.jump_c_per_h, a.warm_above_c, a.no_sensor_after_days),
+        HealthRules(a.stale_after_h, a.stuck_after_h, a.jump_c_per_h, a.warm_above_c, a.no_sensor_after_days,
+                    a.implausible_below_c),
     )
-    return _Part(communities, homes_below, sensors, imbalance(table, st.target_c, a.imbalance_warm_margin_c,
-                                                               a.imbalance_min_homes), table)
 
 
 def _opt(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
+
+
+def _other(n: int, mean: float, below: int) -> OtherHomes | None:
+    """A community's bungalows or contract homes, when it has any reporting."""
+    return OtherHomes(int(n), _opt(mean), int(below)) if n else None

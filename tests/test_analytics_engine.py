@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from analytics.engine import analyze, default_window, partitions, result_to_json, write_results
+from analytics.engine import analyze, analyze_partition, default_window, merge, partitions, result_to_json, write_results
 from analytics.results import AnalysisResult
 from heatwatch.core import schema
 from heatwatch.core.config import Config, load_config
@@ -139,7 +139,7 @@ def test_weighted_mean_and_imbalance_through_the_store(store: SqliteStore) -> No
     for h in hs:
         store.write(steady(h, local(10, 8), local(10, 12), temps[h.home_id]))
     silent = home("SILENT", floor=1)
-    r = run(store, registry([*hs, silent]), local(10, 8), local(10, 12))
+    r = run(store, registry([*hs, silent]), local(10, 8), local(10, 12), cfg(edge_min_homes=1))  # one edge home
     [c] = r.communities
     assert (c.homes_registered, c.homes_reporting, c.edge_homes, c.middle_homes) == (6, 5, 1, 4)
     assert c.weighted_mean_c == pytest.approx(0.4 * 14 + 0.6 * 20) and c.plain_mean_c == pytest.approx(94 / 5)
@@ -234,7 +234,7 @@ def test_json_contract_and_idempotent_write_back(store: SqliteStore) -> None:
     temps = {"E1": 14.123, "M1": 19.0, "M2": 19.0, "M3": 21.0, "M4": 21.0}
     for h in hs:
         store.write(steady(h, local(10, 8), local(10, 12), temps[h.home_id]))
-    r = run(store, registry(hs), local(10, 8), local(10, 12))
+    r = run(store, registry(hs), local(10, 8), local(10, 12), cfg(edge_min_homes=1))
     doc = result_to_json(r, SH)
     text = json.dumps(doc, ensure_ascii=False)
     assert "幸福小区" in text
@@ -242,7 +242,8 @@ def test_json_contract_and_idempotent_write_back(store: SqliteStore) -> None:
     assert doc["window"] == {"from": "2026-01-10T08:00:00+08:00", "to": "2026-01-10T12:00:00+08:00", "timezone": "Asia/Shanghai"}
     assert set(doc["communities"][0]) == {
         "community", "homes_registered", "homes_reporting", "edge_homes", "middle_homes", "edge_share", "edge_weight",
-        "weighted_mean_c", "plain_mean_c", "homes_below_standard", "status"}
+        "weighted_mean_c", "plain_mean_c", "homes_below_standard", "status", "target_c", "homes_excluded", "bungalows",
+        "non_residential"}
     assert doc["communities"][0]["weighted_mean_c"] == round(0.4 * 14.123 + 12.0, 2)
     [hb] = doc["homes_below_standard"]
     assert set(hb) == {"home_id", "community", "building", "rule", "threshold_c", "hours_below", "longest_run_h", "mean_c",
@@ -345,3 +346,20 @@ def test_a_read_that_fails_fails_the_analysis(store: SqliteStore) -> None:
     with pytest.raises(StoreUnavailable, match="went away"):
         analyze(failing, registry(hs), cfg(), local(10, 5), local(10, 21), now=local(10, 21), partition_cells=1, workers=2)
     failing.close()
+
+
+def test_partitions_analysed_apart_and_merged_are_the_analysis(store: SqliteStore) -> None:
+    """What a distributed run does (docs/SCALING.md): each worker opens its own store and analyses its partition;
+    the client merges the results in partition order."""
+    hs, pts = _city()
+    store.write(pts)
+    reg = registry(hs)
+    start, end = local(10, 5), local(10, 21)
+    whole = analyze(store, reg, cfg(), start, end, now=end)
+    frame = reg.frame().reset_index().sort_values(["community", "home_id"])
+    results = []
+    for comms in reversed(partitions(frame, 16)):  # in any order, each with a store of its own
+        with SqliteStore(store.path) as own:
+            results.append((comms, analyze_partition(own, reg, cfg(), start, end, comms, end)))
+    merged = merge([r for _, r in sorted(results, key=lambda x: x[0])], cfg(), start, end)
+    assert _whole(merged) == _whole(whole)
