@@ -9,8 +9,9 @@ Definitions (docs/ANALYTICS.md has worked examples):
 - window temperature = mean of a home's hourly means (a chatty sensor does not outweigh a quiet one);
 - a home is below standard when its hourly mean is under the applicable threshold for at least
   ``min_hours_below`` consecutive clock hours; an hour without readings is not "under" and ends a run;
-- community weighted mean: plain mean when edge share s >= 0.40 or there are no middle homes,
-  otherwise edge homes weigh 0.40/e and middle homes 0.60/m.
+- community weighted mean (residential homes with a trusted sensor): plain mean when edge share s >= 0.40
+  or there are no middle homes, otherwise edge homes weigh 0.40/e and middle homes 0.60/m; none with fewer
+  than ``edge_min_homes`` edge homes; compared with the window's target (night hours hold 16 °C).
 """
 
 from __future__ import annotations
@@ -191,16 +192,33 @@ def rule_names(kind_code: npt.NDArray[Any], day_under: BoolArray, night_under: B
 # --- community statistics ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CommunityArrays:
-    registered: IntArray
-    reporting: IntArray
-    edge: IntArray  # e
-    middle: IntArray  # m
-    edge_share: FloatArray  # s = e / (e + m); NaN when nobody reported
+    registered: IntArray  # every registered home, of every kind
+    reporting: IntArray  # reporting homes of every kind whose sensor is trusted (not excluded)
+    edge: IntArray  # e: reporting residential edge homes
+    middle: IntArray  # m: reporting residential middle homes
+    edge_share: FloatArray  # s = e / (e + m); NaN when no residential home reported
     edge_weight: FloatArray  # total weight of edge homes in the weighted mean; NaN when undefined
-    weighted_mean_c: FloatArray  # NaN when e == 0 or nobody reported
-    plain_mean_c: FloatArray
-    below: IntArray
+    weighted_mean_c: FloatArray  # residential; NaN when e < edge_min_homes or nobody reported
+    plain_mean_c: FloatArray  # residential
+    below: IntArray  # reporting homes of every kind below their own standard
     status: npt.NDArray[np.int8]  # index into STATUSES
+    target_c: FloatArray  # the window's target for the weighted mean (night hours hold the night standard)
+    excluded: IntArray  # homes whose sensor was flagged (stuck, jump, warm, implausible): counted nowhere else
+    bungalow_reporting: IntArray
+    bungalow_mean_c: FloatArray
+    bungalow_below: IntArray
+    contract_reporting: IntArray  # non-residential (contract) homes
+    contract_mean_c: FloatArray
+    contract_below: IntArray
+
+
+def night_share(values: FloatArray, day: BoolArray) -> FloatArray:
+    """Per home, the share of its hours with a reading that are night hours (NaN: no reading at all)."""
+    has = ~np.isnan(values)
+    n = has.sum(axis=1)
+    nights = has[:, ~np.asarray(day, dtype=bool)].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, nights / np.maximum(n, 1), np.nan)
 
 
 def community_stats(
@@ -214,40 +232,106 @@ def community_stats(
     min_sample: int = 5,
     target_c: float = 18.0,
     cold_share_max: float = 0.25,
+    edge_min_homes: int = 2,
+    kind_code: npt.NDArray[Any] | None = None,
+    excluded: BoolArray | None = None,
+    night_share: FloatArray | None = None,
+    night_drop_c: float = 0.0,
 ) -> CommunityArrays:
-    """Edge-weighted community means (the 40 % rule): one compiled loop over homes for the counts and sums."""
-    cnt3 = np.zeros((n_groups, 3), dtype=np.int64)  # (middle, edge, not reporting) homes
+    """Edge-weighted residential community means (the 40 % rule) and the community's status.
+
+    - Only residential homes enter the weighted mean and the edge share; bungalows and contract homes are
+      held to their own standard and reported apart (``kind_code``; None: all residential).
+    - ``excluded`` homes (a flagged sensor) count nowhere but in ``excluded``.
+    - Fewer than ``edge_min_homes`` reporting edge homes: no weighted mean (one sensor must not carry 40 %).
+    - ``target_c`` is the daytime target; a home's night hours hold ``night_drop_c`` less, so the window's
+      target is ``target_c − night_drop_c × (night share, weighted as the mean is)``: a community whose homes
+      are all at their own standard is never under it.
+    """
+    n = len(codes)
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    kind = np.full(n, KIND_RESIDENTIAL, dtype=np.int8) if kind_code is None else np.asarray(kind_code)
+    excl = np.zeros(n, dtype=bool) if excluded is None else np.asarray(excluded, dtype=bool)
+    mean_c = _f64(mean_c)
+    below = np.asarray(below, dtype=bool)
+    res = kind == KIND_RESIDENTIAL
+    trusted = np.isfinite(mean_c) & ~excl
+    edge_b = np.ascontiguousarray(is_edge, dtype=bool)
+
+    def sums(values: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Per community: the sums of ``values`` over reporting residential middle and edge homes."""
+        cnt = np.zeros((n_groups, 3), dtype=np.int64)
+        tot = np.zeros((n_groups, 2))
+        nb = np.zeros(n_groups, dtype=np.int64)
+        from analytics import kernels
+
+        kernels.community_sums(codes, edge_b, np.where(res & trusted, values, np.nan), below, cnt, tot, nb)
+        return tot[:, 0], tot[:, 1]
+
+    cnt3 = np.zeros((n_groups, 3), dtype=np.int64)  # (middle, edge, not reporting) residential homes
     sum2 = np.zeros((n_groups, 2))  # sums of middle and edge window temperatures
-    n_below = np.zeros(n_groups, dtype=np.int64)  # reporting homes below standard
+    n_below_res = np.zeros(n_groups, dtype=np.int64)
     from analytics import kernels
 
-    kernels.community_sums(np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(is_edge, dtype=bool),
-                           _f64(mean_c), np.ascontiguousarray(below, dtype=bool), cnt3, sum2, n_below)
-    registered = cnt3.sum(axis=1)
+    kernels.community_sums(codes, edge_b, np.where(res & ~excl, mean_c, np.nan), below, cnt3, sum2, n_below_res)
+    registered = np.bincount(codes, minlength=n_groups).astype(np.int64)
+    registered_res = np.bincount(codes[res], minlength=n_groups)
     m, e = cnt3[:, 0].astype(np.float64), cnt3[:, 1].astype(np.float64)
     sm, se = sum2[:, 0], sum2[:, 1]
     k = e + m
+    enough = e >= max(1, edge_min_homes)
     with np.errstate(invalid="ignore", divide="ignore"):
         plain = np.where(k > 0, (se + sm) / k, np.nan)
         share = np.where(k > 0, e / k, np.nan)
-        plain_ok = (k > 0) & ((share >= edge_share_min) | (m == 0))
-        weighted_ok = (e > 0) & (m > 0) & ~plain_ok
+        plain_ok = (k > 0) & enough & ((share >= edge_share_min) | (m == 0))
+        weighted_ok = enough & (m > 0) & ~plain_ok
         w_mean = edge_share_min * se / e + (1.0 - edge_share_min) * sm / m
         weighted = np.where(plain_ok, plain, np.where(weighted_ok, w_mean, np.nan))
         edge_weight = np.where(plain_ok, share, np.where(weighted_ok, edge_share_min, np.where(k > 0, 0.0, np.nan)))
-        cold_share = np.where(k > 0, n_below / k, 0.0)
-    insufficient = (k < min_sample) | (e == 0)
-    cold = (weighted < target_c) | (cold_share > cold_share_max)
+        # the window's target, weighted like the mean: each home's own mix of day and night hours
+        all_k = np.bincount(codes, weights=trusted, minlength=n_groups)
+        if night_share is None:
+            ns = np.zeros(n_groups)
+        else:
+            ns_all = _f64(night_share)
+            nm, ne = sums(ns_all)
+            ns_w = np.where(plain_ok, (nm + ne) / k, edge_share_min * ne / e + (1.0 - edge_share_min) * nm / m)
+            ns_plain = np.bincount(codes, weights=np.where(trusted, np.nan_to_num(ns_all), 0.0), minlength=n_groups) / all_k
+            ns = np.where(plain_ok | weighted_ok, ns_w, np.where(all_k > 0, ns_plain, 0.0))
+        target = target_c - night_drop_c * ns
+        below_all = np.bincount(codes, weights=trusted & below, minlength=n_groups)
+        cold_share = np.where(all_k > 0, below_all / all_k, 0.0)
+
+        def kind_figures(code: int) -> tuple[IntArray, FloatArray, IntArray]:
+            sel = trusted & (kind == code)
+            cnt = np.bincount(codes, weights=sel, minlength=n_groups)
+            tot = np.bincount(codes, weights=np.where(sel, mean_c, 0.0), minlength=n_groups)
+            nb = np.bincount(codes, weights=sel & below, minlength=n_groups)
+            return cnt.astype(np.int64), np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan), nb.astype(np.int64)
+
+        b_n, b_mean, b_below = kind_figures(KIND_BUNGALOW)
+        c_n, c_mean, c_below = kind_figures(KIND_CONTRACT)
+    # a community with residential homes is judged on its residential sample; one without on all its homes
+    insufficient = np.where(registered_res > 0, (k < min_sample) | ~enough, all_k < min_sample)
+    cold = (weighted < target) | (cold_share > cold_share_max)
     status = np.where(insufficient, INSUFFICIENT, np.where(cold, COLD, OK)).astype(np.int8)
     return CommunityArrays(
         registered=registered,
-        reporting=k.astype(np.int64),
+        reporting=all_k.astype(np.int64),
         edge=e.astype(np.int64),
         middle=m.astype(np.int64),
         edge_share=share,
         edge_weight=edge_weight,
         weighted_mean_c=weighted,
         plain_mean_c=plain,
-        below=n_below,
+        below=below_all.astype(np.int64),
         status=status,
+        target_c=target,
+        excluded=np.bincount(codes, weights=excl, minlength=n_groups).astype(np.int64),
+        bungalow_reporting=b_n,
+        bungalow_mean_c=b_mean,
+        bungalow_below=b_below,
+        contract_reporting=c_n,
+        contract_mean_c=c_mean,
+        contract_below=c_below,
     )

@@ -7,23 +7,31 @@ in core.scan, and staleness is reported here instead. Rules (docs/ANALYTICS.md):
 - stuck: hourly min == max at one unchanged value for ``stuck_after_h`` consecutive clock hours;
 - jump: a change faster than ``jump_c_per_h`` (°C per hour) inside an hour (max − min) or between
   the means of adjacent hours;
-- warm: window temperature above ``warm_above_c`` (near a heat source, or tampered with).
+- warm: window temperature above ``warm_above_c`` (near a heat source, or tampered with);
+- implausible: an hourly mean under ``implausible_below_c`` — no heated home is that cold; the sensor is
+  broken, outdoors or on a window sill.
+
+Sensors found stuck, jump, warm or implausible (``EXCLUDING``) are left out of the community means and the
+homes below standard for the window (``excluded_rows``): a bad sensor must not drive the network.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from analytics.core import H_NS, FloatArray, IntArray
 from analytics.results import SensorFinding
 from heatwatch.core.timeutil import from_ns
 
-FINDING_ORDER = {"no_sensor": 0, "stale": 1, "stuck": 2, "jump": 3, "warm": 4}
+FINDING_ORDER = {"no_sensor": 0, "stale": 1, "stuck": 2, "jump": 3, "warm": 4, "implausible": 5}
+EXCLUDING = frozenset({"stuck", "jump", "warm", "implausible"})  # readings not trusted for the heating verdict
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class HealthRules:
     jump_c_per_h: float = 6.0
     warm_above_c: float = 28.0
     no_sensor_after_days: float = 30.0
+    implausible_below_c: float = 5.0
 
 
 def stuck_runs(mn: FloatArray, mx: FloatArray, need: int) -> tuple[IntArray, IntArray]:
@@ -113,5 +122,20 @@ def sensor_findings(
                                  f"window mean {window_mean[i]:.1f} °C above {rules.warm_above_c:g} °C: "
                                  "near a heat source or tampered with?",
                                  round(float(window_mean[i]), 2)))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no reading, no finding
+        lowest = np.nanmin(mean, axis=1) if mean.shape[1] else np.full(len(ids), np.nan)
+        cold = lowest < rules.implausible_below_c
+    for i in np.flatnonzero(cold):
+        out.append(SensorFinding(str(ids[i]), str(comm[i]), "implausible",
+                                 f"hourly mean {lowest[i]:.1f} °C under {rules.implausible_below_c:g} °C: no heated home "
+                                 "is that cold — the sensor is broken, outdoors or on a window sill",
+                                 round(float(lowest[i]), 2)))
     out.sort(key=lambda f: (f.community, f.home_id, FINDING_ORDER[f.finding]))
     return out
+
+
+def excluded_rows(findings: Sequence[SensorFinding], home_ids: Sequence[str] | np.ndarray) -> npt.NDArray[np.bool_]:
+    """True for each home of ``home_ids`` whose sensor has a finding in ``EXCLUDING``."""
+    bad = {f.home_id for f in findings if f.finding in EXCLUDING}
+    return np.fromiter((str(h) in bad for h in home_ids), dtype=bool, count=len(home_ids))

@@ -25,7 +25,8 @@ def imbalance(
     homes: pd.DataFrame, target_c: float = 18.0, warm_margin_c: float = 2.0, min_homes: int = 1
 ) -> list[Imbalance]:
     """``homes``: one row per reporting home with community, building, entrance, edge (bool), mean_c and
-    optionally standard_c (the home's daytime standard; default ``target_c``).
+    optionally standard_c (the home's own standard over the hours it reported — 18 °C by day, 16 °C at night
+    for a flat; default ``target_c``).
 
     Buildings/entrances with fewer than ``min_homes`` reporting homes are left out of the spreads.
     """

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance, SensorFinding
+from analytics.results import AnalysisResult, CommunityStats, HomeBelow, Imbalance, OtherHomes, SensorFinding
 from heatwatch.core import schema
 from heatwatch.core.model import FieldValue, Point
 from heatwatch.core.timeutil import rfc3339, to_ns
@@ -44,7 +44,17 @@ def community_json(c: CommunityStats) -> dict[str, Any]:
         "plain_mean_c": _t(c.plain_mean_c),
         "homes_below_standard": c.homes_below_standard,
         "status": c.status,
+        "target_c": _t(c.target_c),
+        "homes_excluded": c.homes_excluded,
+        "bungalows": _other(c.bungalows),
+        "non_residential": _other(c.non_residential),
     }
+
+
+def _other(o: OtherHomes | None) -> dict[str, Any] | None:
+    if o is None:
+        return None
+    return {"homes_reporting": o.homes_reporting, "mean_c": _t(o.mean_c), "homes_below_standard": o.homes_below_standard}
 
 
 def home_json(h: HomeBelow, tz: ZoneInfo) -> dict[str, Any]:
@@ -118,7 +128,9 @@ def result_points(result: AnalysisResult, at: datetime | None = None) -> list[Po
             weighted_mean_c=c.weighted_mean_c, plain_mean_c=c.plain_mean_c, homes_registered=c.homes_registered,
             homes_reporting=c.homes_reporting, edge_homes=c.edge_homes, middle_homes=c.middle_homes,
             edge_share=c.edge_share, edge_weight=c.edge_weight, homes_below_standard=c.homes_below_standard,
-            status=c.status), ts))
+            status=c.status, target_c=c.target_c, homes_excluded=c.homes_excluded,
+            bungalow_mean_c=c.bungalows.mean_c if c.bungalows else None,
+            non_residential_mean_c=c.non_residential.mean_c if c.non_residential else None), ts))
     if result.homes is not None:
         t = result.homes
         for hid, comm, bld, mean, mn, hb, lr, thr, below, rule in zip(

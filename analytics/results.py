@@ -14,22 +14,36 @@ import pandas as pd
 
 CommunityStatus = Literal["ok", "cold", "insufficient_sample"]
 Rule = Literal["residential_day", "residential_night", "residential", "bungalow", "contract"]
-Finding = Literal["stale", "stuck", "jump", "warm", "no_sensor"]
+Finding = Literal["stale", "stuck", "jump", "warm", "no_sensor", "implausible"]
+
+
+@dataclass(frozen=True, slots=True)
+class OtherHomes:
+    """Bungalows, or non-residential (contract) homes, of one community: held to their own standard and
+    reported apart from the residential mean."""
+
+    homes_reporting: int
+    mean_c: float | None
+    homes_below_standard: int  # below their own standard
 
 
 @dataclass(frozen=True, slots=True)
 class CommunityStats:
     community: str
-    homes_registered: int
-    homes_reporting: int
-    edge_homes: int
-    middle_homes: int
-    edge_share: float | None  # e / (e + m) among reporting homes
+    homes_registered: int  # every kind
+    homes_reporting: int  # every kind, sensors trusted (excluded ones not counted)
+    edge_homes: int  # residential
+    middle_homes: int  # residential
+    edge_share: float | None  # e / (e + m) among reporting residential homes
     edge_weight: float | None  # total weight carried by edge homes in the weighted mean
-    weighted_mean_c: float | None
-    plain_mean_c: float | None
-    homes_below_standard: int
+    weighted_mean_c: float | None  # residential homes only (the 40 % rule)
+    plain_mean_c: float | None  # residential homes only
+    homes_below_standard: int  # every kind, each against its own standard
     status: CommunityStatus
+    target_c: float | None = None  # the window's target for the weighted mean (None: [standard] target_c)
+    homes_excluded: int = 0  # sensors flagged stuck / jump / warm / implausible: left out of everything above
+    bungalows: OtherHomes | None = None
+    non_residential: OtherHomes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,11 @@
 
 Rules: top, ground and gable homes make up at least ``edge_share_min`` (40 %) of the visits (about
 that share unless flagged edge homes push it up); the visits spread over buildings and over
-top / ground / gable / middle; homes flagged cold, stale or without a sensor come first. Deterministic: the same registry and
-flags give the same plan (ties broken by home id), so a plan can be re-printed and checked.
+top / ground / gable / middle; homes flagged cold, stale or without a sensor come first. Edge homes are
+residential ones: a bungalow or a shop is top and ground at once, but it does not fill the 40 % of
+flats under the roof, over the basement and at the gables (it can still be visited, like a middle home).
+Deterministic: the same registry and flags give the same plan (ties broken by home id), so a plan can be
+re-printed and checked.
 """
 
 from __future__ import annotations
@@ -57,12 +60,21 @@ def flags_from(result: AnalysisResult | None) -> dict[str, tuple[str, ...]]:
     return {k: tuple(sorted(v, key=lambda x: -FLAG_PRIORITY[x])) for k, v in out.items()}
 
 
+def _edge(h: Home) -> bool:
+    """An edge home for the 40 % rule: a residential top, ground or gable home."""
+    return h.kind == "residential" and h.edge
+
+
+def _location(h: Home) -> str:
+    return h.location if h.kind == "residential" else h.kind
+
+
 def _pick(homes: Sequence[Home], quota: int, prio: np.ndarray, taken_b: dict[str, int], taken_l: dict[str, int]) -> list[int]:
     """Greedy: highest flag priority, then the least-visited building, then the least-visited location, then id."""
     chosen: list[int] = []
     free = np.ones(len(homes), dtype=bool)
     b_names = [h.building for h in homes]
-    l_names = [h.location for h in homes]
+    l_names = [_location(h) for h in homes]
     ids = np.argsort(np.array([h.home_id for h in homes], dtype=object), kind="stable")
     rank_id = np.empty(len(homes), dtype=np.int64)
     rank_id[ids] = np.arange(len(homes))
@@ -94,8 +106,8 @@ def plan_visits(
     if size > len(homes):
         raise ValueError(f"--size {size} is more than the {len(homes)} registered homes of {community}")
     flags = flags or {}
-    edge = [h for h in homes if h.edge]
-    middle = [h for h in homes if not h.edge]
+    edge = [h for h in homes if _edge(h)]
+    middle = [h for h in homes if not _edge(h)]
     notes: list[str] = []
     want_edge = math.ceil(round(edge_share_min * size, 9))
     n_edge = min(len(edge), max(want_edge, size - len(middle)))
@@ -112,7 +124,7 @@ def plan_visits(
     #    flagged first, spread over buildings; 3. other edge homes only when middle homes run out
     picked_edge = [edge[i] for i in _pick(edge, n_edge, prio(edge), taken_b, taken_l)]
     first = {h.home_id for h in picked_edge}
-    pool = [h for h in homes if h.home_id not in first and (not h.edge or flags.get(h.home_id))]
+    pool = [h for h in homes if h.home_id not in first and (not _edge(h) or flags.get(h.home_id))]
     picked_rest = [pool[i] for i in _pick(pool, size - n_edge, prio(pool), taken_b, taken_l)]
     first |= {h.home_id for h in picked_rest}
     if len(first) < size:
@@ -120,7 +132,7 @@ def plan_visits(
         picked_rest += [last[i] for i in _pick(last, size - len(first), prio(last), taken_b, taken_l)]
     chosen = sorted([*picked_edge, *picked_rest], key=lambda h: (h.building, h.entrance, h.floor, h.home_id))
     visits = [
-        Visit(h.home_id, h.building, h.entrance, h.floor, h.location, h.edge, tuple(flags.get(h.home_id, ())), h.address)
+        Visit(h.home_id, h.building, h.entrance, h.floor, _location(h), _edge(h), tuple(flags.get(h.home_id, ())), h.address)
         for h in chosen
     ]
     n_e = sum(v.edge for v in visits)

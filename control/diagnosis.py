@@ -16,7 +16,7 @@ was applied.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -95,12 +95,20 @@ def _balancing(st: Station, stats: CommunityStats, imb: Imbalance, target_c: flo
     )
 
 
-def _home_visit(st: Station, hb: HomeBelow, address: str, stats: CommunityStats, now: datetime) -> Proposal:
+def _home_visit(st: Station, hb: HomeBelow, address: str, stats: CommunityStats, now: datetime, cfg: Config) -> Proposal:
     where = address or f"{hb.community} {hb.building}"
+    n, k = stats.homes_below_standard, max(stats.homes_reporting, 1)
+    if stats.weighted_mean_c is None:
+        context = f"{hb.community} has no residential mean; {n} of {k} homes are below their own standard"
+    elif n / k > cfg.analytics.cold_share_max:
+        context = (f"one of {n} of {k} homes below standard while {hb.community} averages "
+                   f"{stats.weighted_mean_c:.1f} °C — many at once: also check the network and the station")
+    else:
+        context = f"while {hb.community} averages {stats.weighted_mean_c:.1f} °C — an isolated cold home"
     reason = (
         f"{where} (home {hb.home_id}): {hb.hours_below} h under {hb.threshold_c:.1f} °C (mean {hb.mean_c:.1f} °C, "
-        f"lowest hour {hb.min_hourly_c:.1f} °C) while {hb.community} averages {stats.weighted_mean_c or 0:.1f} °C — "
-        "an isolated cold home: visit, clean the filter, check the radiator valves and air, measure room by room."
+        f"lowest hour {hb.min_hourly_c:.1f} °C), {context}: visit, clean the filter, check the radiator valves and "
+        "air, measure room by room."
     )
     evidence: dict[str, Any] = {
         "home_mean_c": round(hb.mean_c, 2),
@@ -110,6 +118,7 @@ def _home_visit(st: Station, hb: HomeBelow, address: str, stats: CommunityStats,
         "longest_run_h": hb.longest_run_h,
         "rule": hb.rule,
         "community_weighted_mean_c": _r(stats.weighted_mean_c, 2),
+        "homes": [hb.home_id],
     }
     return Proposal(
         proposal_id=new_proposal_id(), station_id=st.station_id, kind="home_visit", community=hb.community,
@@ -123,7 +132,6 @@ def _supply(
 ) -> Proposal | None:
     st = state.station
     design = design_for(cfg, st.station_id)
-    target = cfg.standard.target_c
     ref, ref_source = state.reference()
     if ref is None:
         return None  # no reference, no bounded step: the station check raises the implausible reading
@@ -133,7 +141,7 @@ def _supply(
         assert cs.weighted_mean_c is not None
         base_opts = [x for x in (curve, ref) if x is not None]
         base = max(base_opts) if kind == "supply" else min(base_opts)
-        wanted_per[cs.community] = feedback_supply(base, target, cs.weighted_mean_c, cfg.control.feedback_gain)
+        wanted_per[cs.community] = feedback_supply(base, target_of(cs, cfg), cs.weighted_mean_c, cfg.control.feedback_gain)
     # one setpoint serves every community: enough for the coldest, or the smallest cut that keeps all warm
     wanted = max(wanted_per.values())
     b = bound_supply(ref, wanted, cfg.control.max_step_c, st.supply_min_c, st.supply_max_c)
@@ -147,6 +155,7 @@ def _supply(
         needs, key=lambda c: c.weighted_mean_c or 0.0
     )
     wm = worst.weighted_mean_c or 0.0
+    target = target_of(worst, cfg)
     names = ", ".join(c.community for c in needs)
     curve_txt = (
         f"heating curve {curve:.1f} °C at {state.outdoor_c:.1f} °C outdoors" if curve is not None and state.outdoor_c is not None
@@ -171,7 +180,7 @@ def _supply(
         "weighted_mean_c": {c.community: _r(c.weighted_mean_c, 2) for c in needs},
         "homes_below_standard": {c.community: c.homes_below_standard for c in needs},
         "edge_share": {c.community: _r(c.edge_share, 3) for c in needs},
-        "target_c": target,
+        "target_c": {c.community: round(target_of(c, cfg), 2) for c in needs},
         "outdoor_c": _r(state.outdoor_c),
         "curve_supply_c": _r(curve, 2),
         "current_supply_c": _r(current),
@@ -200,7 +209,6 @@ def diagnose(
 ) -> list[Proposal]:
     """Proposals for every station in ``states``; ``pending`` maps a station with a pending supply
     recheck to the weighted mean measured before that change (None when unknown)."""
-    target = cfg.standard.target_c
     ceiling = cfg.control.warm_ceiling_c
     stats = {c.community: c for c in result.communities}
     imbs = {i.community: i for i in result.imbalance}
@@ -214,28 +222,36 @@ def diagnose(
         warm: list[CommunityStats] = []
         for name in st.communities:
             cs = stats.get(name)
-            if cs is None or cs.weighted_mean_c is None or cs.status == "insufficient_sample":
+            if cs is None or cs.status == "insufficient_sample":
                 continue  # no evidence, no prescription
+            target = target_of(cs, cfg)
             wm = cs.weighted_mean_c
+            if wm is None:  # no residential homes: bungalows / contract homes, each at its own standard
+                for hb in below.get(name, []):
+                    home = registry.homes.get(hb.home_id)
+                    out.append(_home_visit(st, hb, home.address if home else "", cs, now, cfg))
+                continue
             imb = imbs.get(name)
             if wm > ceiling:
                 warm.append(cs)
-            elif _is_imbalanced(imb, target, cfg.control.imbalance_spread_c):
+            elif _is_imbalanced(imb, cfg.standard.target_c, cfg.control.imbalance_spread_c):
                 assert imb is not None
-                out.append(_balancing(st, cs, imb, target, now))
+                out.append(_balancing(st, cs, imb, cfg.standard.target_c, now))
             elif wm < target - cfg.control.shortfall_margin_c:
                 short.append(cs)
             else:
                 for hb in below.get(name, []):
                     home = registry.homes.get(hb.home_id)
-                    out.append(_home_visit(st, hb, home.address if home else "", cs, now))
+                    out.append(_home_visit(st, hb, home.address if home else "", cs, now, cfg))
         note = ""
+        emergency = False
         if sid in pending:
             baseline = pending[sid]
             worst = min((c.weighted_mean_c or 0.0 for c in short), default=None)
             if worst is None or baseline is None or worst > baseline - cfg.control.emergency_drop_c:
-                continue  # wait for the recheck of the last change
+                continue  # wait for the recheck of the last change (None: an emergency change is already pending)
             note = f" — emergency: {baseline - worst:.1f} °C colder than before the pending change"
+            emergency = True
         if short:
             p = _supply(cfg, state, short, "supply", now, note)
         elif warm and len(warm) == len([n for n in st.communities if n in stats]):
@@ -243,5 +259,10 @@ def diagnose(
         else:
             p = None
         if p is not None:
-            out.append(p)
+            out.append(replace(p, evidence={**p.evidence, "emergency": True}) if emergency else p)
     return out
+
+
+def target_of(cs: CommunityStats, cfg: Config) -> float:
+    """The community's target for this window: night hours hold the night standard (analytics), else 18 °C."""
+    return cs.target_c if cs.target_c is not None else cfg.standard.target_c

@@ -108,7 +108,7 @@ class ControlLoop:
             now = self.clock()
             readings = self.read_stations(now)
             self.last_means.update({c.community: c.weighted_mean_c for c in result.communities if c.weighted_mean_c is not None})
-            pending = {p.station_id: p.before_c for p in self.proposals.pending_rechecks() if p.is_setpoint}
+            pending = self._pending_baselines()
             window_h = round((result.window_to - result.window_from).total_seconds() / 3600, 3)
             published = {sid: p.proposed_c for sid, p in self.proposals.last_published().items() if p.proposed_c is not None}
             states = station_states(self.registry, readings, published)
@@ -121,6 +121,20 @@ class ControlLoop:
         rechecked = self.run_due_rechecks(by="sweep")
         self.dispatcher.deliver_due()
         return CycleReport(proposals=made, opened=pl.opened, resolved=pl.resolved, rechecked=rechecked)
+
+    def _pending_baselines(self) -> dict[str, float | None]:
+        """Per station with a setpoint change awaiting its recheck: the weighted mean before the oldest such change
+        (an emergency is measured from there), or None when an emergency change is itself pending — one emergency
+        per recheck, so a reading that keeps falling (a sensor dying) cannot ratchet the supply up every cycle."""
+        out: dict[str, float | None] = {}
+        for p in sorted(self.proposals.pending_rechecks(), key=lambda q: q.applied_at or q.created_at):
+            if not p.is_setpoint:
+                continue
+            if p.evidence.get("emergency"):
+                out[p.station_id] = None
+            else:
+                out.setdefault(p.station_id, p.before_c)
+        return out
 
     def read_stations(self, now: datetime) -> dict[str, StationReading]:
         return read_stations(self.store, self.registry, now)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numba
@@ -21,7 +22,7 @@ NAN = np.nan
 SH = ZoneInfo("Asia/Shanghai")
 
 
-def stats(means: list[float], edge: list[bool], below: list[bool] | None = None, **kw: float) -> core.CommunityArrays:
+def stats(means: list[float], edge: list[bool], below: list[bool] | None = None, **kw: Any) -> core.CommunityArrays:
     n = len(means)
     return core.community_stats(
         np.zeros(n, dtype=np.int64), 1, np.array(edge, dtype=bool), np.array(means, dtype=float),
@@ -31,7 +32,8 @@ def stats(means: list[float], edge: list[bool], below: list[bool] | None = None,
 
 def test_edge_share_below_40_percent_weights_edge_homes_to_40() -> None:
     # e = 1 (14.0), m = 4 (20.0 each): s = 0.2 < 0.4 → 0.40 × 14 + 0.60 × 20 = 5.6 + 12 = 17.6
-    c = stats([14.0, 20.0, 20.0, 20.0, 20.0], [True, False, False, False, False])
+    # (with edge_min_homes = 1; the default of 2 does not let one edge home carry 40 % alone, below)
+    c = stats([14.0, 20.0, 20.0, 20.0, 20.0], [True, False, False, False, False], edge_min_homes=1)
     assert c.edge[0] == 1 and c.middle[0] == 4 and c.edge_share[0] == pytest.approx(0.2)
     assert c.weighted_mean_c[0] == pytest.approx(17.6)
     assert c.plain_mean_c[0] == pytest.approx(18.8)  # (14 + 80) / 5
@@ -70,10 +72,10 @@ def test_no_middle_home_is_the_plain_mean() -> None:
 
 def test_fewer_homes_than_min_sample_is_insufficient_but_weighted_mean_is_computed() -> None:
     # e = 1 (16), m = 3 (20): s = 0.25 → 0.4 × 16 + 0.6 × 20 = 18.4; only 4 < 5 homes
-    c = stats([16.0, 20.0, 20.0, 20.0], [True, False, False, False])
+    c = stats([16.0, 20.0, 20.0, 20.0], [True, False, False, False], edge_min_homes=1)
     assert c.weighted_mean_c[0] == pytest.approx(18.4)
     assert core.STATUSES[c.status[0]] == "insufficient_sample"
-    c3 = stats([16.0, 20.0, 20.0, 20.0], [True, False, False, False], min_sample=4)
+    c3 = stats([16.0, 20.0, 20.0, 20.0], [True, False, False, False], min_sample=4, edge_min_homes=1)
     assert core.STATUSES[c3.status[0]] == "ok"
 
 
@@ -91,9 +93,51 @@ def test_only_reporting_homes_count_and_share_of_cold_homes_makes_a_community_co
 def test_several_communities_in_one_pass() -> None:
     codes = np.array([0, 0, 1, 1, 1])
     c = core.community_stats(codes, 2, np.array([True, False, True, False, False]), np.array([10.0, 20.0, 16.0, 22.0, 22.0]),
-                             np.zeros(5, bool), min_sample=1)
+                             np.zeros(5, bool), min_sample=1, edge_min_homes=1)
     # community 0: s = 0.5 → plain 15; community 1: s = 1/3 → 0.4 × 16 + 0.6 × 22 = 19.6
     assert c.weighted_mean_c.tolist() == pytest.approx([15.0, 19.6])
+
+
+def test_one_edge_home_does_not_carry_40_percent_alone() -> None:
+    """Fewer than edge_min_homes (2) reporting edge homes: no weighted mean, insufficient sample; the plain
+    mean is still reported. One sensor reading 14 °C would otherwise pull nine homes at 20 °C to 17.6."""
+    c = stats([14.0] + [20.0] * 9, [True] + [False] * 9)
+    assert np.isnan(c.weighted_mean_c[0]) and core.STATUSES[c.status[0]] == "insufficient_sample"
+    assert c.plain_mean_c[0] == pytest.approx(19.4) and c.edge_weight[0] == 0.0
+    two = stats([14.0, 15.0] + [20.0] * 8, [True, True] + [False] * 8)
+    assert two.weighted_mean_c[0] == pytest.approx(0.4 * 14.5 + 0.6 * 20.0) and core.STATUSES[two.status[0]] == "cold"
+
+
+def test_excluded_sensors_count_nowhere_but_in_their_own_count() -> None:
+    means = [-30.0, 18.0, 19.0] + [20.0] * 7
+    edge = [True, True, True] + [False] * 7
+    below = [True] + [False] * 9
+    c = stats(means, edge, below, excluded=np.array([True] + [False] * 9))
+    assert c.excluded[0] == 1 and c.edge[0] == 2 and c.reporting[0] == 9 and c.below[0] == 0
+    assert c.weighted_mean_c[0] == pytest.approx(0.4 * 18.5 + 0.6 * 20.0)
+
+
+def test_bungalows_and_contract_homes_are_reported_apart_from_the_residential_mean() -> None:
+    k = [core.KIND_RESIDENTIAL] * 5 + [core.KIND_BUNGALOW] * 3 + [core.KIND_CONTRACT]
+    means = [18.0, 18.0, 19.0, 19.0, 19.0, 16.5, 16.5, 15.5, 14.0]
+    edge = [True, True, False, False, False, True, True, True, True]  # one-storey homes are top and ground
+    below = [False] * 7 + [True, False]
+    c = stats(means, edge, below, kind_code=np.array(k, dtype=np.int8))
+    assert (c.edge[0], c.middle[0]) == (2, 3) and c.weighted_mean_c[0] == pytest.approx(18.6)
+    assert c.plain_mean_c[0] == pytest.approx(18.6) and c.reporting[0] == 9 and c.below[0] == 1
+    assert c.bungalow_reporting[0] == 3 and c.bungalow_mean_c[0] == pytest.approx(16.1667, abs=1e-4)
+    assert c.bungalow_below[0] == 1 and c.contract_reporting[0] == 1 and c.contract_mean_c[0] == 14.0
+    assert core.STATUSES[c.status[0]] == "ok"
+
+
+def test_the_target_follows_the_hours_each_home_reported() -> None:
+    """Night hours hold 16 °C: the community target is 18 − 2 × the weighted night share of its homes."""
+    c = stats([17.0] * 5, [True] * 2 + [False] * 3, night_share=np.ones(5), night_drop_c=2.0)
+    assert c.target_c[0] == pytest.approx(16.0) and core.STATUSES[c.status[0]] == "ok"
+    half = stats([17.0] * 5, [True] * 2 + [False] * 3, night_share=np.full(5, 0.5), night_drop_c=2.0)
+    assert half.target_c[0] == pytest.approx(17.0) and core.STATUSES[half.status[0]] == "ok"
+    day = stats([17.0] * 5, [True] * 2 + [False] * 3, night_share=np.zeros(5), night_drop_c=2.0)
+    assert day.target_c[0] == pytest.approx(18.0) and core.STATUSES[day.status[0]] == "cold"
 
 
 def scan_one(

@@ -109,6 +109,7 @@ def reference(rows: list[dict[str, str]], homes: dict[str, dict[str, object]], s
         if start <= ts < end:
             hourly[r["home_id"]][_hour(ts)].append(float(r[value_col]))
     window_t: dict[str, float] = {}
+    night_share: dict[str, float] = {}  # of the hours each home reported
     below: dict[str, tuple[int, int]] = {}
     hours = []
     h = _hour(start)
@@ -118,6 +119,7 @@ def reference(rows: list[dict[str, str]], homes: dict[str, dict[str, object]], s
     for hid, by_hour in hourly.items():
         means = {hh: sum(v) / len(v) for hh, v in by_hour.items()}
         window_t[hid] = sum(means.values()) / len(means)
+        night_share[hid] = sum(1 for hh in means if not 6 <= hh.hour < 21) / len(means)
         home = homes[hid]
         run = best = total = 0
         for hh in hours:
@@ -137,26 +139,34 @@ def reference(rows: list[dict[str, str]], homes: dict[str, dict[str, object]], s
     out: dict[str, dict[str, float | int | str | None]] = {}
     for comm in sorted({str(h["community"]) for h in homes.values()}):
         members = [hid for hid in window_t if homes[hid]["community"] == comm]
-        edge = [window_t[h] for h in members if homes[h]["edge"]]
-        middle = [window_t[h] for h in members if not homes[h]["edge"]]
+        # the 40 % rule is about residential homes; bungalows and contract homes meet their own standard
+        flats = [h for h in members if homes[h]["kind"] == "residential"]
+        edge_ids = [h for h in flats if homes[h]["edge"]]
+        middle_ids = [h for h in flats if not homes[h]["edge"]]
+        edge = [window_t[h] for h in edge_ids]
+        middle = [window_t[h] for h in middle_ids]
         e, m = len(edge), len(middle)
         s = e / (e + m) if e + m else None
         plain = (sum(edge) + sum(middle)) / (e + m) if e + m else None
-        if e + m and ((s is not None and s >= 0.40) or m == 0):
+        if e >= 2 and ((s is not None and s >= 0.40) or m == 0):  # at least 2 edge homes (edge_min_homes)
             weighted: float | None = plain
-        elif e and m:
+            night = sum(night_share[h] for h in flats) / (e + m)
+        elif e >= 2 and m:
             weighted = 0.40 * sum(edge) / e + 0.60 * sum(middle) / m
+            night = (0.40 * sum(night_share[h] for h in edge_ids) / e
+                     + 0.60 * sum(night_share[h] for h in middle_ids) / m)
         else:
-            weighted = None
+            weighted, night = None, 0.0
+        target = 18.0 - 2.0 * night  # night hours hold 16 °C
         n_below = sum(1 for h in members if h in below)
-        if e + m < 5 or e == 0:
+        if e + m < 5 or e < 2:
             status = "insufficient_sample"
-        elif (weighted is not None and weighted < 18.0) or n_below / (e + m) > 0.25:
+        elif (weighted is not None and weighted < target) or n_below / len(members) > 0.25:
             status = "cold"
         else:
             status = "ok"
         out[comm] = {"edge": e, "middle": m, "share": s, "weighted": weighted, "plain": plain, "status": status,
-                     "below": n_below}
+                     "below": n_below, "reporting": len(members)}
     return out, below
 
 
@@ -226,7 +236,7 @@ def test_analyze_on_influxd_matches_the_definitions_and_the_truth(
     for comm, r in ref.items():
         g = got[comm]
         assert (g["edge_homes"], g["middle_homes"]) == (r["edge"], r["middle"]), comm
-        assert g["homes_reporting"] == int(r["edge"]) + int(r["middle"])  # type: ignore[call-overload]
+        assert g["homes_reporting"] == r["reporting"] and g["homes_excluded"] == 0
         assert g["edge_share"] == pytest.approx(r["share"], abs=0.005)
         assert g["weighted_mean_c"] == pytest.approx(r["weighted"], abs=0.006)
         assert g["plain_mean_c"] == pytest.approx(r["plain"], abs=0.006)

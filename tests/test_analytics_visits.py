@@ -102,3 +102,16 @@ def test_plan_properties(n_buildings: int, floors: int, per_floor: int, size: in
     # every flagged home is in the plan when the plan has room for all of them
     if len(flags) <= size - math.ceil(0.4 * size):
         assert set(flags) <= {v.home_id for v in plan.visits}
+
+
+def test_bungalows_and_contract_homes_do_not_fill_the_edge_quota() -> None:
+    """One-storey homes are top and ground at once, but the 40 % are of residential edge homes (楼顶/楼底/山墙)."""
+    flats = building("1号楼")  # 24 flats: 16 top, ground or gable, 8 middle
+    bungalows = [Home(f"P{i:02d}", C, "平房区", "", 1, 1, False, "bungalow", None, "S1") for i in range(20)]
+    shop = [Home("N1", C, "配套用房", "", 1, 1, False, "non_residential", 16.0, "S1")]
+    plan = plan_visits(reg(flats, bungalows, shop), C, 10)
+    residential_edge = {h.home_id for h in flats if h.edge}
+    assert sum(v.home_id in residential_edge for v in plan.visits) >= 4
+    assert plan.edge_visits == sum(v.home_id in residential_edge for v in plan.visits)
+    assert all(not v.edge for v in plan.visits if not v.home_id.startswith("1号楼"))
+    assert {v.location for v in plan.visits if v.home_id.startswith("P")} <= {"bungalow"}

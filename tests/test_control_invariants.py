@@ -292,3 +292,28 @@ def test_a_step_that_is_unsafe_when_it_falls_due_is_withdrawn_not_sent(tmp_path:
     finally:
         loop.shutdown()
         store.close()
+
+
+def test_one_emergency_per_pending_recheck(tmp_path: Path) -> None:
+    """A mean that keeps falling (a dying sensor the health rules have not caught yet) gets one emergency
+    change while the first change awaits its recheck, not a raise every cycle."""
+    c = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "data")}, "alerts": {"mqtt": False},
+                                           "control": {"auto_apply": True}})
+    store = SqliteStore(tmp_path / "s.sqlite")
+    clock = SettableClock(NOW)
+    rec = Recorder()
+    rec.clock = clock
+    loop = ControlLoop(c, Registry(HOMES, {"S1": ST}), store, clock, rec, analyze=lambda *a, **k: result(None))
+    loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]
+    try:
+        made = []
+        for k, mean in enumerate([17.0, 16.8, 15.5, 14.0, 12.5, 11.0]):
+            store.write([Point(schema.STATION, {"station_id": "S1"}, {"supply_c": 50.0 + 3 * min(k, 2), "flow_m3h": 80.0},
+                               to_ns(clock() - timedelta(minutes=5)))])
+            made += [p for p in loop.evaluate(replace(result(mean, "cold"), window_to=clock())).proposals if p.is_setpoint]
+            clock.advance(hours=3)
+        assert len(made) == 2 and "emergency" not in made[0].reason and "emergency" in made[1].reason
+        assert [b["supply_c"] for _, b in rec.sent] == [53.0, 56.0]
+    finally:
+        loop.shutdown()
+        store.close()

@@ -232,6 +232,8 @@ class AnalyticsSettings(_Section):
     no_sensor_after_days: float = Field(30.0, gt=0)  # no sensor reading this long = home without a sensor
     imbalance_warm_margin_c: float = Field(2.0, ge=0)  # building mean over target + this = warm building
     imbalance_min_homes: int = Field(1, ge=1)  # reporting homes a building/entrance needs to enter the spread
+    edge_min_homes: int = Field(2, ge=1)  # reporting edge homes a weighted mean needs (one must not carry 40 % alone)
+    implausible_below_c: float = 5.0  # an hourly mean under this is a broken sensor, not a home: left out
 
 
 class StationDesign(_Section):
