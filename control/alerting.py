@@ -19,6 +19,7 @@ from control.alerts.dispatch import Dispatcher
 from control.alerts.model import Candidate, WorkOrder
 from control.alerts.repo import AlertRepo
 from control.alerts.rules import (
+    TELEMETRY_OUTAGE,
     Observation,
     StationReading,
     observe_analysis,
@@ -94,9 +95,24 @@ class Alerting:
         merged = Observation(obs.candidates + st_obs.candidates, {**obs.healthy, **st_obs.healthy})
         pl = plan(self.repo.open_alerts(), merged, self.registry, self.cfg, now)
         pl.opened += self._collector_alarm_orders(now)
-        self.repo.record(pl.opened, pl.updated, pl.resolved, pl.recovering, at=now)
-        self.points.alerts([*pl.opened, *pl.updated, *pl.resolved], now)
+        self.repo.record(pl.opened, [*pl.updated, *pl.escalated], pl.resolved, pl.recovering, at=now)
+        self.points.alerts([*pl.opened, *pl.updated, *pl.escalated, *pl.resolved], now)
         return pl
+
+    def store_unreachable(self, error: str, now: datetime) -> list[WorkOrder]:
+        """The store does not answer: readings cannot be stored or analysed. One ``telemetry_outage`` order
+        (the same one an ingestion stop opens); it resolves when an analysis sees readings flowing again."""
+        if any(o.order.key == TELEMETRY_OUTAGE for o in self.repo.open_alerts()):
+            return []
+        order = WorkOrder.from_candidate(Candidate(
+            key=TELEMETRY_OUTAGE, category="telemetry_outage",
+            content=(f"the store does not answer ({error}): readings are neither stored nor analysed — the collectors "
+                     "spool them meanwhile. Check the database and its disk; one order for all sensors and stations."),
+            evidence={"error": error}, responsible_unit=self.cfg.alerts.responsible_unit or "operations (collector and store)",
+            deadline_h=self.cfg.alerts.station_response_h, severity="urgent", source="heatwatch control",
+        ), now)
+        self.repo.record(opened=[order], at=now)
+        return [order]
 
     def _collector_alarm_orders(self, now: datetime) -> list[WorkOrder]:
         """Collectors' alarms in the store (a broker that lost their session) become urgent orders, once each."""
@@ -123,7 +139,7 @@ class Alerting:
                       "proposed_c": p.proposed_c},
             station_id=p.station_id, community=p.community, home_id=p.home_id, address=where,
             contact=home.contact if home else "", responsible_unit=unit_of(self.cfg, st, p.station_id),
-            deadline_h=a.home_check_h if p.kind == "home_visit" else a.station_response_h, severity="urgent",
+            deadline_h=a.urgent_response_h if p.kind == "home_visit" else a.station_response_h, severity="urgent",
             source="heatwatch recheck",
         )
         order = WorkOrder.from_candidate(cand, now)

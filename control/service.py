@@ -40,6 +40,7 @@ from control.rechecks import AnalyzeFn, Jobs, Rechecker
 from control.repo import ProposalRepo
 from control.setpoints import ApplyError, Setpoints
 from control.stations import read_stations, station_states
+from heatwatch.core import schema
 from heatwatch.core.config import Config
 from heatwatch.core.registry import Registry
 from heatwatch.core.timeutil import Clock, utc_now
@@ -59,6 +60,7 @@ class CycleReport:
     opened: list[WorkOrder] = field(default_factory=list)
     resolved: list[WorkOrder] = field(default_factory=list)
     rechecked: list[Proposal] = field(default_factory=list)
+    escalated: list[WorkOrder] = field(default_factory=list)  # open orders that got worse (e.g. an outage past 8 h)
 
 
 class ControlLoop:
@@ -120,7 +122,8 @@ class ControlLoop:
         self.publish_due_setpoints()
         rechecked = self.run_due_rechecks(by="sweep")
         self.dispatcher.deliver_due()
-        return CycleReport(proposals=made, opened=pl.opened, resolved=pl.resolved, rechecked=rechecked)
+        return CycleReport(proposals=made, opened=pl.opened, resolved=pl.resolved, rechecked=rechecked,
+                           escalated=pl.escalated)
 
     def _pending_baselines(self) -> dict[str, float | None]:
         """Per station with a setpoint change awaiting its recheck: the weighted mean before the oldest such change
@@ -137,7 +140,20 @@ class ControlLoop:
         return out
 
     def read_stations(self, now: datetime) -> dict[str, StationReading]:
-        return read_stations(self.store, self.registry, now)
+        return read_stations(self.store, self.registry, now, self.cfg)
+
+    def watch_store(self) -> list[WorkOrder]:
+        """Does the store answer? When it does not, one ``telemetry_outage`` order (the scheduler asks every
+        ``analytics.interval_min``: a store that is down also stops the analyses that would notice)."""
+        now = self.clock()
+        try:
+            self.store.query(schema.COLLECTOR_ALARMS, now - timedelta(minutes=1), now)
+        except (StoreUnavailable, StoreError) as exc:
+            with self._lock:
+                opened = self.alerting.store_unreachable(str(exc) or type(exc).__name__, now)
+            self.dispatcher.deliver_due()
+            return opened
+        return []
 
     def _measured_supply(self, station_id: str) -> float | None:
         """The station's supply as measured now: the reference of its first setpoint."""
@@ -225,9 +241,19 @@ class ControlLoop:
             self.dispatcher.deliver_due, "interval", seconds=self.cfg.alerts.redeliver_interval_s, id="alerts-redeliver",
             jobstore="memory", replace_existing=True,
         )
+        scheduler.add_job(
+            self._watch_store_job, "interval", minutes=self.cfg.analytics.interval_min, id="store-watch",
+            jobstore="memory", replace_existing=True,
+        )
         self.jobs.scheduler = scheduler
         scheduler.start()
         return self
+
+    def _watch_store_job(self) -> None:
+        try:
+            self.watch_store()
+        except Exception:  # a job must not die silently; the next run tries again
+            log.exception("store watch failed")
 
     def _coldsnap_job(self) -> None:
         try:

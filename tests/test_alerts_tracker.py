@@ -61,7 +61,8 @@ def test_one_open_alert_per_home_then_resolve_after_hysteresis(tmp_path: Path) -
     [o] = p.opened
     assert o.category == "home_below_standard" and o.home_id == "H1" and o.station_id == "S1"
     assert o.address == "幸福小区2号楼201" and o.contact == "138-0000-0000" and o.responsible_unit == "幸福换热站"
-    assert o.deadline == T0 + timedelta(hours=24) and o.severity == "normal" and "室温不达标" in o.fault_category
+    # "not warm" is urgent within 2 h, however shallow (004); the room-by-room measurement keeps its 24 h
+    assert o.deadline == T0 + timedelta(hours=2) and o.severity == "urgent" and "室温不达标" in o.fault_category
     # still cold: no duplicate
     assert loop.cycle(res([hb("H1")], {"H1": 16.4}), T0 + timedelta(hours=1)).opened == []
     # above threshold but inside the 0.5 °C margin: not recovering
@@ -131,11 +132,16 @@ def test_station_faults_outage_curve_pressure() -> None:
     now = T0
     ok = StationReading("S1", now - timedelta(minutes=5), 52.0, 40.0, 450.0, 300.0, 80.0, 0.0)
     obs = observe_stations({"S1": ok}, REG, c, now)
-    assert obs.candidates == [] and obs.healthy == {"station_fault:S1": True}
-    out = StationReading("S1", now - timedelta(hours=9), 52.0, 40.0, 450.0, 440.0, 80.0, 0.0)
+    assert obs.candidates == [] and obs.healthy == {"station_fault:S1": True, "telemetry_lost:S1": True}
+    # an outage is measured (no flow for 9 h), not inferred from silence; silence is lost telemetry, no notice
+    out = StationReading("S1", now - timedelta(minutes=5), 52.0, 40.0, 450.0, 440.0, 0.0, 0.0,
+                         outage_since=now - timedelta(hours=9))
     [cand] = observe_stations({"S1": out}, REG, c, now).candidates
     assert cand.notify_users and "9.0 h" in cand.content and "announce" in cand.content
     assert "pressure drop" in cand.content and cand.deadline_h == 1.0
+    silent = StationReading("S1", now - timedelta(hours=9), 52.0, 40.0, 450.0, 440.0, 80.0, 0.0)
+    [cand] = observe_stations({"S1": silent}, REG, c, now).candidates
+    assert cand.category == "telemetry_lost" and not cand.notify_users
     cold = StationReading("S1", now - timedelta(minutes=5), 38.0, 33.0, 450.0, 300.0, 80.0, 0.0)
     [cand] = observe_stations({"S1": cold}, REG, c, now).candidates
     assert "under the heating curve" in cand.content and not cand.notify_users
@@ -145,7 +151,8 @@ def test_station_fault_groups_even_a_few_cold_homes_into_one_incident(tmp_path: 
     c = cfg(storm_min_homes=5)
     loop = Loop(tmp_path, c)
     obs = observe_analysis(res([hb("H1"), hb("H2")], {}), REG, c)
-    down = observe_stations({"S1": StationReading("S1", T0 - timedelta(hours=3), None)}, REG, c, T0)
+    down = observe_stations({"S1": StationReading("S1", T0 - timedelta(minutes=5), None, flow_m3h=0.0,
+                                                  outage_since=T0 - timedelta(hours=3))}, REG, c, T0)
     obs.candidates += down.candidates
     obs.healthy.update(down.healthy)
     p = plan(loop.repo.open_alerts(), obs, REG, c, T0)

@@ -425,9 +425,15 @@ def test_the_release_returns_to_the_curve_with_the_feedback_it_was_planned_with(
 
 
 def test_station_outage_alert_flags_user_notice(tmp_path: Path) -> None:
+    """A measured outage (no flow) of more than 8 h asks for a user notice; a station silent for 9 h is lost
+    telemetry and asks for none (silence is not an outage)."""
     cfg = cfg_for(tmp_path)
     store = SqliteStore(tmp_path / "s.sqlite")
-    seed_station(store, T0 - timedelta(hours=9))
+    t = T0 - timedelta(hours=9)
+    while t <= T0:
+        store.write([Point(schema.STATION, {"station_id": "S1"}, {"supply_c": 30.0, "return_c": 29.0, "flow_m3h": 0.0},
+                           to_ns(t))])
+        t += timedelta(minutes=30)
     loop = ControlLoop(cfg, REG, store, SettableClock(T0), Recorder(), analyze=Analyses())
     try:
         rep = loop.evaluate(result(T0, 18.5))
@@ -435,6 +441,15 @@ def test_station_outage_alert_flags_user_notice(tmp_path: Path) -> None:
         assert o.notify_users and o.station_id == "S1" and o.deadline == T0 + timedelta(hours=1)
         df = store.query(schema.ALERTS, T0 - timedelta(minutes=1), T0 + timedelta(minutes=1))
         assert "station_fault" in set(df["category"])
+    finally:
+        loop.shutdown()
+        store.close()
+    store = SqliteStore(tmp_path / "silent.sqlite")
+    seed_station(store, T0 - timedelta(hours=9))
+    loop = ControlLoop(cfg_for(tmp_path / "b"), REG, store, SettableClock(T0), Recorder(), analyze=Analyses())
+    try:
+        opened = loop.evaluate(result(T0, 18.5)).opened
+        assert [a.category for a in opened] == ["telemetry_lost"] and not opened[0].notify_users
     finally:
         loop.shutdown()
         store.close()

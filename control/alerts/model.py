@@ -14,7 +14,8 @@ from typing import Any, Literal
 from heatwatch.core.timeutil import rfc3339
 
 Category = Literal[
-    "home_below_standard", "community_cold", "sensor_stale", "station_fault", "recheck_not_improved", "broker_session_lost"
+    "home_below_standard", "community_cold", "sensor_stale", "station_fault", "recheck_not_improved", "broker_session_lost",
+    "telemetry_lost", "telemetry_outage",
 ]
 CATEGORIES: tuple[str, ...] = (
     "home_below_standard",
@@ -23,6 +24,8 @@ CATEGORIES: tuple[str, ...] = (
     "station_fault",
     "recheck_not_improved",
     "broker_session_lost",
+    "telemetry_lost",
+    "telemetry_outage",
 )
 Status = Literal["open", "acked", "resolved"]
 Event = Literal["open", "update", "ack", "resolve"]
@@ -35,6 +38,8 @@ FAULT_NAMES: dict[str, str] = {
     "station_fault": "换热站故障 station fault",
     "recheck_not_improved": "调整后复查未改善 recheck not improved",
     "broker_session_lost": "数据采集会话丢失 broker lost the collector's session",
+    "telemetry_lost": "换热站数据中断 station telemetry lost",
+    "telemetry_outage": "数据采集中断 readings stopped arriving",
 }
 # categories that recover only after the hysteresis hold (temperature, not a switch)
 HYSTERESIS = frozenset({"home_below_standard", "community_cold"})

@@ -289,12 +289,15 @@ class AlertsSettings(_Section):
     urgent_below_c: float = Field(2.0, ge=0)  # this far under the threshold = urgent
     station_response_h: float = Field(1.0, gt=0)
     outage_notice_h: float = Field(8.0, gt=0)  # longer outages must be announced to users
-    outage_after_min: float = Field(30.0, gt=0)  # no station reading this long = outage
+    outage_after_min: float = Field(30.0, gt=0)  # outage evidence this long = outage; no reading this long = telemetry lost
     under_curve_c: float = Field(8.0, gt=0)  # supply this far under the heating curve = station fault
     min_diff_kpa: float = Field(20.0, ge=0)  # supply - return pressure under this = pressure drop
     recover_margin_c: float = Field(0.5, ge=0)
     recover_hold_h: float = Field(2.0, ge=0)
     storm_min_homes: int = Field(5, ge=2)  # this many new cold homes under one community = one incident
+    no_flow_m3h: float = Field(0.0, ge=0)  # station flow at or under this: stopped (evidence of a heat outage)
+    outage_spread_c: float = Field(3.0, gt=0)  # supply within this of the return (or outdoors): no heat delivered
+    telemetry_outage_share: float = Field(0.5, gt=0, le=1)  # this share of sensors silent at once: ingestion stopped
     responsible_unit: str = ""  # default: the station's name
 
 
