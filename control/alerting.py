@@ -123,8 +123,9 @@ class Alerting:
             return []
         return [WorkOrder.from_candidate(c, now) for c in observe_collector_alarms(df, self.cfg) if not self.repo.has_key(c.key)]
 
-    def recheck_not_improved(self, p: Proposal, now: datetime) -> WorkOrder:
-        """An urgent order to dispatch: the change ``p`` was rechecked and did not help."""
+    def recheck_not_improved(self, p: Proposal, now: datetime, why: str = "") -> WorkOrder:
+        """An urgent order to dispatch: the change ``p`` was rechecked and the homes that asked for it are not
+        at their standard (``why`` names them)."""
         st = self.registry.stations.get(p.station_id)
         home = self.registry.homes.get(p.home_id) if p.home_id else None
         where = (home.address if home else "") or p.community or (st.name if st else p.station_id)
@@ -133,7 +134,8 @@ class Alerting:
             key=f"recheck_not_improved:{p.proposal_id}", category="recheck_not_improved",
             content=(
                 f"{where}: the {p.kind} change {p.proposal_id} applied {rfc3339(p.applied_at or now, self.cfg.general.tz)} "
-                f"did not help — before {p.before_c} °C, after {p.after_c} °C. Original reason: {p.reason}"
+                f"did not help — {why + '; ' if why else ''}before {p.before_c} °C, after {p.after_c} °C. "
+                f"Original reason: {p.reason}"
             ),
             evidence={"proposal_id": p.proposal_id, "kind": p.kind, "before_c": p.before_c, "after_c": p.after_c,
                       "proposed_c": p.proposed_c},

@@ -15,7 +15,7 @@ was applied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -70,7 +70,9 @@ def _is_imbalanced(imb: Imbalance | None, target_c: float, spread_c: float) -> b
     return bool(warm_enough) and (imb.building_spread_c or 0.0) >= spread_c
 
 
-def _balancing(st: Station, stats: CommunityStats, imb: Imbalance, target_c: float, now: datetime) -> Proposal:
+def _balancing(
+    st: Station, stats: CommunityStats, imb: Imbalance, target_c: float, now: datetime, homes: Sequence[str] = ()
+) -> Proposal:
     warm = list(imb.warm_buildings) or sorted(b for b, m in imb.building_means_c.items() if m >= target_c)
     cold = list(imb.cold_buildings)
     means = ", ".join(f"{b} {m:.1f} °C" for b, m in sorted(imb.building_means_c.items()))
@@ -87,6 +89,7 @@ def _balancing(st: Station, stats: CommunityStats, imb: Imbalance, target_c: flo
         "entrance_spread_c": _r(imb.entrance_spread_c, 2),
         "open_valves": cold,
         "throttle_valves": warm,
+        "homes": list(homes),
     }
     return Proposal(
         proposal_id=new_proposal_id(), station_id=st.station_id, kind="balancing", community=stats.community,
@@ -128,7 +131,8 @@ def _home_visit(st: Station, hb: HomeBelow, address: str, stats: CommunityStats,
 
 
 def _supply(
-    cfg: Config, state: StationState, needs: list[CommunityStats], kind: str, now: datetime, note: str = ""
+    cfg: Config, state: StationState, needs: list[CommunityStats], kind: str, now: datetime, note: str = "",
+    homes: Sequence[str] = (),
 ) -> Proposal | None:
     st = state.station
     design = design_for(cfg, st.station_id)
@@ -190,6 +194,7 @@ def _supply(
         "wanted_supply_c": round(wanted, 2),
         "limited_by": list(b.limited_by),
         "supply_range_c": [st.supply_min_c, st.supply_max_c],
+        "homes": list(homes),  # the homes below standard that asked for it: the recheck judges them
     }
     return Proposal(
         proposal_id=new_proposal_id(), station_id=st.station_id, kind=kind,  # type: ignore[arg-type]
@@ -236,7 +241,8 @@ def diagnose(
                 warm.append(cs)
             elif _is_imbalanced(imb, cfg.standard.target_c, cfg.control.imbalance_spread_c):
                 assert imb is not None
-                out.append(_balancing(st, cs, imb, cfg.standard.target_c, now))
+                cold_homes = [hb.home_id for hb in below.get(name, []) if hb.building in imb.cold_buildings]
+                out.append(_balancing(st, cs, imb, cfg.standard.target_c, now, cold_homes))
             elif wm < target - cfg.control.shortfall_margin_c:
                 short.append(cs)
             else:
@@ -253,7 +259,8 @@ def diagnose(
             note = f" — emergency: {baseline - worst:.1f} °C colder than before the pending change"
             emergency = True
         if short:
-            p = _supply(cfg, state, short, "supply", now, note)
+            cold_homes = [hb.home_id for c in short for hb in below.get(c.community, [])]
+            p = _supply(cfg, state, short, "supply", now, note, cold_homes)
         elif warm and len(warm) == len([n for n in st.communities if n in stats]):
             p = _supply(cfg, state, warm, "lower_supply", now)
         else:

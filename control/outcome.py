@@ -1,8 +1,22 @@
-"""Did the change help? The recheck's verdict from before/after temperatures (pure)."""
+"""Did the change help? The recheck's verdict on the homes that asked for it (pure).
+
+A change is judged on what caused it (000 section 五: check the temperature again 48 h after adjusting):
+
+- the homes below standard when it was proposed (``evidence["homes"]``: a visit's home, a supply raise's
+  or a balancing job's cold homes): improved when every one of them that reports is at its standard now;
+  not improved when any is still below it, or none reports (no data is no evidence);
+- a change no home asked for (a community mean under target with no home below standard for two hours, a
+  cold-snap step): improved when the community mean reached its target or rose by ``improve_min_c``;
+- a lowering: improved when the warmest mean is back between its target and the ceiling and no home
+  of the communities it served fell below standard;
+- confounded (decided by the caller): another change took effect at the same station inside the window,
+  so nobody can say which one did it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from analytics.results import AnalysisResult
 from control.proposal import Outcome, Proposal
@@ -22,15 +36,48 @@ def measured(p: Proposal, results: Sequence[AnalysisResult]) -> float | None:
     return max(means) if p.kind == "lower_supply" else min(means)
 
 
-def judge(p: Proposal, after_c: float | None, target_c: float, ceiling_c: float, improve_min_c: float) -> Outcome:
-    if after_c is None:
-        return "not_improved"  # no data after the change is not evidence that it worked
-    before = p.before_c
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    after_c: float | None
+    still_below: tuple[str, ...] = ()  # of the homes that caused it
+    no_data: tuple[str, ...] = ()  # of the homes that caused it: no reading in the window
+    why: str = ""
+
+
+def caused_by(p: Proposal) -> tuple[str, ...]:
+    homes = p.evidence.get("homes")
+    if homes:
+        return tuple(str(h) for h in homes)
+    return (p.home_id,) if p.kind == "home_visit" and p.home_id else ()
+
+
+def judge(p: Proposal, results: Sequence[AnalysisResult], target_c: float, ceiling_c: float, improve_min_c: float) -> Verdict:
+    after = measured(p, results)
+    below = {hb.home_id for r in results for hb in r.homes_below_standard}
+    reporting = {h for r in results for h in r.home_means_c}
+    targets = [c for r in results for c in r.communities if c.community in p.targets]
+    window_target = min((c.target_c for c in targets if c.target_c is not None), default=target_c)
     if p.kind == "lower_supply":
-        return "improved" if target_c <= after_c <= ceiling_c else "not_improved"
-    goal = float(p.evidence.get("threshold_c", target_c)) if p.kind == "home_visit" else target_c
-    if after_c >= goal:
-        return "improved"
-    if before is not None and after_c - before >= improve_min_c:
-        return "improved"
-    return "not_improved"
+        cold = sorted(below)  # the results are the analyses of the communities it served
+        ok = after is not None and window_target <= after <= ceiling_c and not cold
+        why = "back between target and ceiling" if ok else (
+            "no data" if after is None else f"homes below standard after the cut: {', '.join(cold)}" if cold
+            else "not between target and ceiling")
+        return Verdict("improved" if ok else "not_improved", after, tuple(cold), (), why)
+    homes = caused_by(p)
+    if homes:
+        still = tuple(h for h in homes if h in below)
+        silent = tuple(h for h in homes if h not in reporting and h not in below)
+        if still:
+            return Verdict("not_improved", after, still, silent, f"still below standard: {', '.join(still)}")
+        if len(silent) == len(homes):
+            return Verdict("not_improved", after, (), silent, "no reading from those homes after the change")
+        return Verdict("improved", after, (), silent, "every home that asked for it is at its standard")
+    if after is None:
+        return Verdict("not_improved", None, (), (), "no data after the change")  # not evidence that it worked
+    if after >= window_target:
+        return Verdict("improved", after, why="the community mean reached its target")
+    if p.before_c is not None and after - p.before_c >= improve_min_c:
+        return Verdict("improved", after, why=f"the community mean rose by {after - p.before_c:.1f} °C")
+    return Verdict("not_improved", after, why="the community mean is under its target and did not rise enough")

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 
 from analytics.results import AnalysisResult
 from control.db import jobstore_url
-from control.outcome import judge, measured
+from control.outcome import judge
 from control.points import PointWriter
 from control.proposal import Proposal
 from control.repo import ProposalRepo
@@ -151,7 +151,7 @@ class Jobs:
 
 
 class Rechecker:
-    """Re-runs analytics after an applied change and records improved / not improved, exactly once.
+    """Re-runs analytics after an applied change and records improved / not improved / confounded, exactly once.
 
     ``analyze`` stands in for ``analytics.engine.analyze`` (tests); a ``not_improved`` verdict opens an
     urgent work order through ``alerting``.
@@ -205,19 +205,41 @@ class Rechecker:
             else:
                 comms = list(p.targets) or [p.community]
             results = [self.analyze(start, now, c) for c in comms if c]
-            after = measured(p, results)
             c = self.cfg.control
-            outcome = judge(p, after, self.cfg.standard.target_c, c.warm_ceiling_c, c.improve_min_c)
-            detail = {"by": by, "window_h": round(window_h, 4), "communities": comms}
+            verdict = judge(p, results, self.cfg.standard.target_c, c.warm_ceiling_c, c.improve_min_c)
+            after = verdict.after_c
+            others = self.confounders(p, changed, now)
+            outcome = "confounded" if others else verdict.outcome
+            detail = {"by": by, "window_h": round(window_h, 4), "communities": comms, "why": verdict.why,
+                      "still_below": list(verdict.still_below), "no_data": list(verdict.no_data),
+                      "confounded_by": [o.proposal_id for o in others]}
             new = self.proposals.record_recheck(p, outcome, None if after is None else round(after, 2), (start, now), now, detail)
             if new is None:
                 return None
             self.points.proposals([new], now)
             loop_log.info("recheck of %s: %s (before %s °C, after %s °C)", proposal_id, outcome, p.before_c, new.after_c)
             if outcome == "not_improved":
-                self.alerting.recheck_not_improved(new, now)
+                self.alerting.recheck_not_improved(new, now, verdict.why)
         self.alerting.deliver_due()
         return new
+
+    def confounders(self, p: Proposal, since: datetime, now: datetime) -> list[Proposal]:
+        """Other changes that took effect at ``p``'s station between ``p`` and its recheck: a setpoint sent (a
+        cold-snap step, an operator's change), or balancing done in a community ``p`` served. Either could have
+        made the difference, so the recheck cannot credit or blame ``p``."""
+        out = []
+        for q in self.proposals.find(statuses=["applied", "rechecked"], station_id=p.station_id, limit=100_000):
+            if q.proposal_id == p.proposal_id:
+                continue
+            if q.is_setpoint:
+                at = q.published_at
+            elif q.kind == "balancing" and p.kind != "home_visit" and q.community in p.targets:
+                at = q.applied_at
+            else:
+                continue
+            if at is not None and since < at <= now:
+                out.append(q)
+        return sorted(out, key=lambda q: q.published_at or q.applied_at or q.created_at)
 
     def run_due(self, by: str = "sweep") -> list[Proposal]:
         """Every applied change whose recheck is due on the clock (the sweep behind the scheduler's jobs)."""
