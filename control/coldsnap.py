@@ -12,6 +12,7 @@ its setpoint history. It returns proposals and stores nothing; the control loop 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -87,6 +88,44 @@ def forecast_from_store(store: Store, site_id: str, now: datetime, horizon: time
 
 
 @dataclass(frozen=True, slots=True)
+class ForecastCheck:
+    """Is a forecast fit to drive a ramp? Unusable ones drive nothing (and cancel nothing); a jump is flagged."""
+
+    usable: bool
+    problems: tuple[str, ...] = ()
+    jump_c: float | None = None  # the largest change from the previous issue at a common hour, when over the limit
+    jump_at: datetime | None = None
+
+
+def check_forecast(forecast: Forecast, previous: Forecast | None, cfg: Config) -> ForecastCheck:
+    """Values inside the plausible outdoor range (``[limits] outdoor_min_c..outdoor_max_c``), changing no faster
+    than ``forecast_max_rate_c_per_h``; a target hour more than ``forecast_jump_c`` off the previous issue is a
+    jump — usable, but what it plans waits for an operator."""
+    lim, c = cfg.limits, cfg.control
+    problems: list[str] = []
+    for t, v in forecast:
+        if not lim.outdoor_min_c <= v <= lim.outdoor_max_c:
+            problems.append(f"{v:.1f} °C at {rfc3339(t)} is outside the plausible {lim.outdoor_min_c:g}..{lim.outdoor_max_c:g} °C")
+            break
+    for (t0, v0), (t1, v1) in itertools.pairwise(forecast):
+        hours = (t1 - t0).total_seconds() / 3600
+        if hours > 0 and abs(v1 - v0) / hours > c.forecast_max_rate_c_per_h:
+            problems.append(f"it changes {abs(v1 - v0):.1f} °C in {'an hour' if hours == 1 else f'{hours:g} h'} at "
+                            f"{rfc3339(t1)} (implausible above {c.forecast_max_rate_c_per_h:g} °C/h)")
+            break
+    if problems:
+        return ForecastCheck(False, tuple(problems))
+    if previous:
+        before = dict(previous)
+        diffs = [(abs(v - before[t]), t) for t, v in forecast if t in before]
+        if diffs:
+            worst, at = max(diffs, key=lambda d: (d[0], -d[1].timestamp()))
+            if worst > c.forecast_jump_c:
+                return ForecastCheck(True, (), worst, at)
+    return ForecastCheck(True)
+
+
+@dataclass(frozen=True, slots=True)
 class ColdSnap:
     arrival: datetime  # first forecast hour past the threshold / drop
     min_c: float
@@ -110,6 +149,16 @@ def detect(
         if v <= ref - drop_c:
             return ColdSnap(t, min_c, min_at, "drop", ref)
     return None
+
+
+def snap_still_forecast(step: Proposal, forecast: Forecast, cfg: Config, now: datetime) -> bool:
+    """Does ``forecast`` still show the cold snap ``step`` was planned for? The same test as planning, from the
+    outdoor temperature it was measured against then (so the cold already arriving does not cancel it)."""
+    c = cfg.control
+    ref = step.evidence.get("reference_c")
+    snap = detect(forecast, now, None if ref is None else float(ref), c.coldsnap_threshold_c, c.coldsnap_drop_c,
+                  timedelta(hours=c.coldsnap_horizon_h))
+    return snap is not None
 
 
 def _tenth_down(x: float) -> float:

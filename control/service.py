@@ -30,7 +30,16 @@ from control.alerting import Alerting, build_sinks, configured_sinks, jsonl_path
 from control.alerts.model import WorkOrder
 from control.alerts.rules import StationReading
 from control.alerts.sinks import Sink
-from control.coldsnap import ForecastError, SetpointHistory, forecast_from_store, load_openmeteo, plan_station
+from control.coldsnap import (
+    Forecast,
+    ForecastError,
+    SetpointHistory,
+    check_forecast,
+    forecast_from_store,
+    load_openmeteo,
+    plan_station,
+    snap_still_forecast,
+)
 from control.db import db_path, open_engine
 from control.diagnosis import diagnose
 from control.lifecycle import Lifecycle
@@ -42,8 +51,8 @@ from control.setpoints import ApplyError, Setpoints
 from control.stations import read_stations, station_states
 from heatwatch.core import schema
 from heatwatch.core.config import Config
-from heatwatch.core.registry import Registry
-from heatwatch.core.timeutil import Clock, utc_now
+from heatwatch.core.registry import Registry, Station
+from heatwatch.core.timeutil import Clock, rfc3339, utc_now
 from heatwatch.infra.mqtt.client import Publisher
 from heatwatch.infra.storage.base import Store, StoreError, StoreUnavailable
 
@@ -97,6 +106,7 @@ class ControlLoop:
         self.lifecycle = Lifecycle(cfg, self.proposals, clock, self.points, self.setpoints, self.jobs, self._lock)
         self.rechecker = Rechecker(cfg, registry, store, self.proposals, clock, self.points, self.alerting, analyze, self._lock)
         self.last_means: dict[str, float] = {}  # weighted mean per community from the last cycle (cold-snap feedback)
+        self._forecasts: dict[str, Forecast] = {}  # the forecast last used per weather site (to flag a jump)
 
     @property
     def scheduler(self) -> Any:
@@ -161,8 +171,15 @@ class ControlLoop:
         return None if r is None else r.supply_c
 
     def _still_wanted(self, p: Proposal, now: datetime) -> str | None:
-        """The loop's own check before a setpoint goes out: nothing beyond the invariants yet."""
-        return None
+        """The loop's own check before a setpoint goes out: a cold-snap raise needs the newest forecast to still
+        show its snap (a forecast that cannot be read or checked leaves the plan as it was)."""
+        if p.origin != "cold_snap" or p.kind != "supply":
+            return None
+        st = self.registry.stations.get(p.station_id)
+        fc = self._forecast_for(st, now) if st is not None else None
+        if not fc or not check_forecast(fc, None, self.cfg).usable:
+            return None
+        return None if snap_still_forecast(p, fc, self.cfg, now) else "the newest forecast no longer shows the cold snap"
 
     # --- operator actions -----------------------------------------------------------------------
     def approve(self, proposal_id: str, actor: str = "operator", note: str = "") -> Proposal:
@@ -193,30 +210,72 @@ class ControlLoop:
 
     # --- cold snap ------------------------------------------------------------------------------
     def run_coldsnap(self) -> list[Proposal]:
-        """Pre-adjust stations before a forecast cold snap (and release after it): plan, store, auto-apply."""
-        c = self.cfg.control
+        """Pre-adjust stations before a forecast cold snap (and release after it): check the forecast, withdraw
+        steps a newer forecast cancelled, plan, store, auto-apply."""
         with self._lock:
             now = self.clock()
-            horizon = timedelta(hours=c.coldsnap_horizon_h)
-            from_file = None
-            if c.forecast_file is not None:
-                try:
-                    from_file = load_openmeteo(c.forecast_file)
-                except ForecastError as exc:
-                    log.error("cold-snap check skipped: %s", exc)
-                    return []
             readings = self.read_stations(now)
             made: list[Proposal] = []
             for sid, st in self.registry.stations.items():
-                try:
-                    fc = from_file if from_file is not None else forecast_from_store(self.store, st.weather_site, now, horizon)
-                except (StoreUnavailable, StoreError) as exc:
-                    log.warning("forecast for %s unavailable: %s", st.weather_site, exc)
+                fc = self._forecast_for(st, now)
+                if fc is None:
                     continue
-                made += plan_station(self.cfg, st, readings.get(sid), fc, now, self.last_means, self._setpoint_history(sid))
+                check = check_forecast(fc, self._forecasts.get(st.weather_site), self.cfg)
+                if not check.usable:
+                    log.warning("forecast for %s not used (%s): no cold-snap decision for %s",
+                                st.weather_site, "; ".join(check.problems), sid)
+                    continue
+                self._forecasts[st.weather_site] = fc
+                self._withdraw_cancelled(sid, fc, now)
+                planned = plan_station(self.cfg, st, readings.get(sid), fc, now, self.last_means, self._setpoint_history(sid))
+                if check.jump_c is not None and check.jump_at is not None:
+                    planned = [_held(p, check.jump_c, check.jump_at, self.cfg) for p in planned]
+                made += planned
             self.lifecycle.add_many(made)
         self.lifecycle.auto_apply(made)
         return made
+
+    def _forecast_for(self, st: Station, now: datetime) -> Forecast | None:
+        """The forecast for ``st``'s weather_site: the file's when it is for that site ([control] forecast_site,
+        or the one site every station shares), else the store's. None: no forecast to act on."""
+        c = self.cfg.control
+        if c.forecast_file is None:
+            try:
+                return forecast_from_store(self.store, st.weather_site, now, timedelta(hours=c.coldsnap_horizon_h))
+            except (StoreUnavailable, StoreError) as exc:
+                log.warning("forecast for %s unavailable: %s", st.weather_site, exc)
+                return None
+        sites = {s.weather_site for s in self.registry.stations.values()}
+        site = c.forecast_site or (next(iter(sites)) if len(sites) == 1 else "")
+        if not site:
+            log.error("cold-snap check skipped: %s names no site and the stations have %d weather sites (%s); set "
+                      "[control] forecast_site", c.forecast_file, len(sites), ", ".join(sorted(sites)))
+            return None
+        if site not in sites:
+            log.error("cold-snap check skipped: forecast_site %r is not the weather_site of any station (%s)",
+                      site, ", ".join(sorted(sites)))
+            return None
+        if st.weather_site != site:
+            return None
+        try:
+            return load_openmeteo(c.forecast_file)
+        except ForecastError as exc:
+            log.error("cold-snap check skipped: %s", exc)
+            return None
+
+    def _withdraw_cancelled(self, station_id: str, fc: Forecast, now: datetime) -> list[Proposal]:
+        """Steps of a ramp not sent yet, whose cold snap the newest forecast no longer shows: withdrawn."""
+        out = []
+        for p in self.proposals.find(statuses=[*OPEN, "applied"], station_id=station_id, kinds=["supply"]):
+            if p.origin != "cold_snap" or p.published_at is not None or snap_still_forecast(p, fc, self.cfg, now):
+                continue
+            coldest = min((v for t, v in fc if t >= now), default=None)
+            why = ("the newest forecast no longer shows the cold snap"
+                   + (f" (coldest {coldest:.1f} °C ahead)" if coldest is not None else ""))
+            w = self.setpoints.withdraw(p.proposal_id, why)
+            if w is not None:
+                out.append(w)
+        return out
 
     def _setpoint_history(self, station_id: str) -> SetpointHistory:
         kinds = sorted(SETPOINT_KINDS)
@@ -267,3 +326,11 @@ class ControlLoop:
             scheduler.shutdown(wait=False)
         rechecks.activate(None)
         self.engine.dispose()
+
+
+def _held(p: Proposal, jump_c: float, at: datetime, cfg: Config) -> Proposal:
+    """A step planned from a forecast that jumped since its previous issue: flagged, for an operator to confirm."""
+    note = (f" The forecast changed by {jump_c:.1f} °C at {rfc3339(at, cfg.general.tz)} since its previous issue: held "
+            "for an operator to confirm (not auto-applied).")
+    return replace(p, reason=p.reason + note,
+                   evidence={**p.evidence, "forecast_jump_c": round(jump_c, 1), "hold_for_operator": True})

@@ -265,6 +265,9 @@ class ControlSettings(_Section):
     recheck_window_h: float = Field(24.0, gt=0)  # analytics window before apply and at the recheck
     min_change_c: float = Field(0.5, ge=0)  # smaller supply changes are not proposed
     forecast_file: Path | None = None  # Open-Meteo hourly JSON; default: the store's forecast measurement
+    forecast_site: str = ""  # the weather_site forecast_file is for ("": the one site every station shares)
+    forecast_jump_c: float = Field(8.0, gt=0)  # an hour this much off the previous issue: ramp held for an operator
+    forecast_max_rate_c_per_h: float = Field(10.0, gt=0)  # a forecast changing faster than this is implausible
     coldsnap_threshold_c: float = -15.0
     coldsnap_drop_c: float = Field(8.0, gt=0)
     coldsnap_horizon_h: float = Field(72.0, gt=0)
