@@ -414,7 +414,7 @@ def plan_release(
     warmest = max((means[n] for n in st.communities if n in means), default=None)
     feedback_note = f" {planned_feedback:+.1f} °C indoor feedback as planned" if abs(planned_feedback) >= 0.05 else ""
     reason = (
-        f"Cold snap over: the coldest forecast within the buildings' {design.lead_time_h:g} h thermal lag is "
+        f"No cold snap forecast any more: the coldest forecast within the buildings' {design.lead_time_h:g} h thermal lag is "
         f"{sized:.1f} °C; lower {st.name or sid} supply {current:.1f} → {value:.1f} °C from {rfc3339(now, tz)}, back "
         f"toward the heating curve ({curve:.1f} °C{feedback_note}) after the pre-adjustment {last.proposal_id}."
     )

@@ -358,7 +358,7 @@ def test_after_the_snap_the_supply_steps_back_down_with_the_forecast(tmp_path: P
         assert down.kind == "lower_supply" and down.origin == "cold_snap" and down.effective_at == clock.t
         assert down.current_c == peak and down.proposed_c == pytest.approx(max(round(wanted, 1), peak - 3.0))
         assert down.evidence["release_of"] == ramp[-1].proposal_id and down.evidence["sized_for_outdoor_c"] == 0.0
-        assert "Cold snap over" in down.reason
+        assert "No cold snap forecast any more" in down.reason
         assert loop.run_coldsnap() == []  # undecided
         loop.approve(down.proposal_id)
         loop.apply(down.proposal_id)

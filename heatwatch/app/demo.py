@@ -20,6 +20,7 @@ import math
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -99,13 +100,17 @@ def fmt_c(x: float | None) -> str:
 
 
 def cycle_line(t_local: str, stored: int, result: AnalysisResult, target_c: float) -> str:
-    """One line per cycle: stored readings and each community's weighted mean against the target."""
+    """One line per cycle: stored readings, and each community's weighted mean against its target for the
+    window (18 °C by day, 16 °C at night: a window with night hours has a lower one), its status, the homes
+    below standard and the sensors left out."""
     below = Counter(h.community for h in result.homes_below_standard)
     parts = []
     for c in result.communities:
         mark = "ok" if c.status == "ok" else c.status.upper()
-        parts.append(f"{c.community} {fmt_c(c.weighted_mean_c)} °C {mark:<4} {below.get(c.community, 0):2d} cold")
-    return f"{t_local}  stored {stored:7,d}  |  " + "  |  ".join(parts) + f"   (target {target_c:.0f} °C)"
+        target = c.target_c if c.target_c is not None else target_c
+        out = f", {c.homes_excluded} sensor{'s' if c.homes_excluded != 1 else ''} left out" if c.homes_excluded else ""
+        parts.append(f"{c.community} {fmt_c(c.weighted_mean_c)} °C/{target:4.1f} {mark:<4} {below.get(c.community, 0):2d} cold{out}")
+    return f"{t_local}  stored {stored:7,d}  |  " + "  |  ".join(parts)
 
 
 def proposal_line(p: Proposal) -> str:
@@ -124,8 +129,9 @@ def alert_line(o: WorkOrder) -> str:
 
 def recheck_line(p: Proposal) -> str:
     what = f"home {p.home_id} mean" if p.home_id else "weighted mean"
-    mark = "✓" if p.outcome == "improved" else "✗"
-    return (f"    {mark} recheck {p.proposal_id} ({p.kind} {p.station_id}): {p.outcome}, "
+    mark = {"improved": "✓", "not_improved": "✗"}.get(str(p.outcome), "~")
+    why = f" (another change took effect at {p.station_id} inside its window)" if p.outcome == "confounded" else ""
+    return (f"    {mark} recheck {p.proposal_id} ({p.kind} {p.station_id}): {p.outcome}{why}, "
             f"{what} {fmt_c(p.before_c).strip()} → {fmt_c(p.after_c).strip()} °C")
 
 
@@ -190,6 +196,10 @@ class Demo:
                  f"{len(reg.stations)} stations")
         self.say(f"  period   {local(start)} .. {local(until)} {tz.key} (simulated; {pace}), "
                  f"analytics + control every {a.every:g} h, recheck {cfg.control.recheck_after_h:g} h after each change")
+        st = cfg.standard
+        self.say(f"  each cycle: readings stored | per community: weighted mean °C/its target for the last "
+                 f"{ANALYSIS_WINDOW_H:g} h ({st.target_c:g} by day, {st.target_c - st.day_min_c + st.night_min_c:g} at "
+                 f"night), status, homes below standard")
         self.say()
         interrupted = False
         try:
@@ -201,7 +211,7 @@ class Demo:
                 self.say(cycle_line(local(done.at), stored, done.result, cfg.standard.target_c))
                 rep = done.report
                 assert rep is not None
-                self._events(done.planned, rep.proposals, rep.opened, rep.resolved, rep.rechecked)
+                self._events(done.planned, rep.proposals, rep.opened, rep.resolved, rep.rechecked, rep.escalated)
         except KeyboardInterrupt:
             interrupted = True
             self.say("\ninterrupted — stopping; the report covers what was simulated so far")
@@ -223,7 +233,7 @@ class Demo:
         return 130 if interrupted else 0
 
     def _events(self, planned: list[Proposal], proposals: list[Proposal], opened: list[WorkOrder],
-                resolved: list[WorkOrder], rechecked: list[Proposal]) -> None:
+                resolved: list[WorkOrder], rechecked: list[Proposal], escalated: Sequence[WorkOrder] = ()) -> None:
         t = self.tally
         for p in [*planned, *proposals]:
             t.proposals.append(p)
@@ -235,9 +245,12 @@ class Demo:
             self.say(alert_line(o))
         if len(opened) > len(shown):
             self.say(f"    ! … and {len(opened) - len(shown)} more alerts ({', '.join(sorted({o.category for o in opened}))})")
+        for o in escalated:
+            self.say(f"    ! escalated {o.category} {o.home_id or o.community or o.station_id}: {short(o.content)}")
         if resolved:
             t.resolved += len(resolved)
-            self.say(f"    ✓ {len(resolved)} alert(s) resolved (back above the standard)")
+            what = Counter(o.category for o in resolved)
+            self.say(f"    ✓ {len(resolved)} alert(s) resolved: " + ", ".join(f"{k} {v}" for k, v in sorted(what.items())))
         for p in rechecked:
             t.rechecked.append(p)
             self.say(recheck_line(p))
@@ -253,6 +266,10 @@ class Demo:
         self.say(f"  alerts       {sum(t.alerts.values())} opened ({', '.join(f'{k} {v}' for k, v in sorted(t.alerts.items())) or '–'}),"
                  f" {t.resolved} resolved")
         self.say(f"  proposals    {len(t.proposals)} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items())) or '–'})")
+        on_site = sum(1 for p in t.proposals if not p.is_setpoint)
+        if on_site:
+            self.say(f"               {on_site} visit/balancing proposals wait for a crew to record them done "
+                     "(auto-apply applies setpoints only)")
         self.say(f"  rechecks     {len(t.rechecked)} ({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items())) or 'none due yet'})")
         self.say(f"  report       {report.resolve()}")
         self.say(f"  work orders  {(out / 'alerts.jsonl').resolve()}")
