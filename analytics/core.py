@@ -214,9 +214,13 @@ class CommunityArrays:
 
 def night_share(values: FloatArray, day: BoolArray) -> FloatArray:
     """Per home, the share of its hours with a reading that are night hours (NaN: no reading at all)."""
-    has = ~np.isnan(values)
-    n = has.sum(axis=1)
-    nights = has[:, ~np.asarray(day, dtype=bool)].sum(axis=1)
+    n = np.zeros(values.shape[0])
+    nights = np.zeros(values.shape[0])
+    for j in range(values.shape[1]):  # a column at a time: no homes × hours temporaries
+        has = ~np.isnan(values[:, j])
+        n += has
+        if not day[j]:
+            nights += has
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, nights / np.maximum(n, 1), np.nan)
 
@@ -248,37 +252,24 @@ def community_stats(
       target is ``target_c − night_drop_c × (night share, weighted as the mean is)``: a community whose homes
       are all at their own standard is never under it.
     """
-    n = len(codes)
-    codes = np.ascontiguousarray(codes, dtype=np.int64)
-    kind = np.full(n, KIND_RESIDENTIAL, dtype=np.int8) if kind_code is None else np.asarray(kind_code)
-    excl = np.zeros(n, dtype=bool) if excluded is None else np.asarray(excluded, dtype=bool)
-    mean_c = _f64(mean_c)
-    below = np.asarray(below, dtype=bool)
-    res = kind == KIND_RESIDENTIAL
-    trusted = np.isfinite(mean_c) & ~excl
-    edge_b = np.ascontiguousarray(is_edge, dtype=bool)
+    from analytics import kernels as kr
 
-    def sums(values: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Per community: the sums of ``values`` over reporting residential middle and edge homes."""
-        cnt = np.zeros((n_groups, 3), dtype=np.int64)
-        tot = np.zeros((n_groups, 2))
-        nb = np.zeros(n_groups, dtype=np.int64)
-        from analytics import kernels
-
-        kernels.community_sums(codes, edge_b, np.where(res & trusted, values, np.nan), below, cnt, tot, nb)
-        return tot[:, 0], tot[:, 1]
-
-    cnt3 = np.zeros((n_groups, 3), dtype=np.int64)  # (middle, edge, not reporting) residential homes
-    sum2 = np.zeros((n_groups, 2))  # sums of middle and edge window temperatures
-    n_below_res = np.zeros(n_groups, dtype=np.int64)
-    from analytics import kernels
-
-    kernels.community_sums(codes, edge_b, np.where(res & ~excl, mean_c, np.nan), below, cnt3, sum2, n_below_res)
-    registered = np.bincount(codes, minlength=n_groups).astype(np.int64)
-    registered_res = np.bincount(codes[res], minlength=n_groups)
-    m, e = cnt3[:, 0].astype(np.float64), cnt3[:, 1].astype(np.float64)
-    sm, se = sum2[:, 0], sum2[:, 1]
+    icnt = np.zeros((n_groups, kr.N_ICOLS), dtype=np.int64)
+    fsum = np.zeros((n_groups, kr.N_FCOLS))
+    empty_b, empty_f = np.zeros(0, dtype=bool), np.zeros(0)
+    kr.community_figures(
+        np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(is_edge, dtype=bool), _f64(mean_c),
+        np.ascontiguousarray(below, dtype=bool),
+        np.zeros(0, dtype=np.int8) if kind_code is None else np.ascontiguousarray(kind_code, dtype=np.int8),
+        empty_b if excluded is None else np.ascontiguousarray(excluded, dtype=bool),
+        empty_f if night_share is None else np.nan_to_num(_f64(night_share)), icnt, fsum,
+    )
+    registered = icnt[:, kr.I_REGISTERED]
+    registered_res = icnt[:, kr.I_REGISTERED_RES]
+    m, e = icnt[:, kr.I_MIDDLE].astype(np.float64), icnt[:, kr.I_EDGE].astype(np.float64)
+    sm, se = fsum[:, kr.F_SUM_MIDDLE], fsum[:, kr.F_SUM_EDGE]
     k = e + m
+    all_k = icnt[:, kr.I_REPORTING].astype(np.float64)
     enough = e >= max(1, edge_min_homes)
     with np.errstate(invalid="ignore", divide="ignore"):
         plain = np.where(k > 0, (se + sm) / k, np.nan)
@@ -289,49 +280,37 @@ def community_stats(
         weighted = np.where(plain_ok, plain, np.where(weighted_ok, w_mean, np.nan))
         edge_weight = np.where(plain_ok, share, np.where(weighted_ok, edge_share_min, np.where(k > 0, 0.0, np.nan)))
         # the window's target, weighted like the mean: each home's own mix of day and night hours
-        all_k = np.bincount(codes, weights=trusted, minlength=n_groups)
-        if night_share is None:
-            ns = np.zeros(n_groups)
-        else:
-            ns_all = _f64(night_share)
-            nm, ne = sums(ns_all)
-            ns_w = np.where(plain_ok, (nm + ne) / k, edge_share_min * ne / e + (1.0 - edge_share_min) * nm / m)
-            ns_plain = np.bincount(codes, weights=np.where(trusted, np.nan_to_num(ns_all), 0.0), minlength=n_groups) / all_k
-            ns = np.where(plain_ok | weighted_ok, ns_w, np.where(all_k > 0, ns_plain, 0.0))
+        nm, ne = fsum[:, kr.F_NS_MIDDLE], fsum[:, kr.F_NS_EDGE]
+        ns_w = np.where(plain_ok, (nm + ne) / k, edge_share_min * ne / e + (1.0 - edge_share_min) * nm / m)
+        ns_plain = np.where(all_k > 0, fsum[:, kr.F_NS_ALL] / all_k, 0.0)
+        ns = np.where(plain_ok | weighted_ok, ns_w, ns_plain)
         target = target_c - night_drop_c * ns
-        below_all = np.bincount(codes, weights=trusted & below, minlength=n_groups)
+        below_all = icnt[:, kr.I_BELOW]
         cold_share = np.where(all_k > 0, below_all / all_k, 0.0)
-
-        def kind_figures(code: int) -> tuple[IntArray, FloatArray, IntArray]:
-            sel = trusted & (kind == code)
-            cnt = np.bincount(codes, weights=sel, minlength=n_groups)
-            tot = np.bincount(codes, weights=np.where(sel, mean_c, 0.0), minlength=n_groups)
-            nb = np.bincount(codes, weights=sel & below, minlength=n_groups)
-            return cnt.astype(np.int64), np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan), nb.astype(np.int64)
-
-        b_n, b_mean, b_below = kind_figures(KIND_BUNGALOW)
-        c_n, c_mean, c_below = kind_figures(KIND_CONTRACT)
+        b_n, c_n = icnt[:, kr.I_BUNG_N], icnt[:, kr.I_CONTRACT_N]
+        b_mean = np.where(b_n > 0, fsum[:, kr.F_BUNG_SUM] / np.maximum(b_n, 1), np.nan)
+        c_mean = np.where(c_n > 0, fsum[:, kr.F_CONTRACT_SUM] / np.maximum(c_n, 1), np.nan)
     # a community with residential homes is judged on its residential sample; one without on all its homes
     insufficient = np.where(registered_res > 0, (k < min_sample) | ~enough, all_k < min_sample)
     cold = (weighted < target) | (cold_share > cold_share_max)
     status = np.where(insufficient, INSUFFICIENT, np.where(cold, COLD, OK)).astype(np.int8)
     return CommunityArrays(
         registered=registered,
-        reporting=all_k.astype(np.int64),
+        reporting=icnt[:, kr.I_REPORTING],
         edge=e.astype(np.int64),
         middle=m.astype(np.int64),
         edge_share=share,
         edge_weight=edge_weight,
         weighted_mean_c=weighted,
         plain_mean_c=plain,
-        below=below_all.astype(np.int64),
+        below=below_all,
         status=status,
         target_c=target,
-        excluded=np.bincount(codes, weights=excl, minlength=n_groups).astype(np.int64),
+        excluded=icnt[:, kr.I_EXCLUDED],
         bungalow_reporting=b_n,
         bungalow_mean_c=b_mean,
-        bungalow_below=b_below,
+        bungalow_below=icnt[:, kr.I_BUNG_BELOW],
         contract_reporting=c_n,
         contract_mean_c=c_mean,
-        contract_below=c_below,
+        contract_below=icnt[:, kr.I_CONTRACT_BELOW],
     )

@@ -137,5 +137,7 @@ def sensor_findings(
 
 def excluded_rows(findings: Sequence[SensorFinding], home_ids: Sequence[str] | np.ndarray) -> npt.NDArray[np.bool_]:
     """True for each home of ``home_ids`` whose sensor has a finding in ``EXCLUDING``."""
-    bad = {f.home_id for f in findings if f.finding in EXCLUDING}
-    return np.fromiter((str(h) in bad for h in home_ids), dtype=bool, count=len(home_ids))
+    bad = sorted({f.home_id for f in findings if f.finding in EXCLUDING})
+    if not bad:
+        return np.zeros(len(home_ids), dtype=bool)
+    return np.asarray(pd.Index(np.asarray(home_ids, dtype=object)).isin(bad), dtype=bool)

@@ -107,18 +107,53 @@ def scan(flat: F, n: int, h: int, thr_day: F, thr_night: F, day: B, k: int, bloc
                        kc, ct(j - k + 1), none)
 
 
+# columns of community_figures' outputs
+I_MIDDLE, I_EDGE, I_REGISTERED, I_REGISTERED_RES, I_EXCLUDED, I_REPORTING, I_BELOW = 0, 1, 2, 3, 4, 5, 6
+I_BUNG_N, I_BUNG_BELOW, I_CONTRACT_N, I_CONTRACT_BELOW = 7, 8, 9, 10
+N_ICOLS = 11
+F_SUM_MIDDLE, F_SUM_EDGE, F_NS_MIDDLE, F_NS_EDGE, F_BUNG_SUM, F_CONTRACT_SUM, F_NS_ALL = 0, 1, 2, 3, 4, 5, 6
+N_FCOLS = 7
+
+
 @_jit
-def community_sums(codes: npt.NDArray[np.int64], is_edge: B, mean_c: F, below: B,
-                   cnt3: npt.NDArray[np.int64], sum2: F, n_below: npt.NDArray[np.int64]) -> None:
-    """Per community: (middle, edge, not reporting) home counts, middle and edge sums, reporting homes below."""
+def community_figures(codes: npt.NDArray[np.int64], is_edge: B, mean_c: F, below: B, kind: npt.NDArray[np.int8],
+                      excluded: B, night: F, icnt: npt.NDArray[np.int64], fsum: F) -> None:
+    """Everything ``core.community_stats`` needs per community, in one pass over the homes.
+
+    ``kind``, ``excluded``, ``night`` may be empty (all residential, none excluded, no night share).
+    Kind codes: 0 residential, 1 bungalow, 2 contract (``core.KIND_*``). Only reporting homes with a trusted
+    sensor are counted beyond ``registered``/``excluded``; only residential ones enter e, m and their sums.
+    """
+    has_kind = kind.shape[0] > 0
+    has_excl = excluded.shape[0] > 0
+    has_night = night.shape[0] > 0
     for i in range(codes.shape[0]):
         c = codes[i]
+        k = kind[i] if has_kind else 0
+        icnt[c, 2] += 1
+        if k == 0:
+            icnt[c, 3] += 1
+        if has_excl and excluded[i]:
+            icnt[c, 4] += 1
+            continue
         x = mean_c[i]
-        if x == x:
+        if x != x:
+            continue
+        b = 1 if below[i] else 0
+        icnt[c, 5] += 1
+        icnt[c, 6] += b
+        ns = night[i] if has_night else 0.0
+        fsum[c, 6] += ns
+        if k == 0:
             e = 1 if is_edge[i] else 0
-            cnt3[c, e] += 1
-            sum2[c, e] += x
-            if below[i]:
-                n_below[c] += 1
+            icnt[c, e] += 1
+            fsum[c, e] += x
+            fsum[c, 2 + e] += ns
+        elif k == 1:
+            icnt[c, 7] += 1
+            icnt[c, 8] += b
+            fsum[c, 4] += x
         else:
-            cnt3[c, 2] += 1
+            icnt[c, 9] += 1
+            icnt[c, 10] += b
+            fsum[c, 5] += x
