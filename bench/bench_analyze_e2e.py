@@ -17,7 +17,7 @@ and every InfluxQL panel query of deploy/grafana/dashboards/influxql/*.json, tim
 (``$timeFilter`` = the day, ``$__interval`` = 1m as Grafana picks for a day on a wide panel, ``$community`` /
 ``$station`` = one of each; derived measurements written by one untimed ``analyze --write`` first).
 
-Goals (issue 17): end to end ≤ 1.5× the store's time; peak RSS ≤ 2 × the hourly matrix (N × 24 × 8 bytes)
+Goals: end to end ≤ 1.5× the store's time; peak RSS ≤ 2 × the hourly matrix (N × 24 × 8 bytes)
 + ~150 MB; 100,000 homes in ≤ 60 s with influxd. 1,000,000 homes (144 M points) is not run by default:
 writing them into influxd alone takes ~6 minutes here and SQLite needs ~25 GB (``--homes 1000000`` works).
 

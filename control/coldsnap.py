@@ -385,8 +385,8 @@ def plan_release(
     Without this the raised supply stays until the 48 h rechecks let the feedback lower it, and the
     homes overheat after the cold has gone. It goes back to the curve for the coming weather with the
     indoor feedback the ramp was planned with — not with today's: homes warmed by the ramp would drive
-    it far under the curve every 3 h, faster than the buildings answer (it undershot into cold homes
-    in the demo). Correcting the indoor level is the analytics' job, one change per recheck.
+    it far under the curve every 3 h, faster than the buildings answer, and undershoot into cold homes.
+    Correcting the indoor level is the analytics' job, one change per recheck.
     One step of at most ``max_step_c`` per ``ramp_interval_h``.
     """
     c = cfg.control

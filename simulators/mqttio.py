@@ -9,7 +9,7 @@ so the closed loop needs a single connection.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from heatwatch.core.config import Config
 from heatwatch.infra.mqtt.client import AckedPublisher, Endpoint
@@ -27,13 +27,11 @@ class MqttTarget(Endpoint):
 
     @classmethod
     def from_config(cls, cfg: Config) -> MqttTarget:
-        m = cfg.mqtt
-        return cls(
-            host=m.host, port=m.port, protocol=m.protocol, username=m.username,
-            password=cfg.secret("mqtt", "password") if m.username else None,
-            tls=m.tls, ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, tls_insecure=m.tls_insecure,
-            topic_prefix=m.topic_prefix, qos=m.qos, keepalive_s=m.keepalive_s,
-        )
+        """``[mqtt]``'s broker (Endpoint.from_config), its prefix and QoS; a simulator retries within 10 s."""
+        base = Endpoint.from_config(cfg)
+        conn = {f.name: getattr(base, f.name) for f in fields(Endpoint)}
+        return cls(**{**conn, "reconnect_max_s": min(base.reconnect_max_s, 10.0)},
+                   topic_prefix=cfg.mqtt.topic_prefix, qos=cfg.mqtt.qos)
 
 
 class Publisher(AckedPublisher):
