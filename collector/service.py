@@ -95,6 +95,7 @@ class Collector:
         self.subscriber.on_session_lost = self._session_lost
         self._alarms: list[Point] = []  # alarm points waiting to be written with the next metrics
         self._stop = threading.Event()
+        self._stopped = False
         self._worker = threading.Thread(target=self._run, name="collector-worker", daemon=True)
         self._writer = threading.Thread(target=self._write_loop, name="collector-writer", daemon=True)
         self._watchdog = threading.Thread(target=self._watch, name="collector-watchdog", daemon=True)
@@ -165,7 +166,10 @@ class Collector:
         self._last_metrics = 0.0  # write it with the next metrics, soon
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Graceful: stop consuming, store and ack what was received, then disconnect."""
+        """Graceful: stop consuming, store and ack what was received, then disconnect. A second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.subscriber.stop_consuming()
         self._stop.set()
         deadline = time.monotonic() + timeout
@@ -335,8 +339,8 @@ class Collector:
                     log.error("store unavailable (%s); spooling to %s, retrying in %.1f s", exc, self.spool.path, wait)
                     self._store_alarm(exc)
             if self.spool.has_room():
-                self.spool.append(points)
-                with self.stats_lock:
+                with self.stats_lock:  # spool and counter move together: a snapshot never sees one without the other
+                    self.spool.append(points)
                     self.stats.spooled += len(points)
                 self._warn_spool()
                 return True
@@ -395,8 +399,8 @@ class Collector:
                 return
             self._store_backoff.reset()
             self._publish_dead(dead, to_ns(self.clock()))
-            self.spool.remove(seq)
-            with self.stats_lock:
+            with self.stats_lock:  # as in _spool: spool_points and replayed change in one step
+                self.spool.remove(seq)
                 self.stats.replayed += len(pts)
             if self._stop.is_set() and not self._decoded.empty():
                 return

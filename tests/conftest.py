@@ -40,3 +40,21 @@ def own_influxd(tmp_path: Path) -> Iterator[Influxd]:
     server = Influxd(tmp_path / "influxd").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_collectors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test that fails before ``col.stop()`` must not leave a collector's threads logging into later tests."""
+    from collector.service import Collector
+
+    started: list[Collector] = []
+    real_start = Collector.start
+
+    def start(self: Collector) -> Collector:
+        started.append(self)
+        return real_start(self)
+
+    monkeypatch.setattr(Collector, "start", start)
+    yield
+    for col in started:
+        col.stop(timeout=5.0)
