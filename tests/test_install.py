@@ -39,7 +39,7 @@ from tools.servers import Mosquitto
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parent.parent
-TOP_LEVEL = ("heatwatch", "collector", "analytics", "control", "simulators")
+TOP_LEVEL = ("heatwatch", "collector", "analytics", "control", "dispatch", "simulators")
 NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache",
               ".ruff_cache", "data", "out", "tests", "bench", "docs", "deploy")
 

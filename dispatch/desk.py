@@ -1,0 +1,146 @@
+"""The desk: opens orders and records every change in the audit log, on one SQLite file.
+
+Intake (CLI, HTTP, MQTT, sensor bridge, outages, measurements) all come through ``Desk.open`` so an
+order is validated, deduplicated by ``ref`` and audited the same way wherever it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from dispatch import tables
+from dispatch.model import Order, OrderInput, OrderRefused
+from heatwatch.core.timeutil import Clock
+from heatwatch.infra import statedb
+
+# respond-by hours per category when no deadline plan is given (DOMAIN.md: 不热 2 h, measurement 24 h, leak contact 0.5 h)
+DEFAULT_RESPOND_H: dict[str, float] = {
+    "not_warm": 2.0, "measurement": 24.0, "leak": 0.5, "no_heat": 1.0, "billing": 48.0, "complaint": 120.0, "other": 24.0,
+}
+URGENT_BY_DEFAULT = frozenset({"not_warm", "leak", "no_heat"})
+
+DeadlineFn = Callable[[str, datetime], datetime]
+
+
+def new_order_id() -> str:
+    return "W" + secrets.token_hex(5)
+
+
+def _default_deadline(category: str, received_at: datetime) -> datetime:
+    return received_at + timedelta(hours=DEFAULT_RESPOND_H.get(category, 24.0))
+
+
+def order_to_json(o: Order) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in Order.__dataclass_fields__:
+        v = getattr(o, name)
+        if isinstance(v, datetime):
+            v = statedb.ts(v)
+        elif name == "stage_at":
+            v = {k: statedb.ts(t) for k, t in v.items()}
+        out[name] = v
+    return out
+
+
+def order_from_json(d: Mapping[str, Any]) -> Order:
+    body = dict(d)
+    for k in ("received_at", "deadline", "expected_at", "updated_at"):
+        body[k] = statedb.parse_ts(body.get(k))
+    body["stage_at"] = {k: statedb.parse_ts(t) for k, t in body.get("stage_at", {}).items()}
+    return Order(**body)
+
+
+class Desk:
+    def __init__(self, engine: Engine, clock: Clock, deadline: DeadlineFn | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.deadline = deadline or _default_deadline
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open_file(cls, path: Path, clock: Clock, deadline: DeadlineFn | None = None) -> Desk:
+        return cls(statedb.open_engine(path, tables.metadata), clock, deadline)
+
+    def _audit(self, conn: Any, order_id: str, by: str, event: str, detail: Mapping[str, Any]) -> None:
+        conn.execute(insert(tables.events).values(order_id=order_id, at=statedb.ts(self.clock()), by=by, event=event,
+                                                  detail=statedb.dumps(dict(detail))))
+
+    def _save(self, conn: Any, o: Order, new: bool) -> None:
+        row = {"ref": o.ref, "category": o.category, "stage": o.stage, "home_id": o.home_id,
+               "received_at": statedb.ts(o.received_at), "deadline": statedb.ts(o.deadline),
+               "updated_at": statedb.ts(o.updated_at or o.received_at), "body": statedb.dumps(order_to_json(o))}
+        if new:
+            conn.execute(insert(tables.orders).values(order_id=o.order_id, **row))
+        else:
+            conn.execute(update(tables.orders).where(tables.orders.c.order_id == o.order_id).values(**row))
+
+    def open(self, inp: OrderInput, by: str) -> Order:
+        """Open an order (or return the one already opened under the same ``ref``: intake may retry)."""
+        missing = inp.missing()
+        if missing:
+            raise OrderRefused("order refused: missing " + ", ".join(missing))
+        if not by:
+            raise OrderRefused("order refused: no operator named (by)")
+        now = self.clock()
+        received = inp.received_at or now
+        with self._lock, self.engine.begin() as conn:
+            if inp.ref:
+                row = conn.execute(select(tables.orders.c.body).where(tables.orders.c.ref == inp.ref)).first()
+                if row is not None:
+                    return order_from_json(json.loads(row[0]))
+            urgency = inp.urgency or ("urgent" if inp.category in URGENT_BY_DEFAULT else "normal")
+            o = Order(
+                order_id=new_order_id(), source=inp.source, reporter=inp.reporter, phone=inp.phone, address=inp.address,
+                home_id=inp.home_id, community=inp.community, station_id=inp.station_id, category=inp.category,
+                content=inp.content, urgency=urgency, handling_unit=inp.handling_unit, received_at=received,
+                deadline=self.deadline(inp.category, received), expected_at=inp.expected_at, ref=inp.ref,
+                evidence=dict(inp.evidence), stage_at={"received": received}, updated_at=now,
+            )
+            self._save(conn, o, new=True)
+            self._audit(conn, o.order_id, by, "open", {"source": inp.source, "category": inp.category})
+        return o
+
+    def get(self, order_id: str) -> Order:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tables.orders.c.body).where(tables.orders.c.order_id == order_id)).first()
+        if row is None:
+            raise KeyError(f"no order {order_id!r}")
+        return order_from_json(json.loads(row[0]))
+
+    def find_open(self, home_id: str, category: str | None = None) -> list[Order]:
+        """Orders of a home that are not closed (a new report about it is evidence on one of these)."""
+        q = select(tables.orders.c.body).where(tables.orders.c.home_id == home_id, tables.orders.c.stage != "closed")
+        if category is not None:
+            q = q.where(tables.orders.c.category == category)
+        with self.engine.connect() as conn:
+            return [order_from_json(json.loads(r[0])) for r in conn.execute(q.order_by(tables.orders.c.received_at))]
+
+    def note(self, order_id: str, by: str, text: str, evidence: Mapping[str, Any] | None = None) -> Order:
+        """Add evidence to an order without moving it (sensor recovery, a notice sent, a measurement)."""
+        with self._lock, self.engine.begin() as conn:
+            row = conn.execute(select(tables.orders.c.body).where(tables.orders.c.order_id == order_id)).first()
+            if row is None:
+                raise KeyError(f"no order {order_id!r}")
+            o = order_from_json(json.loads(row[0]))
+            notes = list(o.evidence.get("notes", []))
+            notes.append({"at": statedb.ts(self.clock()), "by": by, "text": text, **({"evidence": dict(evidence)} if evidence else {})})
+            from dataclasses import replace
+
+            o = replace(o, evidence={**o.evidence, "notes": notes}, updated_at=self.clock())
+            self._save(conn, o, new=False)
+            self._audit(conn, order_id, by, "note", {"text": text, **({"evidence": dict(evidence)} if evidence else {})})
+        return o
+
+    def history(self, order_id: str) -> list[dict[str, Any]]:
+        """The audit log of one order, oldest first."""
+        q = select(tables.events).where(tables.events.c.order_id == order_id).order_by(tables.events.c.id)
+        with self.engine.connect() as conn:
+            return [{**dict(r._mapping), "detail": json.loads(r.detail)} for r in conn.execute(q)]
