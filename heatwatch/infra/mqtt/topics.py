@@ -241,3 +241,21 @@ def alerts_filter(prefix: str) -> str:
 def deadletter_topic(prefix: str) -> str:
     """``{prefix}/deadletter``: rejected messages, for live listeners (the store keeps them too)."""
     return f"{check_prefix(prefix)}/deadletter"
+
+
+# --- the service desk's intake (docs/SERVICE_DESK.md, "MQTT") ------------------------------------------------
+
+
+def orders_new_topic(prefix: str) -> str:
+    """``{prefix}/orders/new``: orders another system publishes to the desk (JSON, QoS 1)."""
+    return f"{check_prefix(prefix)}/orders/new"
+
+
+def orders_accepted_topic(prefix: str) -> str:
+    """``{prefix}/orders/accepted``: the desk's answer to an order it stored (order id, ref, deadline)."""
+    return f"{check_prefix(prefix)}/orders/accepted"
+
+
+def orders_refused_topic(prefix: str) -> str:
+    """``{prefix}/orders/refused``: the desk's answer to an order it refused, naming what was wrong."""
+    return f"{check_prefix(prefix)}/orders/refused"
