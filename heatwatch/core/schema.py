@@ -58,6 +58,10 @@ PROPOSALS = "proposals"  # tags: station_id, kind; fields: proposal_id, status, 
 ALERTS = "alerts"  # tags: category, community, station_id; fields: alert_id, home_id, status, content
 STATION_ENERGY = "station_energy"  # tags: station_id, period (day|season); fields: kwh, gj, mean_kw, hours_covered,
 #   hdd, gj_per_hdd, area_m2, kwh_per_m2 (analytics.energy; one point per station per local day, at its start)
+DESK_FIGURES = "desk_figures"  # tags: handling_unit (ALL = the month's total); at the local month's start; fields:
+#   received, received_<category>, ontime_<clock> (0..1) and ontime_<clock>_n, contacted, median_contact_min, repaired,
+#   median_repair_h, closed, closure_rate, callbacks, satisfied, satisfaction_rate (dispatch.figures, docs/SERVICE_DESK.md)
+DESK_OVERDUE = "desk_overdue"  # tags: handling_unit (ALL = every unit); fields: count (open orders past a clock, now)
 COLLECTOR_REJECTS = "collector_rejects"  # tags: collector_id, reason; fields: count
 COLLECTOR_ALARMS = "collector_alarms"  # tags: collector_id, alarm (session_lost); fields: count, detail (str)
 # Dead letters: what the collector rejected, kept in the store so they survive (docs/MQTT.md "Dead letters").
