@@ -21,10 +21,12 @@ from control.alerts.repo import AlertRepo
 from control.alerts.rules import (
     TELEMETRY_OUTAGE,
     Observation,
+    Quiet,
     StationReading,
     observe_analysis,
     observe_collector_alarms,
     observe_stations,
+    quieten,
     unit_of,
 )
 from control.alerts.sinks import JsonlSink, MqttSink, Sink, WebhookSink
@@ -88,9 +90,11 @@ class Alerting:
         self.repo = AlertRepo(engine, configured_sinks(cfg))
         self.dispatcher = Dispatcher(self.repo, sinks, clock, cfg.alerts.redeliver_interval_s)
 
-    def cycle(self, result: AnalysisResult, readings: dict[str, StationReading], now: datetime) -> Plan:
-        """Observe the analysis and the stations, plan (dedupe, hysteresis, storms), record with the outbox."""
-        obs = observe_analysis(result, self.registry, self.cfg)
+    def cycle(self, result: AnalysisResult, readings: dict[str, StationReading], now: datetime,
+              quiet: Quiet | None = None) -> Plan:
+        """Observe the analysis and the stations, plan (dedupe, hysteresis, storms), record with the outbox.
+        ``quiet``: cold alerts not raised now (outside the season, homes told of an outage)."""
+        obs = quieten(observe_analysis(result, self.registry, self.cfg), quiet, self.registry)
         st_obs = observe_stations(readings, self.registry, self.cfg, now)
         merged = Observation(obs.candidates + st_obs.candidates, {**obs.healthy, **st_obs.healthy})
         pl = plan(self.repo.open_alerts(), merged, self.registry, self.cfg, now)

@@ -15,7 +15,7 @@ from heatwatch.core.timeutil import rfc3339
 
 Category = Literal[
     "home_below_standard", "community_cold", "sensor_stale", "station_fault", "recheck_not_improved", "broker_session_lost",
-    "telemetry_lost", "telemetry_outage",
+    "telemetry_lost", "telemetry_outage", "outage_notice",
 ]
 CATEGORIES: tuple[str, ...] = (
     "home_below_standard",
@@ -26,6 +26,7 @@ CATEGORIES: tuple[str, ...] = (
     "broker_session_lost",
     "telemetry_lost",
     "telemetry_outage",
+    "outage_notice",
 )
 Status = Literal["open", "acked", "resolved"]
 Event = Literal["open", "update", "ack", "resolve"]
@@ -40,6 +41,7 @@ FAULT_NAMES: dict[str, str] = {
     "broker_session_lost": "数据采集会话丢失 broker lost the collector's session",
     "telemetry_lost": "换热站数据中断 station telemetry lost",
     "telemetry_outage": "数据采集中断 readings stopped arriving",
+    "outage_notice": "停热通知 heat outage notice to users",  # a notice to the homes, not a fault to work on
 }
 # categories that recover only after the hysteresis hold (temperature, not a switch)
 HYSTERESIS = frozenset({"home_below_standard", "community_cold"})

@@ -292,6 +292,51 @@ def observe_stations(readings: Mapping[str, StationReading], registry: Registry,
     return obs
 
 
+@dataclass(frozen=True, slots=True)
+class Quiet:
+    """Cold alerts that are not raised now, and why (issue 16): outside the heating season none at all; inside an
+    announced outage none for the homes it was announced to (they know, and no heat is expected)."""
+
+    season_off: bool = False
+    homes: Mapping[str, str] = field(default_factory=dict)  # home_id -> why (the outage announced to it)
+
+    @property
+    def active(self) -> bool:
+        """Does this quiet anything?"""
+        return self.season_off or bool(self.homes)
+
+
+COLD_CATEGORIES = ("home_below_standard", "community_cold")
+
+
+def quieten(obs: Observation, quiet: Quiet | None, registry: Registry) -> Observation:
+    """``obs`` without the cold candidates ``quiet`` covers. Their keys become unknown (neither failing nor healthy),
+    so an order already open neither resolves nor restarts its recovery clock meanwhile. A community is quiet when
+    every one of its registered homes is."""
+    if quiet is None or not quiet.active:
+        return obs
+    quiet_comms: set[str] = set()
+    if quiet.homes:
+        by_comm: dict[str, list[str]] = {}
+        for h in registry.homes.values():
+            by_comm.setdefault(h.community, []).append(h.home_id)
+        quiet_comms = {c for c, hs in by_comm.items() if all(hid in quiet.homes for hid in hs)}
+
+    def hushed(c: Candidate) -> bool:
+        if c.category not in COLD_CATEGORIES:
+            return False
+        if quiet.season_off:
+            return True
+        return c.home_id in quiet.homes if c.category == "home_below_standard" else c.community in quiet_comms
+
+    gone = {c.key for c in obs.candidates if hushed(c)}
+    if quiet.season_off:
+        gone |= {k for k in obs.healthy if k.startswith(("home_below_standard:", "community_cold:"))}
+    else:
+        gone |= {home_key(h) for h in quiet.homes} | {community_key(c) for c in quiet_comms}
+    return Observation([c for c in obs.candidates if c.key not in gone], {k: v for k, v in obs.healthy.items() if k not in gone})
+
+
 def observe_collector_alarms(alarms: pd.DataFrame, cfg: Config) -> list[Candidate]:
     """One urgent order per alarm event a collector wrote (a lost broker session: readings may be lost).
 

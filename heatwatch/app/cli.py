@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "heatwatch.app.commands.deadletters",
     "heatwatch.app.commands.simulate",
     "heatwatch.app.commands.analyze",
+    "heatwatch.app.commands.homes",
     "heatwatch.app.commands.control",
     "heatwatch.app.commands.energy",
     "heatwatch.app.commands.score",

@@ -7,6 +7,9 @@ the demo and the closed-loop tests run at each simulated cycle time.
    runs it with every cycle);
 4. the setpoints that fell due, then control: proposals, auto-apply, work orders, the rechecks that fell due.
 
+With a ``ServiceState`` the analysis sees only the homes heated on the cycle's local date, and control raises
+no cold alert outside the heating season or for homes told of an outage (issue 16).
+
 The loop's clock must read ``at``. Written once so that the service, the demo and the tests cannot drift.
 """
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
     from analytics.results import AnalysisResult
     from control.proposal import Proposal
     from control.service import ControlLoop, CycleReport
+    from heatwatch.app.servicestate import ServiceState
     from heatwatch.core.config import Config
     from heatwatch.core.registry import Registry
     from heatwatch.infra.storage.base import Store
@@ -62,7 +66,7 @@ class Cycle:
 
     def __init__(
         self, store: Store, registry: Registry, cfg: Config, loop: ControlLoop | None = None, *, window_h: float,
-        coldsnap: bool = False,
+        coldsnap: bool = False, service: ServiceState | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -70,12 +74,15 @@ class Cycle:
         self.loop = loop
         self.window_h = window_h
         self.with_coldsnap = coldsnap
+        self.service = service  # home statuses, outages and the season (None: every home heated, no quiet)
 
     def run(self, at: datetime) -> CycleSummary:
         from analytics.engine import analyze, write_results
 
         t0 = time.monotonic()
-        result = analyze(self.store, self.registry, self.cfg, at - timedelta(hours=self.window_h), at, now=at)
+        registry, quiet = (self.registry, None) if self.service is None else self.service.at(self.registry, at)
+        # only the homes heated on the day count in averages and flags; the loop hears what stays quiet
+        result = analyze(self.store, registry, self.cfg, at - timedelta(hours=self.window_h), at, now=at)
         try:
             write_results(self.store, result, at=at)
         except (StoreUnavailable, StoreError) as exc:
@@ -88,7 +95,11 @@ class Cycle:
             # setpoints that fell due go out before this cycle's new proposals are applied: a station's newest
             # change must be the last one published, as the retained message is the one that counts
             self.loop.publish_due_setpoints()
-            report = self.loop.evaluate(result)
+            report = self.loop.evaluate(result, quiet)
+            if self.service is not None:  # an outage past 8 h: control asked for a user notice; the homes are told
+                told = self.service.tell_unplanned(self.registry, self.loop.alerts, [*report.opened, *report.escalated], at)
+                if told:
+                    self.loop.dispatcher.deliver_due()
         return CycleSummary(at=at, result=result, planned=planned, report=report, duration_s=time.monotonic() - t0)
 
     def coldsnap(self) -> list[Proposal]:

@@ -52,6 +52,16 @@ class Service:
         self._lock = threading.Lock()
         self._latest: Snapshot = {}
         self._stopping = threading.Event()
+        self._service_state: Any = None
+
+    @property
+    def service_state(self) -> Any:
+        """Home statuses, outages and the season for each cycle (opened on first use)."""
+        if self._service_state is None:
+            from heatwatch.app.servicestate import ServiceState
+
+            self._service_state = ServiceState.from_config(self.cfg)
+        return self._service_state
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Service:
@@ -127,7 +137,8 @@ class Service:
     def analytics_cycle(self) -> None:
         from heatwatch.app.cycle import Cycle
 
-        done = Cycle(self.store, self.registry, self.cfg, self.loop, window_h=self.cfg.run.analytics_window_h).run(self.clock())
+        done = Cycle(self.store, self.registry, self.cfg, self.loop, window_h=self.cfg.run.analytics_window_h,
+                     service=self.service_state).run(self.clock())
         summary = done.for_status()
         self.last_analysis = summary
         log.info("analysis %s: %d communities (%d cold), %d homes below standard in %.2f s", summary["at"],

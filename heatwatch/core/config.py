@@ -304,6 +304,43 @@ class AlertsSettings(_Section):
     responsible_unit: str = ""  # default: the station's name
 
 
+class SeasonSettings(_Section):
+    """The heating season (供暖季) and where dated home statuses, outages and measurement records are kept."""
+
+    start: str = "11-15"  # first day of the heating season, MM-DD local date
+    end: str = "03-15"  # last day of the heating season (inclusive); outside it no cold alerts are raised
+    db_path: Path | None = None  # default: <data_dir>/service.sqlite (home status changes, outages, measurement records)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _month_day(cls, v: str) -> str:
+        from heatwatch.core.season import parse_month_day
+
+        parse_month_day(v)
+        return v
+
+
+class OutagesSettings(_Section):
+    """Announced heat outages (停热): users are told ahead, with the expected restoration time (issue 16)."""
+
+    notice_ahead_h: float = Field(24.0, ge=0)  # a planned outage is announced at least this long before it starts
+
+
+class MeasurementsSettings(_Section):
+    """In-home measurement records (入户测温, 000 section 三 / 001 section 八)."""
+
+    staff_required: int = Field(2, ge=1)  # distinct staff who measure together
+    calibration_valid_days: int = Field(365, ge=1)  # the thermometer's calibration is valid this long
+    reading_min_c: float = 0.0  # a room reading under this is a mistake, refused
+    reading_max_c: float = 40.0  # a room reading over this is a mistake, refused
+
+
+class VisitsSettings(_Section):
+    """The season's visit plan (访民问暖, 000 section 五); the edge share is analytics.edge_share_min."""
+
+    per_community: int = Field(10, ge=1)  # homes visited per residential community (all of them when it has fewer)
+
+
 RunPart = Literal["collector", "analytics", "control"]
 RUN_PARTS: tuple[RunPart, ...] = ("collector", "analytics", "control")
 
@@ -353,6 +390,10 @@ class Config(BaseSettings):
     control: ControlSettings = ControlSettings()
     alerts: AlertsSettings = AlertsSettings()
     run: RunSettings = RunSettings()
+    season: SeasonSettings = SeasonSettings()
+    outages: OutagesSettings = OutagesSettings()
+    measurements: MeasurementsSettings = MeasurementsSettings()
+    visits: VisitsSettings = VisitsSettings()
 
     source: str = Field("defaults", exclude=True)  # where the values came from, for messages: "heatwatch.toml + environment"
 

@@ -19,6 +19,9 @@ from heatwatch.core.errors import RegistryError
 
 Kind = Literal["residential", "bungalow", "non_residential"]
 KINDS: tuple[str, ...] = ("residential", "bungalow", "non_residential")
+# heated, or not heated and so left out of averages, flags and cold alerts (heatwatch.core.homestatus)
+HomeStatus = Literal["heated", "stopped", "vacant", "not_paid"]
+HOME_STATUSES: tuple[str, ...] = ("heated", "stopped", "vacant", "not_paid")
 
 HOME_COLUMNS = (
     "home_id",
@@ -35,7 +38,7 @@ HOME_COLUMNS = (
     "contact",
 )
 HOME_REQUIRED = ("home_id", "community", "building", "floor", "floors", "kind", "station_id")
-HOME_OPTIONAL_EXTRA = ("position", "heated_area_m2")  # position on the floor (heat maps); heated area (heat per m²)
+HOME_OPTIONAL_EXTRA = ("position", "heated_area_m2", "status")  # position on the floor (heat maps); heated area; status
 STATION_COLUMNS = ("station_id", "name", "communities", "supply_min_c", "supply_max_c")
 STATION_OPTIONAL = ("weather_site",)
 ID_FORBIDDEN = set("/#+\n\r\t\x00")
@@ -59,6 +62,7 @@ class Home:
     contact: str = ""
     position: int | None = None
     heated_area_m2: float | None = None  # for heat per m²; optional, older registries have no column
+    status: HomeStatus = "heated"  # the ledger's status; dated changes (报停 from a date) are resolved on top of it
 
     @property
     def top(self) -> bool:
@@ -208,6 +212,9 @@ def load_homes(path: Path) -> dict[str, Home]:
         area = _float(area_txt, where, "heated_area_m2") if area_txt else None
         if area is not None and area <= 0:
             raise RegistryError(f"{where} column heated_area_m2: must be positive, got {area_txt!r}")
+        status = row.get("status", "") or "heated"
+        if status not in HOME_STATUSES:
+            raise RegistryError(f"{where} column status: expected one of {', '.join(HOME_STATUSES)}, got {status!r}")
         homes[hid] = Home(
             home_id=hid,
             community=community,
@@ -223,6 +230,7 @@ def load_homes(path: Path) -> dict[str, Home]:
             contact=row.get("contact", ""),
             position=_int(pos_txt, where, "position", 0) if pos_txt else None,
             heated_area_m2=area,
+            status=status,  # type: ignore[arg-type]
         )
     return homes
 
@@ -261,9 +269,10 @@ def write_homes(path: Path, homes: Iterable[Home]) -> None:
     """Write homes in the CSV form ``load_homes`` reads (the simulator's generator and tests use it)."""
     homes = list(homes)
     with_area = any(h.heated_area_m2 is not None for h in homes)  # the column only when someone has an area
+    with_status = any(h.status != "heated" for h in homes)
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow([*HOME_COLUMNS, "position", *(["heated_area_m2"] if with_area else [])])
+        w.writerow([*HOME_COLUMNS, "position", *(["heated_area_m2"] if with_area else []), *(["status"] if with_status else [])])
         for h in homes:
             w.writerow(
                 [
@@ -271,6 +280,7 @@ def write_homes(path: Path, homes: Iterable[Home]) -> None:
                     "" if h.min_temp_c is None else h.min_temp_c, h.station_id, h.address, h.contact,
                     "" if h.position is None else h.position,
                     *([("" if h.heated_area_m2 is None else h.heated_area_m2)] if with_area else []),
+                    *([h.status] if with_status else []),
                 ]
             )
 
