@@ -37,6 +37,7 @@ VARIABLE_VALUES = {"community": COMMUNITIES[0], "station": "ST-01"}
 KNOWN_MEASUREMENTS = {
     schema.INDOOR, schema.STATION, schema.WEATHER, schema.FORECAST, schema.COLLECTOR, schema.COLLECTOR_REJECTS,
     schema.COMMUNITY_STATS, schema.HOME_STATUS, schema.SENSOR_HEALTH, schema.IMBALANCE, schema.PROPOSALS, schema.ALERTS,
+    schema.DESK_FIGURES, schema.DESK_OVERDUE,
 }
 
 
@@ -83,7 +84,7 @@ def test_dashboard_structure_and_datasources() -> None:
     assert provided == set(dashboards.DIALECTS)
 
     boards = dashboards.generate()
-    assert len(boards) == 8
+    assert len(boards) == 10
     all_uids = [b["uid"] for b in boards.values()]
     assert len(set(all_uids)) == len(all_uids)
     for rel, board in boards.items():
@@ -285,6 +286,13 @@ def realistic_lines() -> list[str]:
         lines.append(_line(schema.ALERTS, {"category": "community_cold", "community": community, "station_id": sid}, {
             "alert_id": f"A-{i}", "home_id": "", "status": "open", "content": f"{community} 室温不达标"},
             t + timedelta(minutes=5)))
+    for unit in ("阳光站班组", "ALL"):  # the desk: the month's figures (at the window's start) and overdue orders per tick
+        lines.append(_line(schema.DESK_FIGURES, {"handling_unit": unit}, {
+            "received": 12, "received_not_warm": 7, "ontime_respond": 0.75, "ontime_respond_n": 8, "ontime_dispatch": 0.5,
+            "ontime_dispatch_n": 10, "median_contact_min": 25.0, "median_repair_h": 5.5, "closed": 9, "closure_rate": 0.75,
+            "callbacks": 8, "satisfied": 7, "satisfaction_rate": 0.875}, START + timedelta(minutes=30)))
+        for h in range(24):
+            lines.append(_line(schema.DESK_OVERDUE, {"handling_unit": unit}, {"count": h % 3}, START + timedelta(hours=h)))
     for k in range(24 * 60 // 2):
         t = START + timedelta(minutes=2 * k)
         for cid in ("collector-a", "collector-b"):

@@ -861,7 +861,102 @@ def _collector(std: Standard) -> Dashboard:
     )
 
 
-DASHBOARDS = (_city, _community, _stations, _collector)
+DF, DO = schema.DESK_FIGURES, schema.DESK_OVERDUE
+FLUX_ALL_UNITS = 'r.handling_unit == "ALL"'
+# a rate field of desk_figures (ontime_<clock>), not its count (ontime_<clock>_n): RE2 has no lookahead
+ONTIME_RATE_RE = "/^ontime_.*([^_].|_[^n])$/"
+
+
+def _desk(std: Standard) -> Dashboard:
+    """The service desk (docs/SERVICE_DESK.md): overdue orders now and the monthly figures per handling unit."""
+    return Dashboard(
+        slug="heatwatch-desk",
+        title="heatwatch · service desk",
+        description="Orders past a clock of the standards, and the monthly figures (by the local month an order was received).",
+        panels=(
+            Panel(
+                "Overdue orders now",
+                "stat",
+                (
+                    Query(
+                        f'SELECT last("count") FROM "{DO}" WHERE "handling_unit" = \'ALL\' AND $timeFilter',
+                        _flux_filter(DO, ["count"], FLUX_ALL_UNITS) + "\n  |> last()",
+                    ),
+                ),
+                w=4,
+                unit="none",
+                thresholds=(("green", None), ("red", 1.0)),
+                description="Open orders past any of their clocks at the desk's last tick (heatwatch orders overdue lists them).",
+            ),
+            Panel(
+                "Overdue orders by handling unit",
+                "timeseries",
+                (
+                    Query(
+                        f'SELECT last("count") FROM "{DO}" WHERE "handling_unit" <> \'ALL\' AND $timeFilter '
+                        'GROUP BY time($__interval), "handling_unit" fill(none)',
+                        _flux_series(DO, ["count"], ["handling_unit"], fn="last", extra='r.handling_unit != "ALL"'),
+                        alias="$tag_handling_unit",
+                    ),
+                ),
+                w=20,
+                unit="none",
+                decimals=0,
+            ),
+            Panel(
+                "Closure, satisfaction and first response on time (all units, per month)",
+                "timeseries",
+                (
+                    Query(
+                        f'SELECT last("closure_rate") AS "closure", last("satisfaction_rate") AS "satisfaction", '
+                        f'last("ontime_respond") AS "respond on time" FROM "{DF}" WHERE "handling_unit" = \'ALL\' '
+                        "AND $timeFilter GROUP BY time($__interval) fill(none)",
+                        _flux_series(DF, ["closure_rate", "satisfaction_rate", "ontime_respond"], [], fn="last",
+                                     extra=FLUX_ALL_UNITS),
+                    ),
+                ),
+                unit="percentunit",
+                decimals=1,
+                custom={"drawStyle": "bars", "fillOpacity": 60},
+                description="The standards ask for 100 % closure and satisfaction. Each point is a month, at its local start.",
+            ),
+            Panel(
+                "On-time rate by clock (all units, per month)",
+                "timeseries",
+                (
+                    Query(
+                        f'SELECT last({ONTIME_RATE_RE}) FROM "{DF}" WHERE "handling_unit" = \'ALL\' AND $timeFilter '
+                        "GROUP BY time($__interval) fill(none)",
+                        _flux_filter(DF, (), FLUX_ALL_UNITS + ' and r._field =~ /^ontime_/ and r._field !~ /_n$/')
+                        + '\n  |> group(columns: ["_field"])\n' + _WINDOW.format(fn="last"),
+                    ),
+                ),
+                unit="percentunit",
+                decimals=1,
+                description="Met on time / decided (met, late or overdue) for each clock of the standards.",
+            ),
+            Panel(
+                "Monthly figures by handling unit",
+                "table",
+                (
+                    Query(
+                        f'SELECT * FROM "{DF}" WHERE $timeFilter ORDER BY time DESC LIMIT 500',
+                        _flux_filter(DF)
+                        + '\n  |> pivot(rowKey: ["_time", "handling_unit"], columnKey: ["_field"], valueColumn: "_value")'
+                        '\n  |> group()\n  |> sort(columns: ["_time"], desc: true)\n  |> limit(n: 500)',
+                        table=True,
+                    ),
+                ),
+                w=24,
+                h=10,
+                options={**_SORT_ASC, "sortBy": [{"displayName": "Time", "desc": True}]},
+                description="heatwatch orders figures --month YYYY-MM shows the same; docs/SERVICE_DESK.md defines each column.",
+            ),
+        ),
+    )
+
+
+DASHBOARDS = (_city, _community, _stations, _collector, _desk)
 
 
 # --- Flux well-formedness (no Flux engine runs here; InfluxDB 2.x cannot be installed) ---------
