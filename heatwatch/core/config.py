@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -274,6 +275,17 @@ class ControlSettings(_Section):
     coldsnap_interval_min: float = Field(60.0, gt=0)
     ramp_interval_h: float = Field(3.0, gt=0)  # between ramp steps of a pre-adjustment
     improve_min_c: float = Field(0.3, ge=0)  # a recheck needs this much warming (or the target) to count
+    # --- the model-predictive strategy (control/model.py, control/mpc.py; docs/CONTROL.md) --------------------
+    strategy: Literal["feedback", "model"] = "feedback"  # model: fitted station models choose the supply
+    model_window_h: float = Field(168.0, gt=0)  # rolling window each fit reads (refitted every cycle)
+    model_min_hours: float = Field(24.0, ge=4)  # fewer usable hours: the design prior with model_prior_tau_h
+    model_prior_tau_h: float = Field(24.0, gt=0)  # assumed time constant of the homes before a fit
+    model_max_rmse_c: float = Field(0.5, gt=0)  # free-run fit error over this: curve + feedback keep the station
+    model_lookahead_h: float = Field(12.0, ge=1)  # forecast hours each plan keeps at their standard
+    model_hold_h: float = Field(3.0, ge=1)  # hours the first move is held (the cycle interval)
+    model_margin_c: float = Field(0.3, ge=0)  # aimed above the standard (not 22 °C)
+    model_cold_quantile: float = Field(0.05, gt=0, lt=0.5)  # the cold homes the standard is aimed at
+    model_gap_h: float = Field(72.0, ge=1)  # hours over which the cold homes' gap under the mean is measured
 
 
 class AlertsSettings(_Section):
@@ -341,6 +353,72 @@ class VisitsSettings(_Section):
     per_community: int = Field(10, ge=1)  # homes visited per residential community (all of them when it has fewer)
 
 
+class OperatorSettings(_Section):
+    """One named desk user (``[desk.operators."<name>"]``): approvals and closures name them, never free text."""
+
+    role: Literal["operator", "supervisor"] = "operator"  # supervisor: may close an order without a callback (with a reason)
+    token: SecretStr | None = None  # better: token_file or HEATWATCH_DESK_OPERATORS as JSON; never printed
+    token_file: Path | None = None  # a file holding the token (e.g. a container secret)
+    display_name: str = ""  # e.g. 王伟 (default: the user name)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value().strip()) < 8:
+            raise ValueError("too short (at least 8 characters; better a random one from token_file)")
+        return v
+
+
+class DeskSettings(_Section):
+    """The service desk (调度室, issue 16): its users, its database, the standards' clocks (docs/SERVICE_DESK.md)."""
+
+    db_path: Path | None = None  # default: <data_dir>/desk.sqlite
+    operators: dict[str, OperatorSettings] = Field(default_factory=dict)  # per user name
+    # --- the clocks, in DOMAIN.md's order (seed in brackets); every one runs from an order's own events ---------
+    measure_h: float = Field(24.0, gt=0)  # [000] measurement request: two staff measure at the home within this
+    measure_notice_h: float = Field(1.0, ge=0)  # [000] a visit later than measure_h is announced this long ahead
+    station_opinion_h: float = Field(1.0, gt=0)  # [001] the station's handling opinion back to dispatch
+    repair_call_min: float = Field(10.0, gt=0)  # [002] a repair call passed to the responsible team
+    leak_contact_min: float = Field(30.0, gt=0)  # [001] leak (跑冒滴漏): contact the user
+    leak_on_site_h: float = Field(2.0, gt=0)  # [001] leak: on site
+    leak_fixed_h: float = Field(24.0, gt=0)  # [001] leak: fixed
+    callback_h: float = Field(48.0, gt=0)  # [001] the callback (回访) after a repair
+    not_warm_respond_h: float = Field(2.0, gt=0)  # [004] 不热 is urgent: respond (contact the user) within this
+    billing_review_h: float = Field(48.0, gt=0)  # [004] fee disputes: the 48-hour review
+    asap_h: float = Field(24.0, gt=0)  # [004] "as soon as possible" written as this explicit deadline (other orders)
+    complaint_working_days: int = Field(5, ge=1)  # [001] complaints answered within N working days (002: 2 days)
+    report_working_days: int = Field(10, ge=1)  # [001] reports (举报: complaints with evidence kind=report): N working days
+    dispatch_min: float = Field(5.0, gt=0)  # [003] an order checked and dispatched
+    route_min: float = Field(10.0, gt=0)  # [003] the receiving unit routes it to a first-line worker
+    contact_min: float = Field(10.0, gt=0)  # [003] the first-line worker contacts the customer (orders with a phone)
+    review_min: float = Field(20.0, gt=0)  # [003] a reply reviewed by the hotline
+    # --- the calendar of working days (local time, general.timezone) -----------------------------------------
+    working_weekdays: tuple[int, ...] = (1, 2, 3, 4, 5)  # ISO weekdays that are working days (1 = Monday)
+    holidays: tuple[date, ...] = ()  # public holidays (local dates), e.g. the State Council's notice for the year
+    extra_working_days: tuple[date, ...] = ()  # weekend days that are working days (调休上班)
+    # --- escalation of overdue orders to the supervisors ------------------------------------------------------
+    escalate_mqtt: bool = True  # publish on <mqtt.topic_prefix>/desk/alerts/<clock>
+    escalate_jsonl_path: Path | None = None  # default: <data_dir>/desk_escalations.jsonl
+    escalate_webhook_url: str = ""  # signed like alerts (alerts.webhook_secret); "" = none
+    tick_interval_s: float = Field(60.0, gt=0)  # `heatwatch run`: overdue check and delivery every N seconds
+    retry_s: float = Field(60.0, gt=0)  # first wait before a refused escalation is retried (doubling, at most 1 h)
+
+    @field_validator("working_weekdays")
+    @classmethod
+    def _weekdays(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(d < 1 or d > 7 for d in v):
+            raise ValueError("expected ISO weekdays 1 (Monday) to 7 (Sunday), at least one")
+        return tuple(sorted(set(v)))
+
+    @field_validator("operators")
+    @classmethod
+    def _names(cls, v: dict[str, OperatorSettings]) -> dict[str, OperatorSettings]:
+        for name in v:
+            if not name.strip() or name != name.strip() or name.startswith("system:"):
+                raise ValueError(f"operator name {name!r}: not empty, no surrounding spaces, not 'system:…'")
+        return v
+
+
 RunPart = Literal["collector", "analytics", "control"]
 RUN_PARTS: tuple[RunPart, ...] = ("collector", "analytics", "control")
 
@@ -390,6 +468,7 @@ class Config(BaseSettings):
     control: ControlSettings = ControlSettings()
     alerts: AlertsSettings = AlertsSettings()
     run: RunSettings = RunSettings()
+    desk: DeskSettings = DeskSettings()
     season: SeasonSettings = SeasonSettings()
     outages: OutagesSettings = OutagesSettings()
     measurements: MeasurementsSettings = MeasurementsSettings()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, date):
+        return value.isoformat()  # a TOML local date
     if isinstance(value, Path):
         return json.dumps(str(value), ensure_ascii=False)
     if isinstance(value, str):
@@ -72,6 +75,15 @@ def _section(name: str, model: BaseModel) -> list[str]:
         note = f"  # {notes[key]}" if key in notes else ""
         if isinstance(value, BaseModel):
             tables += ["", *_section(f"{name}.{key}", value)]
+        elif isinstance(value, dict) and key == "operators":
+            tables += [
+                "",
+                f"# [{name}.{key}.\"<user>\"]: one table per desk user; approvals and closures name them, e.g.",
+                f"# [{name}.{key}.\"wangwei\"]",
+                "# role = \"supervisor\"  # or \"operator\"",
+                "# token_file = \"/run/secrets/desk-wangwei\"",
+                "# display_name = \"王伟\"",
+            ]
         elif isinstance(value, dict):
             tables += [
                 "",
