@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "heatwatch.app.commands.simulate",
     "heatwatch.app.commands.analyze",
     "heatwatch.app.commands.homes",
+    "heatwatch.app.commands.measurements",
     "heatwatch.app.commands.control",
     "heatwatch.app.commands.energy",
     "heatwatch.app.commands.score",
