@@ -7,7 +7,7 @@ says did it. Refusals are JSON ``{"error": ...}`` naming what was wrong (docs/SE
 
 - ``POST /orders``  body = an order (OrderInput JSON) -> 201 and the order (200 when ``ref`` was seen before)
 - ``GET /orders/<id>`` -> the order (``?history=1`` adds its audit log)
-- ``GET /orders?stage=<stage>&overdue=1`` -> the orders, oldest first
+- ``GET /orders?stage=<stage>&overdue=1`` -> the orders, newest first (overdue: most overdue first)
 - ``POST /measurements`` body = an in-home measurement record (when the desk is given a recorder for them)
 """
 
@@ -23,20 +23,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from sqlalchemy import select
-
-from dispatch import tables
-from dispatch.desk import Desk, order_from_json, order_to_json
+from dispatch.desk import Desk, order_to_json
 from dispatch.model import STAGES, Order, OrderInput, OrderRefused
+from dispatch.operators import Operators
 
 log = logging.getLogger("heatwatch.dispatch.http")
 
 MAX_BODY = 64 * 1024  # an order is a few hundred bytes; a measurement record with every room a few KB
 SOURCES_OVER_HTTP = ("http", "hotline")  # a sensor or outage order comes from inside, never over this door
+LIST_LIMIT = 1000  # GET /orders answers the newest this many
 REQUEST_TIMEOUT_S = 30.0  # a client that stops sending mid-request does not hold a thread forever
 
-# optional hooks, wired when the parts that own them exist
-OverdueFn = Callable[[], list[Order]]  # the desk's overdue orders (dispatch.lifecycle)
+# optional hook, wired when the part that owns it is there
 MeasurementFn = Callable[[dict[str, Any], str], dict[str, Any]]  # (record JSON, operator) -> stored record JSON
 
 
@@ -112,22 +110,9 @@ def order_json(o: Order) -> dict[str, Any]:
     return {**order_to_json(o), "category_name": o.category_name}
 
 
-def by_ref(desk: Desk, ref: str) -> Order | None:
-    """The order opened under intake's ``ref``, if any (so a retry answers 200, not 201)."""
-    if not ref:
-        return None
-    with desk.engine.connect() as conn:
-        row = conn.execute(select(tables.orders.c.body).where(tables.orders.c.ref == ref)).first()
-    return None if row is None else order_from_json(json.loads(row[0]))
-
-
-def list_orders(desk: Desk, stage: str | None = None) -> list[Order]:
-    """Orders, oldest received first, optionally only those at ``stage``."""
-    q = select(tables.orders.c.body).order_by(tables.orders.c.received_at)
-    if stage:
-        q = q.where(tables.orders.c.stage == stage)
-    with desk.engine.connect() as conn:
-        return [order_from_json(json.loads(r[0])) for r in conn.execute(q)]
+def tokens_of(operators: Operators) -> dict[str, str]:
+    """token -> operator name, for the configured users that have a token (``[desk.operators."<name>"]``)."""
+    return {op.token: op.name for op in operators.users.values() if op.token}
 
 
 def take_order(desk: Desk, body: Any, by: str) -> tuple[int, Order]:
@@ -143,7 +128,7 @@ def take_order(desk: Desk, body: Any, by: str) -> tuple[int, Order]:
         inp = OrderInput.parse(data)
     except OrderRefused as exc:
         raise HttpRefusal(400, str(exc)) from None
-    seen = by_ref(desk, inp.ref)
+    seen = desk.by_ref(inp.ref)  # a retry answers 200, not 201
     if seen is not None:
         return 200, seen
     try:
@@ -164,17 +149,16 @@ class Route:
 class IntakeServer:
     """The HTTP intake on ``host:port`` (0: a free port, read ``self.port``), serving from a thread of its own.
 
-    ``tokens`` maps each operator's token to the operator's name (the desk's ``[desk]`` operators, or a test's).
+    ``tokens`` maps each operator's token to the operator's name; None: the desk's configured operators'.
     """
 
     def __init__(
-        self, desk: Desk, host: str, port: int, tokens: Mapping[str, str], *, max_body: int = MAX_BODY,
-        overdue: OverdueFn | None = None, measurement: MeasurementFn | None = None,
+        self, desk: Desk, host: str, port: int, tokens: Mapping[str, str] | None = None, *, max_body: int = MAX_BODY,
+        measurement: MeasurementFn | None = None,
     ) -> None:
         self.desk = desk
-        self.tokens = {t: n for t, n in tokens.items() if t}
+        self.tokens = {t: n for t, n in (tokens_of(desk.operators) if tokens is None else tokens).items() if t}
         self.max_body = max_body
-        self.overdue = overdue
         self.measurement = measurement
         server = self
 
@@ -249,13 +233,14 @@ class IntakeServer:
             code, o = take_order(self.desk, body(), by)
             return code, order_json(o)
         if r.parts == ("orders",) and r.method == "GET":
-            return 200, {"orders": [order_json(o) for o in self._listed(r.query)]}
+            return 200, {"orders": self._listed(r.query)}
         if len(r.parts) == 2 and r.parts[0] == "orders" and r.method == "GET":
             try:
                 o = self.desk.get(r.parts[1])
             except KeyError:
                 raise HttpRefusal(404, f"no order {r.parts[1]!r}") from None
-            out = order_json(o)
+            now = self.desk.clock()
+            out = {**order_json(o), "clocks": [c.to_json(now) for c in self.desk.clocks(o)]}
             if r.query.get("history", [""])[0] in ("1", "true"):
                 out["history"] = self.desk.history(o.order_id)
             return 200, out
@@ -274,7 +259,7 @@ class IntakeServer:
             raise HttpRefusal(405, f"{r.method} is not allowed on /{'/'.join(r.parts)}")
         raise HttpRefusal(404, f"no such path /{'/'.join(r.parts)}; try POST /orders, GET /orders/<id>, GET /orders?stage=")
 
-    def _listed(self, query: Mapping[str, list[str]]) -> list[Order]:
+    def _listed(self, query: Mapping[str, list[str]]) -> list[dict[str, Any]]:
         unknown = sorted(set(query) - {"stage", "overdue"})
         if unknown:
             raise HttpRefusal(400, f"unknown query parameter {', '.join(unknown)}; expected stage, overdue")
@@ -285,10 +270,10 @@ class IntakeServer:
         if overdue not in ("", "0", "1", "true", "false"):
             raise HttpRefusal(400, f"overdue={overdue!r}: expected 1 or 0")
         if overdue in ("1", "true"):
-            if self.overdue is None:
-                raise HttpRefusal(400, "overdue=1 is not available on this desk (no deadline clocks configured)")
-            return [o for o in self.overdue() if not stage or o.stage == stage]
-        return list_orders(self.desk, stage or None)
+            now = self.desk.clock()
+            return [{**order_json(o), "overdue": [c.to_json(now) for c in late]}
+                    for o, late in self.desk.overdue(now) if not stage or o.stage == stage]
+        return [order_json(o) for o in self.desk.find([stage] if stage else None, limit=LIST_LIMIT)]
 
     def start(self) -> IntakeServer:
         self._thread.start()

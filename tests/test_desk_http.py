@@ -13,6 +13,7 @@ import pytest
 
 from dispatch.desk import Desk
 from dispatch.intake_http import IntakeServer, operator_for
+from dispatch.operators import Operator, Operators
 from heatwatch.core.timeutil import SettableClock
 
 T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -24,13 +25,19 @@ ORDER = {
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Desk:
-    return Desk.open_file(tmp_path / "desk.sqlite", SettableClock(T0))
+def clock() -> SettableClock:
+    return SettableClock(T0)
+
+
+@pytest.fixture
+def desk(tmp_path: Path, clock: SettableClock) -> Desk:
+    users = {name: Operator(name, token=token) for token, name in TOKENS.items()} | {"no-token": Operator("no-token")}
+    return Desk.open_file(tmp_path / "desk.sqlite", clock, operators=Operators(users))
 
 
 @pytest.fixture
 def server(desk: Desk) -> Iterator[IntakeServer]:
-    srv = IntakeServer(desk, "127.0.0.1", 0, TOKENS, max_body=4096).start()
+    srv = IntakeServer(desk, "127.0.0.1", 0, max_body=4096).start()  # tokens: the desk's configured operators
     yield srv
     srv.stop()
 
@@ -91,6 +98,17 @@ def test_a_chinese_order_round_trips_and_names_its_operator(server: IntakeServer
     status, _, listed = call(server, "GET", "/orders?stage=received")
     assert [o["order_id"] for o in listed["orders"]] == [made["order_id"]]
     assert call(server, "GET", "/orders?stage=closed")[2] == {"orders": []}
+    assert {c["clock"]: c["state"] for c in got["clocks"]}["not_warm_respond"] == "running"
+
+
+def test_overdue_orders_are_listed_with_their_late_clocks(server: IntakeServer, clock: SettableClock) -> None:
+    made = call(server, "POST", "/orders", ORDER)[2]
+    assert call(server, "GET", "/orders?overdue=1")[2] == {"orders": []}
+    clock.advance(hours=2, minutes=1)  # 不热: respond within 2 h (004)
+    status, _, body = call(server, "GET", "/orders?overdue=1&stage=received")
+    assert status == 200 and [o["order_id"] for o in body["orders"]] == [made["order_id"]]
+    assert "not_warm_respond" in {c["clock"] for c in body["orders"][0]["overdue"]}
+    assert call(server, "GET", "/orders?overdue=1&stage=dispatched")[2] == {"orders": []}
 
 
 def test_bad_input_is_refused_naming_what_was_wrong(server: IntakeServer, desk: Desk) -> None:
@@ -119,8 +137,8 @@ def test_bad_input_is_refused_naming_what_was_wrong(server: IntakeServer, desk: 
     assert (status, body["error"]) == (404, "no order 'W-nope'")
     status, _, body = call(server, "GET", "/orders?stage=done")
     assert status == 400 and "stage 'done' is not one of received" in body["error"]
-    status, _, body = call(server, "GET", "/orders?overdue=1")
-    assert status == 400 and "overdue" in body["error"]
+    status, _, body = call(server, "GET", "/orders?overdue=yes")
+    assert status == 400 and "overdue='yes'" in body["error"]
     status, _, body = call(server, "POST", "/measurements", {"home_id": "H-0501"})
     assert status == 404 and "measurement" in body["error"]
     status, _, body = call(server, "DELETE", "/orders")

@@ -402,6 +402,11 @@ class DeskSettings(_Section):
     escalate_webhook_url: str = ""  # signed like alerts (alerts.webhook_secret); "" = none
     tick_interval_s: float = Field(60.0, gt=0)  # `heatwatch run`: overdue check and delivery every N seconds
     retry_s: float = Field(60.0, gt=0)  # first wait before a refused escalation is retried (doubling, at most 1 h)
+    # --- intake from other systems (docs/SERVICE_DESK.md, "HTTP API" and "MQTT") ----------------------------------
+    http_port: int = Field(0, ge=0, le=65535)  # HTTP JSON intake (POST /orders …) in `heatwatch run`; 0 = off
+    http_host: str = "127.0.0.1"  # where the intake listens (0.0.0.0 for a call-centre system on another host)
+    http_max_body_kb: int = Field(64, ge=1)  # a request body over this is refused (413)
+    mqtt_intake: bool = False  # `heatwatch run` takes orders from <mqtt.topic_prefix>/orders/new
 
     @field_validator("working_weekdays")
     @classmethod
