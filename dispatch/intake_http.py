@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from dispatch import measurements
 from dispatch.desk import Desk, order_to_json
 from dispatch.model import STAGES, Order, OrderInput, OrderRefused
 from dispatch.operators import Operators
+from heatwatch.core.config import Config
+from heatwatch.core.registry import Registry
 
 log = logging.getLogger("heatwatch.dispatch.http")
 
@@ -135,6 +140,82 @@ def take_order(desk: Desk, body: Any, by: str) -> tuple[int, Order]:
         return 201, desk.open(inp, by)
     except OrderRefused as exc:
         raise HttpRefusal(400, str(exc)) from None
+
+
+MEASUREMENT_KEYS = ("home_id", "measured_at", "rooms", "staff", "instrument_id", "calibrated_on", "cosigned", "cosigner",
+                    "note", "supersedes")
+
+
+def measurement_from_body(data: Mapping[str, Any]) -> measurements.Measurement:
+    """A measurement record from a JSON body; ValueError naming every missing or malformed element.
+
+    ``rooms`` is ``{"客厅": 17.2, …}`` or ``[["客厅", 17.2], …]`` in the order measured; ``measured_at`` carries its
+    time zone; ``calibrated_on`` is a date. The record's own rules (two staff, calibration, …) are checked by
+    ``dispatch.measurements.record``."""
+    bad: list[str] = [f"{k}: unknown element" for k in data if k not in MEASUREMENT_KEYS]
+    missing = [k for k in ("home_id", "measured_at", "rooms", "staff", "instrument_id", "calibrated_on") if k not in data]
+    if missing:
+        bad.append("missing " + ", ".join(missing))
+
+    def text(key: str) -> str:
+        v = data.get(key, "")
+        if not isinstance(v, str):
+            bad.append(f"{key}: expected a string")
+            return ""
+        return v.strip()
+
+    at: datetime | None = None
+    if "measured_at" in data:
+        try:
+            at = datetime.fromisoformat(text("measured_at"))
+            if at.tzinfo is None:
+                bad.append("measured_at: needs a time zone (e.g. 2026-12-03T10:00+08:00)")
+        except ValueError:
+            bad.append(f"measured_at: {data['measured_at']!r} is not an ISO 8601 time")
+    cal: date | None = None
+    if "calibrated_on" in data:
+        try:
+            cal = date.fromisoformat(text("calibrated_on"))
+        except ValueError:
+            bad.append(f"calibrated_on: {data['calibrated_on']!r} is not a date (YYYY-MM-DD)")
+    raw = data.get("rooms", [])
+    pairs = list(raw.items()) if isinstance(raw, dict) else raw if isinstance(raw, list) else None
+    rooms: list[tuple[str, float]] = []
+    if pairs is None:
+        bad.append("rooms: expected {\"room\": °C, …} or [[\"room\", °C], …]")
+    else:
+        for item in pairs:
+            ok = isinstance(item, list | tuple) and len(item) == 2 and isinstance(item[0], str)
+            val = item[1] if ok else None
+            if not ok or isinstance(val, bool) or not isinstance(val, int | float) or not math.isfinite(val):
+                bad.append(f"rooms: {item!r} is not a room name with a temperature in °C")
+                continue
+            rooms.append((str(item[0]).strip(), float(val)))
+    staff = data.get("staff", [])
+    if not isinstance(staff, list) or not all(isinstance(x, str) for x in staff):
+        bad.append("staff: expected a list of names")
+        staff = []
+    cosigned = data.get("cosigned", False)
+    if not isinstance(cosigned, bool):
+        bad.append("cosigned: expected true or false")
+    home_id, instrument, cosigner, note, supersedes = (text(k) for k in ("home_id", "instrument_id", "cosigner", "note",
+                                                                          "supersedes"))
+    if bad or at is None or cal is None:
+        raise ValueError("measurement refused: " + "; ".join(bad))
+    return measurements.Measurement(home_id, at.astimezone(UTC), tuple(rooms), tuple(s.strip() for s in staff), instrument,
+                                    cal, bool(cosigned), cosigner, note, supersedes)
+
+
+def measurement_recorder(book: measurements.MeasurementBook, desk: Desk, cfg: Config, registry: Registry) -> MeasurementFn:
+    """``POST /measurements``: check and keep the record; a co-signed one under the standard opens or notes an order."""
+
+    def take(data: dict[str, Any], by: str) -> dict[str, Any]:
+        m = measurement_from_body(data)
+        out = measurements.record(book, m, cfg=cfg, registry=registry, now=desk.clock(), by=by, desk=desk)
+        return {"record_id": out.record.record_id, "record": measurements.to_json(m), "recorded_by": by,
+                "threshold_c": out.threshold_c, "below": out.below, "order_id": out.order_id, "action": out.action}
+
+    return take
 
 
 @dataclass(frozen=True)

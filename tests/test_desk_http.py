@@ -151,3 +151,35 @@ def test_tokens_are_compared_whole() -> None:
     assert operator_for(TOKENS, "tok-li-91c") is None
     assert operator_for(TOKENS, "tok-li-91c2 ") is None
     assert operator_for({}, "") is None
+
+
+def test_a_measurement_record_is_kept_and_a_cosigned_cold_one_opens_an_order(tmp_path: Path, desk: Desk) -> None:
+    from dispatch.intake_http import measurement_recorder
+    from dispatch.measurements import MeasurementBook
+    from heatwatch.core.config import load_config
+    from heatwatch.core.registry import Home, Registry, Station
+
+    cfg = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "data")}})
+    home = Home("H-0501", "阳光小区", "3号楼", "2", 5, 6, False, "residential", None, "S1", "阳光小区 3号楼 2单元 501",
+                "13800000000")
+    reg = Registry({"H-0501": home}, {"S1": Station("S1", "阳光换热站", ("阳光小区",), 35.0, 75.0)})
+    hook = measurement_recorder(MeasurementBook.open(cfg), desk, cfg, reg)
+    srv = IntakeServer(desk, "127.0.0.1", 0, measurement=hook).start()
+    record = {"home_id": "H-0501", "measured_at": "2026-12-01T08:40+08:00", "rooms": {"客厅": 16.9, "主卧": 16.2},
+              "staff": ["张三", "李四"], "instrument_id": "TH-0042", "calibrated_on": "2026-06-01", "cosigned": True,
+              "cosigner": "张伟", "note": "门窗关闭"}
+    try:
+        status, _, body = call(srv, "POST", "/measurements", record)
+        assert status == 201 and body["below"] is True and body["action"] == "opened" and body["recorded_by"] == "王芳"
+        assert body["record"]["rooms"] == [["客厅", 16.9], ["主卧", 16.2]]
+        o = desk.get(body["order_id"])
+        assert (o.category, o.source, o.home_id) == ("not_warm", "measurement", "H-0501")
+        status, _, body = call(srv, "POST", "/measurements", {**record, "staff": ["张三"], "rooms": {"客厅": "冷"}, "colour": 1})
+        assert status == 400 and body["error"].startswith("measurement refused: colour: unknown element")
+        assert "rooms: ('客厅', '冷') is not a room name with a temperature" in body["error"]
+        status, _, body = call(srv, "POST", "/measurements", {**record, "staff": ["张三"]})
+        assert (status, body["error"]) == (400, "2 distinct staff required, got 1 (张三)")
+        status, _, body = call(srv, "POST", "/measurements", {k: v for k, v in record.items() if k != "calibrated_on"})
+        assert (status, body["error"]) == (400, "measurement refused: missing calibrated_on")
+    finally:
+        srv.stop()
