@@ -137,3 +137,49 @@ def plan_visits(
     ]
     n_e = sum(v.edge for v in visits)
     return VisitPlan(community, size, visits, n_e, n_e / size, len({v.building for v in visits}), notes)
+
+
+def residential_communities(registry: Registry) -> list[str]:
+    """Communities with at least one residential home: the season's plan covers every one (000 section 五)."""
+    return sorted({h.community for h in registry.homes.values() if h.kind == "residential"})
+
+
+def plan_season(
+    registry: Registry,
+    per_community: int,
+    flags: Mapping[str, Sequence[str]] | None = None,
+    edge_share_min: float = 0.40,
+) -> list[VisitPlan]:
+    """One plan per residential community, ``per_community`` visits each (all its homes when it has fewer)."""
+    return [plan_visits(registry, c, min(per_community, len(registry.homes_in(c))), flags, edge_share_min)
+            for c in residential_communities(registry)]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerAverage:
+    """A community's average from the visit ledger (回访台账): the mean of its visited homes' temperatures."""
+
+    community: str
+    homes: int  # homes visited (each counted once: the mean of its records)
+    mean_c: float
+    edge_homes: int  # of them residential edge homes (the plan keeps these ≥ 40 %)
+
+    @property
+    def edge_share(self) -> float:
+        return self.edge_homes / self.homes
+
+
+def ledger_averages(registry: Registry, readings: Sequence[tuple[str, float]]) -> list[LedgerAverage]:
+    """Per community: ``readings`` (home id, °C measured by hand) averaged per home, then over the homes."""
+    per_home: dict[str, list[float]] = {}
+    for hid, t in readings:
+        if hid in registry.homes:
+            per_home.setdefault(hid, []).append(t)
+    by_comm: dict[str, list[str]] = {}
+    for hid in per_home:
+        by_comm.setdefault(registry.homes[hid].community, []).append(hid)
+    out = []
+    for comm, hids in sorted(by_comm.items()):
+        means = [sum(per_home[h]) / len(per_home[h]) for h in hids]
+        out.append(LedgerAverage(comm, len(hids), sum(means) / len(means), sum(_edge(registry.homes[h]) for h in hids)))
+    return out

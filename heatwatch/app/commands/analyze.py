@@ -131,6 +131,10 @@ def plan_json(plan: VisitPlan) -> dict[str, Any]:
 
 def _plan(args: argparse.Namespace) -> int:
     app = App.from_args(args)
+    if args.season is not None or args.ledger:
+        return _plan_season(args, app)
+    if args.community is None or args.size is None:
+        raise UsageError("plan-visits needs --community and --size, or --season (every residential community)")
     if args.size < 1:
         raise UsageError(f"--size must be at least 1, got {args.size}")
     now = CLOCK()
@@ -149,6 +153,48 @@ def _plan(args: argparse.Namespace) -> int:
         print(f"note: {n}")
     print(table([(v.home_id, v.building, v.entrance, v.floor, v.location, ", ".join(v.reasons) or None, v.address)
                  for v in plan.visits], ("home", "building", "entrance", "floor", "location", "flags", "address")))
+    return 0
+
+
+def _plan_season(args: argparse.Namespace, app: App) -> int:
+    """``--season``: every residential community, written as CSV; ``--ledger``: the visits' averages beside the sensors'."""
+    from heatwatch.app.servicestate import season_of
+    from heatwatch.app.visits import ledger, season_dates, season_plan, write_plan
+
+    now = CLOCK()
+    label = args.season or season_of(app.cfg).label_of(now.astimezone(app.cfg.general.tz).date())
+    start, end = window(args, app.cfg, (now - timedelta(hours=24), now))
+    try:
+        result: AnalysisResult | None = _run_analysis(app, start, end, None)
+    except UsageError as exc:  # a plan before the season needs no readings: flags and sensor means are extras
+        print(f"note: no analysis ({exc}); planning without cold/stale flags", file=sys.stderr)
+        result = None
+    if args.ledger:
+        rows = ledger(app.cfg, app.registry, label, now, result)
+        if args.json:
+            print(json.dumps([{"community": r.ledger.community, "visited_homes": r.ledger.homes,
+                               "ledger_mean_c": round(r.ledger.mean_c, 2), "edge_share": round(r.ledger.edge_share, 4),
+                               "sensor_weighted_mean_c": _f(r.sensor_weighted_c), "sensor_plain_mean_c": _f(r.sensor_plain_c)}
+                              for r in rows], ensure_ascii=False, indent=2))
+            return 0
+        print(f"visit ledger of season {label} (measurement records in force) beside the sensors "
+              f"({rfc3339(start, app.cfg.general.tz)} … {rfc3339(end, app.cfg.general.tz)})")
+        print(table([(r.ledger.community, r.ledger.homes, f"{r.ledger.edge_share:.0%}", f"{r.ledger.mean_c:.2f}",
+                      _f(r.sensor_weighted_c), _f(r.sensor_plain_c)) for r in rows],
+                    ("community", "visited", "edge", "ledger °C", "sensor weighted °C", "sensor plain °C"))
+              if rows else "no measurement records in the season yet (heatwatch measurements import)")
+        return 0
+    plans = season_plan(app.cfg, app.registry, label, flags_from(result))
+    first, last = season_dates(app.cfg, label)
+    out = Path(args.out) if args.out else app.cfg.general.data_dir / f"visits-{label}.csv"
+    n = write_plan(out, label, first, last, plans, app.registry)
+    if args.json:
+        print(json.dumps({"season": label, "file": str(out), "plans": [plan_json(p) for p in plans]}, ensure_ascii=False, indent=2))
+        return 0
+    for p in plans:
+        print(f"{p.community}: {p.size} visits, {p.edge_visits} edge ({p.edge_share:.0%}), {p.buildings} buildings"
+              + "".join(f"; note: {x}" for x in p.notes))
+    print(f"season {label} ({first.isoformat()} … {last.isoformat()}): {n} visits in {len(plans)} communities written to {out}")
     return 0
 
 
@@ -198,8 +244,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.set_defaults(handler=_analyze)
 
     v = sub.add_parser("plan-visits", help="pick homes for manual temperature visits (访民问暖)")
-    v.add_argument("--community", required=True)
-    v.add_argument("--size", type=int, required=True, help="number of homes to visit")
+    v.add_argument("--community", help="one community (with --size)")
+    v.add_argument("--size", type=int, help="number of homes to visit")
+    v.add_argument("--season", help="plan every residential community for a season, e.g. 2026-2027 ([visits] per_community)")
+    v.add_argument("--out", help="with --season: the CSV to write (default: <data_dir>/visits-<season>.csv)")
+    v.add_argument("--ledger", action="store_true",
+                   help="the visit ledger's community averages (measurement records) beside the sensor averages")
     v.add_argument("--json", action="store_true")
     _window_args(v, "the last 24 hours, for the cold/stale/no-sensor flags")
     v.set_defaults(handler=_plan)
