@@ -31,3 +31,29 @@ events = Table(
     Column("event", String, nullable=False),  # open | stage | assign | note | reply | review | escalate ...
     Column("detail", Text, nullable=False),  # JSON
 )
+
+# one row per (order, clock) that escalated: an overdue clock escalates once
+escalations = Table(
+    "order_escalations",
+    metadata,
+    Column("order_id", String, primary_key=True),
+    Column("clock", String, primary_key=True),
+    Column("at", String, nullable=False),
+    Column("due_at", String, nullable=False),
+)
+
+# messages to the supervisors' sinks, written with the escalation; what a sink refuses waits here (like alert_outbox)
+outbox = Table(
+    "desk_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sink", String, nullable=False),
+    Column("order_id", String, nullable=False),
+    Column("clock", String, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", String, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", String, nullable=False),
+    Column("delivered_at", String),
+    Column("last_error", Text, nullable=False, default=""),
+)

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "heatwatch.app.commands.homes",
     "heatwatch.app.commands.measurements",
     "heatwatch.app.commands.control",
+    "heatwatch.app.commands.orders",
     "heatwatch.app.commands.energy",
     "heatwatch.app.commands.score",
     "heatwatch.app.commands.service",

@@ -52,6 +52,8 @@ class Service:
         self._lock = threading.Lock()
         self._latest: Snapshot = {}
         self._stopping = threading.Event()
+        self.desk: Any = None  # dispatch.tick.DeskTick
+        self._desk_publisher: MqttPublisher | None = None
         self._service_state: Any = None
 
     @property
@@ -90,6 +92,7 @@ class Service:
                 replace_existing=True, next_run_time=datetime.now().astimezone() + timedelta(seconds=2),
                 max_instances=1, coalesce=True,
             )
+        self._start_desk()
         self.scheduler.add_job(
             self._job("status", self.write_status), "interval", seconds=self.cfg.run.status_interval_s, id="status",
             name="status snapshot", jobstore="memory" if self.loop else "default", replace_existing=True,
@@ -115,6 +118,8 @@ class Service:
             self.scheduler.shutdown(wait=False)
         if self.publisher is not None:
             self.publisher.close()
+        if self._desk_publisher is not None:
+            self._desk_publisher.close()
         try:
             self.write_status(state="stopped")
         except OSError as exc:
@@ -123,6 +128,22 @@ class Service:
             self.http.stop()
 
     # --- jobs -----------------------------------------------------------------------------------
+    def _start_desk(self) -> None:
+        """The service desk's job (docs/SERVICE_DESK.md): sensor orders in, overdue clocks escalated, delivered."""
+        from dispatch.tick import DeskTick
+
+        publisher = self.publisher
+        if publisher is None and self.cfg.desk.escalate_mqtt:
+            from control.publish import MqttPublisher
+
+            publisher = self._desk_publisher = MqttPublisher(self.cfg, f"{self.cfg.mqtt.client_id}-desk"[:64])
+        self.desk = DeskTick.from_config(self.cfg, self.clock, publisher, self.loop.alerts if self.loop else None)
+        self.scheduler.add_job(
+            self._job("desk", self.desk), "interval", seconds=self.cfg.desk.tick_interval_s, id="desk",
+            name="service desk: sensor orders, overdue escalation", jobstore="memory" if self.loop else "default",
+            replace_existing=True, max_instances=1, coalesce=True,
+        )
+
     def _job(self, name: str, fn: Any) -> Any:
         def run() -> None:
             try:

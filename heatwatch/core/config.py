@@ -629,9 +629,7 @@ def load_config(
 
 def effective_settings(cfg: Config) -> dict[str, dict[str, Any]]:
     """All settings as plain values, secrets masked — safe to print or log."""
-    out: dict[str, dict[str, Any]] = {}
-    for section in SECTIONS:
-        body = getattr(cfg, section).model_dump()
+    def plain(body: dict[str, Any]) -> dict[str, Any]:
         for key, value in body.items():
             if isinstance(value, SecretStr):
                 body[key] = "******"
@@ -639,5 +637,8 @@ def effective_settings(cfg: Config) -> dict[str, dict[str, Any]]:
                 body[key] = mask_url(value)  # a webhook URL often carries its token
             elif isinstance(value, Path):
                 body[key] = str(value)
-        out[section] = body
-    return out
+            elif isinstance(value, dict):  # nested tables: [desk.operators."<name>"] holds tokens
+                body[key] = plain(value)
+        return body
+
+    return {section: plain(getattr(cfg, section).model_dump()) for section in SECTIONS}

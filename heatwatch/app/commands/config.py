@@ -20,6 +20,9 @@ def _check(args: argparse.Namespace) -> int:
     # resolve secret files now so a missing file is reported here, not at 03:00 in production
     for section, key in (("mqtt", "password"), ("influxdb1", "password"), ("influxdb2", "token"), ("alerts", "webhook_secret")):
         cfg.secret(section, key)
+    from dispatch.operators import Operators
+
+    Operators.from_config(cfg)  # the desk users' token files
     reg = load_registry(cfg.registry.homes_csv, cfg.registry.stations_csv)
     eff = effective_settings(cfg)
     if args.json:
