@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -99,3 +99,22 @@ def test_doors_from_the_config_and_a_taken_port(conf: Path, tmp_path: Path) -> N
     finally:
         doors.stop()
     assert recent_months(datetime(2026, 11, 30, 16, 30, tzinfo=UTC), cfg) == ["2026-11", "2026-12"]  # 00:30 on 1 Dec local
+
+
+def test_the_report_section_shows_the_months_of_the_period(conf: Path) -> None:
+    from heatwatch.app.report.desk import desk_section, months_between
+
+    cfg = load_config(conf, environ={})
+    start, end = datetime(2026, 9, 30, 16, 0, tzinfo=UTC), datetime(2026, 11, 30, 16, 0, tzinfo=UTC)  # Oct + Nov local
+    assert months_between(start, end, cfg) == ["2026-10", "2026-11"]
+    assert months_between(start, start + timedelta(hours=1), cfg) == ["2026-10"]
+    assert desk_section(cfg, start, end) == []  # no desk file: the desk was never used, no section
+    desk = Desk.from_config(cfg, SettableClock(OCT))
+    a = desk.open(OrderInput.parse({**BASE, "category": "not_warm", "received_at": OCT.isoformat()}), "lina")
+    desk.dispatch_to(a.order_id, "lina")
+    desk.open(OrderInput.parse({**BASE, "category": "leak", "received_at": OCT.isoformat(), "ref": "x2"}), "lina")
+    text = "\n".join(desk_section(cfg, start, end, now=datetime(2026, 12, 1, tzinfo=UTC)))
+    assert "Service desk (调度室): monthly figures" in text and "<h3>2026-10</h3>" in text
+    assert "和平站班组" in text and "不热 not warm" in text and "50.0 %" in text  # first response: 1 of 2 in time
+    assert "2 open orders are overdue now (和平站班组 2)" in text
+    assert "2026-11: no orders received." in text
