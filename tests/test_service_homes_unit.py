@@ -115,3 +115,20 @@ def test_outages_announce_refuses_short_notice_and_records(conf: Path, capsys: p
     assert out["homes"] == ["H1", "H2"] and out["planned"] and out["end"] == "2026-12-02T18:00:00+08:00"
     assert run("outages", "list", "--json") == 0
     assert json.loads(capsys.readouterr().out)[0]["outage_id"] == out["outage_id"]
+
+
+def test_the_report_says_when_its_period_is_outside_the_season(tmp_path: Path) -> None:
+    from heatwatch.app.report import build_report
+    from heatwatch.app.servicestate import season_note
+    from heatwatch.core.config import load_config
+    from heatwatch.infra.storage.sqlite import SqliteStore
+
+    cfg = load_config(environ={}, overrides={})
+    jan = datetime(2027, 1, 5, tzinfo=UTC)
+    assert season_note(cfg, jan, datetime(2027, 1, 6, tzinfo=UTC)) is None
+    note = season_note(cfg, datetime(2027, 3, 14, tzinfo=UTC), datetime(2027, 3, 17, 4, tzinfo=UTC))
+    assert note is not None and note.startswith("2 of the 4 days of this period (2027-03-16 … 2027-03-17)")
+    with SqliteStore(tmp_path / "s.sqlite") as store:
+        path = build_report(store, Registry.empty(), cfg, datetime(2027, 5, 1, tzinfo=UTC), datetime(2027, 5, 3, tzinfo=UTC),
+                            tmp_path / "r")
+    assert "outside the heating season (11-15 – 03-15" in path.read_text(encoding="utf-8")

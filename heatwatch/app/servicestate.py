@@ -7,7 +7,7 @@ effective registry and a ``Quiet`` — neither reads the service database (issue
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from control.alerts.model import WorkOrder
@@ -32,6 +32,32 @@ def season_of(cfg: Config) -> SeasonCalendar:
 def in_season(cfg: Config, at: datetime) -> bool:
     """Is ``at`` inside the heating season, on the local calendar?"""
     return season_of(cfg).in_season(at.astimezone(cfg.general.tz).date())
+
+
+def heated_registry(cfg: Config, registry: Registry, at: datetime) -> Registry:
+    """The homes heated on ``at``'s local date (what ``analyze`` and the report count); the service database is only
+    read when it exists, so a read-only command creates nothing."""
+    from heatwatch.infra.servicedb import db_path
+
+    changes = ServiceDb.open(cfg).status_changes() if db_path(cfg).exists() else []
+    return heated_only(registry, status_on(registry, changes, at.astimezone(cfg.general.tz).date()))
+
+
+def season_note(cfg: Config, start: datetime, end: datetime) -> str | None:
+    """What a report of [start, end) says about the heating season: nothing when the period is inside it."""
+    cal = season_of(cfg)
+    tz = cfg.general.tz
+    first, last = start.astimezone(tz).date(), end.astimezone(tz).date()
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    outside = [d for d in days if not cal.in_season(d)]
+    if not outside:
+        return None
+    span = f"{cfg.season.start} – {cfg.season.end}"
+    if len(outside) == len(days):
+        return (f"This period is outside the heating season ({span}, [season] start/end): no cold alerts are raised, "
+                "and temperatures under the standard are shown for information only.")
+    return (f"{len(outside)} of the {len(days)} days of this period ({outside[0].isoformat()} … {outside[-1].isoformat()}) "
+            f"are outside the heating season ({span}): no cold alerts were raised on them.")
 
 
 class ServiceState:

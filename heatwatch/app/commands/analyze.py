@@ -90,7 +90,9 @@ def render(result: AnalysisResult, cfg: Config) -> str:
 
 
 def _run_analysis(app: App, start: datetime, end: datetime, community: str | None, write: bool = False) -> AnalysisResult:
-    reg = app.registry
+    from heatwatch.app.servicestate import heated_registry
+
+    reg = heated_registry(app.cfg, app.registry, end)  # homes stopped (报停), vacant or not paid on the day do not count
     if not reg.homes:
         raise UsageError("the registry has no homes; set [registry] homes_csv in the config")
     if community is not None and community not in reg.communities():

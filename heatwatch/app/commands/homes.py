@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from heatwatch.app.commands.analyze import table
@@ -29,11 +28,10 @@ CLOCK: Clock = utc_now  # tests replace it
 
 
 def desk_for(app: App) -> Desk:
-    """The service desk on its configured file (``[desk] db_path``, else ``<data_dir>/desk.sqlite``)."""
+    """The service desk of the configuration (``[desk] db_path``, its operators and clocks)."""
     from dispatch.desk import Desk
 
-    path: Path | None = getattr(getattr(app.cfg, "desk", None), "db_path", None)
-    return Desk.open_file(path or app.cfg.general.data_dir / "desk.sqlite", CLOCK)
+    return Desk.from_config(app.cfg, CLOCK)
 
 
 def _print_json(obj: Any) -> None:

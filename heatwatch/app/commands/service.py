@@ -38,6 +38,7 @@ def _time_arg(text: str | None, app: App, flag: str) -> datetime | None:
 
 def _report(args: argparse.Namespace) -> int:
     from heatwatch.app.report import build_report  # matplotlib is imported only when a report is asked for
+    from heatwatch.app.servicestate import heated_registry  # only the homes heated at the end of the period count
 
     app = App.from_args(args)
     setup_logging(app.cfg)
@@ -46,7 +47,7 @@ def _report(args: argparse.Namespace) -> int:
     if start >= end:
         raise UsageError(f"--from must be before --to (got {args.from_} .. {args.to})")
     with app.open_store() as store:
-        path = build_report(store, app.registry, app.cfg, start, end, Path(args.out),
+        path = build_report(store, heated_registry(app.cfg, app.registry, end), app.cfg, start, end, Path(args.out),
                             communities=args.community or None, title=args.title)
     tz = app.cfg.general.tz
     print(f"report for {rfc3339(start, tz)} .. {rfc3339(end, tz)} written to {path.resolve()}")

@@ -12,7 +12,7 @@ import pandas as pd
 
 from heatwatch.app.report import fonts, html, plots
 from heatwatch.app.report.data import ReportData, load_report_data
-from heatwatch.app.report.desk import desk_section
+from heatwatch.app.servicestate import season_note
 from heatwatch.core.config import Config
 from heatwatch.core.registry import Registry
 from heatwatch.core.timeutil import rfc3339, utc_now
@@ -191,12 +191,14 @@ def build_report(store: Store, registry: Registry, cfg: Config, start: datetime,
     if family is None and fonts.needs_cjk(_names(d)):
         body.append(html.note("No Chinese (CJK) font is installed: Chinese names in the plots are drawn as empty boxes. "
                               + fonts.INSTALL_HINT + ".", warn=True))
+    season = season_note(cfg, start, end)
+    if season is not None:
+        body.append(html.note(season, warn=True))
     body += [html.note(n) for n in d.notes]
     body += _community_section(d, cfg)
     body += _heatmap_section(d, cfg)
     body += _station_section(d, cfg)
     body += _timeline_section(d, cfg)
-    body += desk_section(cfg, start, end)  # the service desk's monthly figures (no desk file: nothing)
     tz = cfg.general.tz
     scope = ", ".join(d.communities) if communities else f"all communities ({len(d.communities)})"
     meta = (f"Period {escape(rfc3339(start, tz))} – {escape(rfc3339(end, tz))} ({escape(cfg.general.timezone)}); "
