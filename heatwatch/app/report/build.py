@@ -12,6 +12,7 @@ import pandas as pd
 
 from heatwatch.app.report import fonts, html, plots
 from heatwatch.app.report.data import ReportData, load_report_data
+from heatwatch.app.report.desk import desk_section
 from heatwatch.app.servicestate import season_note
 from heatwatch.core.config import Config
 from heatwatch.core.registry import Registry
@@ -199,6 +200,7 @@ def build_report(store: Store, registry: Registry, cfg: Config, start: datetime,
     body += _heatmap_section(d, cfg)
     body += _station_section(d, cfg)
     body += _timeline_section(d, cfg)
+    body += desk_section(cfg, start, end)  # the service desk's monthly figures (no desk file: nothing)
     tz = cfg.general.tz
     scope = ", ".join(d.communities) if communities else f"all communities ({len(d.communities)})"
     meta = (f"Period {escape(rfc3339(start, tz))} – {escape(rfc3339(end, tz))} ({escape(cfg.general.timezone)}); "
