@@ -54,6 +54,7 @@ class Service:
         self._stopping = threading.Event()
         self.desk: Any = None  # dispatch.tick.DeskTick
         self._desk_publisher: MqttPublisher | None = None
+        self.desk_doors: Any = None  # heatwatch.app.deskintake.DeskDoors: [desk] http_port / mqtt_intake
         self._service_state: Any = None
 
     @property
@@ -71,6 +72,10 @@ class Service:
 
         if self.cfg.run.http_port:  # bound before anything starts: a taken port is one error line, exit 2
             self.http = StatusServer(self.cfg.run.http_host, self.cfg.run.http_port, lambda: self._latest)
+        from heatwatch.app.deskintake import DeskDoors
+
+        if DeskDoors.enabled(self.cfg):  # the desk's HTTP port is bound here too, before anything starts
+            self.desk_doors = DeskDoors.from_config(self.cfg, self.registry, self.clock)
         if "collector" in self.parts:
             from collector.service import Collector
 
@@ -93,6 +98,9 @@ class Service:
                 max_instances=1, coalesce=True,
             )
         self._start_desk()
+        self._start_desk_figures()
+        if self.desk_doors is not None:
+            self.desk_doors.start()
         self.scheduler.add_job(
             self._job("status", self.write_status), "interval", seconds=self.cfg.run.status_interval_s, id="status",
             name="status snapshot", jobstore="memory" if self.loop else "default", replace_existing=True,
@@ -110,6 +118,8 @@ class Service:
     def stop(self) -> None:
         """Stop consuming, flush and ack (collector), then the scheduler; the last snapshot says stopped."""
         self._stopping.set()
+        if self.desk_doors is not None:  # no new orders in from here
+            self.desk_doors.stop()
         if self.collector is not None:
             self.collector.stop(timeout=self.cfg.run.stop_timeout_s)
         if self.loop is not None:
@@ -137,11 +147,28 @@ class Service:
             from control.publish import MqttPublisher
 
             publisher = self._desk_publisher = MqttPublisher(self.cfg, f"{self.cfg.mqtt.client_id}-desk"[:64])
-        self.desk = DeskTick.from_config(self.cfg, self.clock, publisher, self.loop.alerts if self.loop else None)
+        alerts = self.loop.alerts if self.loop else None
+        if alerts is None:  # control runs in another process: its work orders are still read from its file
+            from control.alerts.repo import AlertRepo
+            from control.db import db_path, open_engine
+
+            if db_path(self.cfg).exists():
+                alerts = AlertRepo(open_engine(db_path(self.cfg)), [])
+        self.desk = DeskTick.from_config(self.cfg, self.clock, publisher, alerts)
         self.scheduler.add_job(
             self._job("desk", self.desk), "interval", seconds=self.cfg.desk.tick_interval_s, id="desk",
             name="service desk: sensor orders, overdue escalation", jobstore="memory" if self.loop else "default",
             replace_existing=True, max_instances=1, coalesce=True,
+        )
+
+    def _start_desk_figures(self) -> None:
+        """desk_figures (previous and current month) and desk_overdue into the store, where Grafana reads them."""
+        from heatwatch.app.deskintake import write_points
+
+        self.scheduler.add_job(
+            self._job("desk_figures", lambda: write_points(self.desk.desk, self.store, self.cfg, self.clock())), "interval",
+            seconds=self.cfg.desk.tick_interval_s, id="desk_figures", name="service desk: figures and overdue count",
+            jobstore="memory" if self.loop else "default", replace_existing=True, max_instances=1, coalesce=True,
         )
 
     def _job(self, name: str, fn: Any) -> Any:
@@ -228,6 +255,8 @@ class Service:
             snap["proposals_open"] = len(self.loop.proposals.find(statuses=OPEN, limit=100_000))
             snap["alerts_open"] = len(self.loop.alerts.open_alerts())
             snap["alerts_undelivered"] = self.loop.alerts.pending_count()
+        if self.desk_doors is not None:
+            snap["desk_intake"] = self.desk_doors.snapshot()
         snap["healthy"] = healthy(snap)
         return snap
 

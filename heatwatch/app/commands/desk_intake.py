@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from dispatch.desk import Desk
-from dispatch.figures import ALL, month_of, monthly, records
+from dispatch.figures import ALL, month_of, month_start, monthly, records
 from heatwatch.app.context import App
 from heatwatch.app.deskintake import ALL_ORDERS, DeskDoors, write_points
 from heatwatch.core.errors import UsageError
@@ -58,11 +58,12 @@ def cmd_figures(args: argparse.Namespace) -> int:
     tz = cfg.general.tz
     now = utc_now()
     month = args.month or month_of(now, tz)
-    desk = Desk.from_config(cfg, utc_now)
     try:
-        df = monthly(desk.find(limit=ALL_ORDERS), tz, now, clock_states=desk.clocks, month=month)
+        month_start(month, tz)
     except ValueError as exc:
         raise UsageError(f"--month: {exc}") from None
+    desk = Desk.from_config(cfg, utc_now)
+    df = monthly(desk.find(limit=ALL_ORDERS), tz, now, clock_states=desk.clocks, month=month)
     if args.write:
         with app.open_store() as store:
             n = write_points(desk, store, cfg, now, months=[month])

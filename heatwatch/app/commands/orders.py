@@ -19,6 +19,7 @@ from dispatch.desk import Desk, UnknownOrder, order_to_json
 from dispatch.lifecycle import MARKS, REPLY_NAMES, Satisfaction, TransitionError
 from dispatch.model import CATEGORY_NAMES, STAGES, Order, OrderInput, OrderRefused
 from dispatch.operators import UnknownOperator
+from heatwatch.app.commands.desk_intake import add_actions
 from heatwatch.app.context import App
 from heatwatch.core.errors import UsageError
 from heatwatch.core.timeutil import parse_cli_time, rfc3339, utc_now
@@ -321,3 +322,5 @@ def register(sub: Any) -> None:
     who(p)
     common(p)
     p.set_defaults(handler=_guard(cmd_note))
+
+    add_actions(ods)  # serve, figures: heatwatch/app/commands/desk_intake.py
