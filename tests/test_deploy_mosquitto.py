@@ -277,6 +277,8 @@ def test_station_reads_only_its_setpoint_and_services_their_topics(broker: Broke
         assert DENIED not in pub(broker, "heatwatch-service", service_pw, "heat/control/setpoint/S01", "61.5")
         assert DENIED not in pub(broker, "heatwatch-service", service_pw, "heat/alerts/community_cold", "幸福小区 室温不达标")
         assert DENIED in pub(broker, "heatwatch-service", service_pw, "heat/indoor/XF-1-1-101", "{}")
+        assert DENIED not in pub(broker, "heatwatch-service", service_pw, "heat/orders/refused", '{"error": "缺少电话"}')
+        assert DENIED in pub(broker, "heatwatch-service", service_pw, "heat/orders/new", "{}")  # only a front end's user
         assert station.wait_for(1) == [("heat/control/setpoint/S01", b"61.5")]  # not S02's
         assert collector.wait_for(1) == [("heat/alerts/community_cold", "幸福小区 室温不达标".encode())]
         barrier(broker, "heat/control/setpoint/S01", station)
