@@ -127,6 +127,7 @@ def test_run_collects_analyses_reports_status_and_stops_cleanly(tmp_path: Path, 
         assert status["parts"] == ["collector", "analytics", "control"] and status["ingest"]["rejected"] == 0
         assert status["last_analysis"]["homes_below_standard"] == HOMES // 10
         assert {j["id"] for j in status["next_jobs"]} >= {"analytics", "coldsnap", "desk"}  # desk: docs/SERVICE_DESK.md
+        assert status["desk_escalations_undelivered"] == {}
         # the status command: from the running service, and its own probes of broker and store
         st = heatwatch(cfg, "status", "--json")
         assert st.returncode == 0, st.stderr

@@ -257,6 +257,8 @@ class Service:
             snap["alerts_undelivered"] = self.loop.alerts.pending_count()
         if self.desk_doors is not None:
             snap["desk_intake"] = self.desk_doors.snapshot()
+        if self.desk is not None:  # escalations a supervisor sink has not taken yet (docs/SERVICE_DESK.md)
+            snap["desk_escalations_undelivered"] = self.desk.escalator.pending()
         snap["healthy"] = healthy(snap)
         return snap
 
