@@ -27,6 +27,7 @@ from heatwatch.core.model import Point
 from heatwatch.core.registry import Home, Registry, Station
 from heatwatch.core.timeutil import SettableClock, to_ns
 from heatwatch.infra.storage.sqlite import SqliteStore
+from tools.servers import Mosquitto
 
 SH = ZoneInfo("Asia/Shanghai")
 C, C2 = "幸福小区", "和平小区"
@@ -171,3 +172,56 @@ def test_an_unplanned_outage_past_8_hours_tells_the_station_homes_once(rig: Rig)
     assert rig.state.at(REG, T)[1].homes == {}  # an open-ended outage quiets nothing: the station fault groups the homes
     rig.cold_orders(T + timedelta(minutes=15))  # the next cycle: the same outage is not told again
     assert len(rig.state.db.outages()) == 1
+
+
+@pytest.mark.mosquitto
+def test_an_announced_outage_reaches_the_mqtt_alert_sink(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The same notice on real Mosquitto: control's MQTT sink publishes it on <prefix>/alerts/outage_notice."""
+    import threading
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from control.alerting import build_sinks, configured_sinks
+    from control.alerts.dispatch import Dispatcher
+    from control.alerts.repo import AlertRepo
+    from control.db import db_path, open_engine
+    from control.publish import MqttPublisher
+
+    prefix = f"o{uuid.uuid4().hex[:6]}"
+    cfg = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "data")},
+                                             "mqtt": {"port": mosquitto.port, "topic_prefix": prefix}})
+    got: list[mqtt.MQTTMessage] = []
+    arrived, subscribed = threading.Event(), threading.Event()
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{prefix}", protocol=mqtt.MQTTv5)
+
+    def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
+        got.append(m)
+        arrived.set()
+
+    def on_connect(c: mqtt.Client, *a: object) -> None:
+        c.subscribe(f"{prefix}/alerts/#", qos=1)
+
+    def on_subscribe(*a: object) -> None:
+        subscribed.set()
+
+    sub.on_subscribe, sub.on_message, sub.on_connect = on_subscribe, on_message, on_connect
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.loop_start()
+    pub = MqttPublisher(cfg, f"ctl-{prefix}")
+    try:
+        assert subscribed.wait(10)
+        repo = AlertRepo(open_engine(db_path(cfg)), configured_sinks(cfg))
+        out = announce(cfg, REG, ServiceState.from_config(cfg).db, repo, station_id="S2", start=T + 30 * H, end=T + 40 * H,
+                       reason="换热器检修", by="李四", now=T)
+        assert Dispatcher(repo, build_sinks(cfg, pub), SettableClock(T)).deliver_due() == 2  # jsonl + mqtt
+        assert arrived.wait(10)
+    finally:
+        pub.close()
+        sub.loop_stop()
+        sub.disconnect()
+    [m] = got
+    body = json.loads(m.payload)
+    assert m.topic == f"{prefix}/alerts/outage_notice" and body["alert"]["homes"] == list(out.outage.homes)
+    assert "和平换热站" in body["alert"]["content"] and "2026-01-12T02:00:00+08:00" in body["alert"]["content"]
