@@ -24,7 +24,7 @@ from dispatch.model import STAGES
 if TYPE_CHECKING:
     from heatwatch.core.config import Config
 
-Unit = Literal["h", "min", "wd"]
+Unit = Literal["h", "min", "wd", "before"]  # before: minutes ahead of the customer's expected time
 REPAIR_CATEGORIES = frozenset({"not_warm", "leak", "no_heat"})  # what 002 calls 报修 (repair calls)
 
 
@@ -80,7 +80,9 @@ class ClockRule:
             return False
         return self.report is None or (evidence.get("kind") == "report") == self.report
 
-    def due(self, started: datetime, cal: Calendar) -> datetime:
+    def due(self, started: datetime, cal: Calendar, expected_at: datetime | None = None) -> datetime | None:
+        if self.unit == "before":
+            return None if expected_at is None else expected_at - timedelta(minutes=self.amount)
         if self.unit == "wd":
             return cal.add_working_days(started, int(self.amount)) - timedelta(hours=self.minus_h)
         span = timedelta(minutes=self.amount) if self.unit == "min" else timedelta(hours=self.amount)
@@ -88,6 +90,8 @@ class ClockRule:
 
     @property
     def shown(self) -> str:
+        if self.unit == "before":
+            return f"{self.amount:g} min before the agreed time"
         unit = {"h": "h", "min": "min", "wd": "working days"}[self.unit]
         less = f" − {self.minus_h:g} h" if self.minus_h else ""
         return f"{self.amount:g} {unit}{less}"
@@ -164,6 +168,8 @@ def rules_from(desk: Any) -> tuple[ClockRule, ...]:
                   "accepted", ("contacted",), d.contact_min, "min", needs_phone=True),
         ClockRule("review", "003", "the reply reviewed (an incomplete one is sent back)", "review_min",
                   "repaired", ("reviewed",), d.review_min, "min"),
+        ClockRule("appointment", "003", "on site at the customer's agreed time, a few minutes early", "appointment_early_min",
+                  "received", ("on_site",), d.appointment_early_min, "before"),
     )
 
 
@@ -195,7 +201,9 @@ class Policy:
 
     def respond_by(self, category: str, received: datetime) -> datetime:
         """``Desk``'s deadline function: when the category's respond clock runs out for an order received then."""
-        return self.rule(RESPOND_CLOCK.get(category, "asap")).due(received, self.calendar)
+        due = self.rule(RESPOND_CLOCK.get(category, "asap")).due(received, self.calendar)
+        assert due is not None  # respond clocks run for a duration
+        return due
 
 
 def reached_at(stage_at: Mapping[str, datetime], target: str) -> datetime | None:
@@ -207,14 +215,14 @@ def reached_at(stage_at: Mapping[str, datetime], target: str) -> datetime | None
 
 
 def clocks(category: str, phone: str, evidence: Mapping[str, Any], stage_at: Mapping[str, datetime],
-           policy: Policy) -> list[ClockState]:
-    """Every clock that applies to an order, started or not."""
+           policy: Policy, expected_at: datetime | None = None) -> list[ClockState]:
+    """Every clock that applies to an order, started or not (the appointment only with an agreed time)."""
     out = []
     for rule in policy.rules:
-        if not rule.applies(category, phone, evidence):
+        if not rule.applies(category, phone, evidence) or (rule.unit == "before" and expected_at is None):
             continue
         started = stage_at.get(rule.start)
-        due = None if started is None else rule.due(started, policy.calendar)
+        due = None if started is None else rule.due(started, policy.calendar, expected_at)
         met = [t for t in (reached_at(stage_at, x) for x in rule.target) if t is not None]
         if started is not None:
             met = [t for t in met if t >= started] or ([stage_at["closed"]] if "closed" in stage_at else [])

@@ -169,7 +169,7 @@ class Desk:
 
     # --- clocks ---------------------------------------------------------------------------------
     def clocks(self, o: Order) -> list[ClockState]:
-        return clocks(o.category, o.phone, o.evidence, o.stage_at, self.policy)
+        return clocks(o.category, o.phone, o.evidence, o.stage_at, self.policy, o.expected_at)
 
     def overdue(self, now: datetime | None = None) -> list[tuple[Order, list[ClockState]]]:
         """Open orders past any of their clocks, with those clocks, most overdue first."""

@@ -125,3 +125,16 @@ def test_working_weekdays_are_checked(bad: list[int]) -> None:
 
     with pytest.raises(ConfigError, match=r"desk\.working_weekdays"):
         load_config(environ={}, overrides={"desk": {"working_weekdays": bad}})
+
+
+def test_appointment_clock_runs_only_with_an_agreed_time() -> None:
+    """003 首问处理: on site at the time agreed with the customer, at least 5 minutes early."""
+    p = Policy.from_config(Config())
+    assert "appointment" not in {s.name for s in clocks("not_warm", "1", {}, {"received": T0}, p)}
+    agreed = T0 + timedelta(hours=5)
+    st = by_name(clocks("not_warm", "1", {}, {"received": T0}, p, expected_at=agreed))
+    assert st["appointment"].due_at == agreed - timedelta(minutes=5)
+    assert st["appointment"].state(agreed - timedelta(minutes=4)) == "overdue"
+    on_time = by_name(clocks("not_warm", "1", {}, {"received": T0, "on_site": agreed - timedelta(minutes=10)}, p,
+                             expected_at=agreed))
+    assert on_time["appointment"].state(agreed) == "met"

@@ -392,6 +392,7 @@ class DeskSettings(_Section):
     route_min: float = Field(10.0, gt=0)  # [003] the receiving unit routes it to a first-line worker
     contact_min: float = Field(10.0, gt=0)  # [003] the first-line worker contacts the customer (orders with a phone)
     review_min: float = Field(20.0, gt=0)  # [003] a reply reviewed by the hotline
+    appointment_early_min: float = Field(5.0, ge=0)  # [003] on site this long before the customer's agreed time
     # --- the calendar of working days (local time, general.timezone) -----------------------------------------
     working_weekdays: tuple[int, ...] = (1, 2, 3, 4, 5)  # ISO weekdays that are working days (1 = Monday)
     holidays: tuple[date, ...] = ()  # public holidays (local dates), e.g. the State Council's notice for the year

@@ -118,6 +118,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if k not in ("evidence", "stage_at"):
             print(f"{k:>14}: {v}")
     print(f"{'category_name':>14}: {o.category_name}")
+    print(f"{'stages':>14}: " + ", ".join(f"{k} {_local(t, app)}" for k, t in sorted(o.stage_at.items(), key=lambda x: x[1])))
     print(f"{'evidence':>14}: {json.dumps(o.evidence, ensure_ascii=False)}")
     print("clocks:")
     for c in states:
