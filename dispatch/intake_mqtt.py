@@ -29,6 +29,7 @@ from heatwatch.infra.mqtt.topics import orders_accepted_topic, orders_new_topic,
 
 log = logging.getLogger("heatwatch.dispatch.mqtt")
 
+REDELIVER_AFTER_S = 5.0  # after a failure to store, reconnect this much later: the broker resends unacknowledged orders
 SYSTEM_OPERATOR = "system:mqtt"  # who the audit log says opened an order that came over MQTT
 SOURCES_OVER_MQTT = ("mqtt", "hotline", "sensor")  # a front end, a call-centre bridge, another monitoring system
 MAX_PAYLOAD = 64 * 1024
@@ -87,7 +88,8 @@ class MqttIntake:
     the subscription (orders published from then on reach the desk).
     """
 
-    def __init__(self, desk: Desk, cfg: Config | Endpoint, prefix: str, client_id: str, by: str = SYSTEM_OPERATOR) -> None:
+    def __init__(self, desk: Desk, cfg: Config | Endpoint, prefix: str, client_id: str, by: str = SYSTEM_OPERATOR,
+                 redeliver_after_s: float = REDELIVER_AFTER_S) -> None:
         self.desk = desk
         self.endpoint = endpoint(cfg)
         self.prefix = prefix
@@ -99,6 +101,11 @@ class MqttIntake:
         self.accepted = 0
         self.refused = 0
         self.failed = 0  # not stored (the desk's database failed): left unacknowledged, the broker redelivers it
+        self.redeliveries = 0  # reconnects made so that the broker sends what was left unacknowledged
+        self.redeliver_after_s = redeliver_after_s
+        self._redeliver: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
         self.subscribed = threading.Event()
         self.client: Client = make_client(self.endpoint, client_id, persistent=True, manual_ack=True)
         self.client.on_connect = self._on_connect
@@ -118,6 +125,10 @@ class MqttIntake:
 
     def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay with the broker for the next session."""
+        with self._lock:
+            self._stopped = True
+            if self._redeliver is not None:
+                self._redeliver.cancel()
         try:
             self.client.disconnect()
         finally:
@@ -144,10 +155,34 @@ class MqttIntake:
             answer_topic, answer = self.take(payload)
         except Exception:  # the desk's database: leave the message to the broker, it comes again on the next session
             self.failed += 1
-            log.exception("desk MQTT intake: an order could not be stored; it stays unacknowledged at the broker")
+            log.exception("desk MQTT intake: an order could not be stored; it stays unacknowledged at the broker, "
+                          "which sends it again after a reconnect in %g s", self.redeliver_after_s)
+            self._reconnect_later()
             return
         client.publish(answer_topic, json.dumps(answer, ensure_ascii=False).encode("utf-8"), qos=1)
         client.ack(msg.mid, msg.qos)
+
+    def _reconnect_later(self) -> None:
+        """Brokers resend unacknowledged messages only on a new connection: make one, once, a little later."""
+        with self._lock:
+            if self._stopped or self._redeliver is not None:
+                return
+            self._redeliver = threading.Timer(self.redeliver_after_s, self._reconnect)
+            self._redeliver.daemon = True
+            self._redeliver.start()
+
+    def _reconnect(self) -> None:
+        with self._lock:
+            self._redeliver = None
+            if self._stopped:
+                return
+            self.redeliveries += 1
+            self.subscribed.clear()
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client.connect_async(self.endpoint.host, self.endpoint.port,
+                                      **connect_options(self.endpoint, persistent=True))
+            self.client.loop_start()
 
     def take(self, payload: bytes) -> tuple[str, dict[str, Any]]:
         """Open the order a message carries; (topic, answer) for the accepted or refused answer."""

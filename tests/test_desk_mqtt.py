@@ -79,3 +79,31 @@ def test_a_message_without_ref_opens_one_order_however_often_it_comes(tmp_path: 
     assert t1 == t2 == "heat/orders/accepted" and a1["order_id"] == a2["order_id"]
     topic, refused = intake.take(json.dumps({**ORDER, "source": "outage"}).encode())
     assert topic == "heat/orders/refused" and "source: 'outage' cannot come over MQTT" in refused["error"]
+
+
+@pytest.mark.mosquitto
+def test_an_order_the_desk_could_not_store_comes_again(mosquitto: Mosquitto, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    ep = Endpoint(port=mosquitto.port, protocol="5")
+    desk = Desk.open_file(tmp_path / "desk.sqlite", SettableClock(T0))
+    real_open, calls = desk.open, []
+
+    def flaky_open(inp: Any, by: str) -> Any:
+        calls.append(inp.ref)
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")  # the desk's file, busy past its timeout
+        return real_open(inp, by)
+
+    monkeypatch.setattr(desk, "open", flaky_open)
+    listener = AckedPublisher(ep, f"l-{prefix}", subscribe=[orders_accepted_topic(prefix)]).connect()
+    intake = MqttIntake(desk, ep, prefix, f"desk-{prefix}", redeliver_after_s=0.05).start()
+    try:
+        assert intake.subscribed.wait(10)
+        listener.publish(orders_new_topic(prefix), json.dumps({**ORDER, "ref": "wx-7"}, ensure_ascii=False).encode())
+        topic, got = answer(listener)  # only once the broker redelivered it on the new connection
+        assert topic == orders_accepted_topic(prefix) and desk.get(got["order_id"]).ref == "wx-7"
+        assert calls == ["wx-7", "wx-7"] and (intake.failed, intake.redeliveries, intake.accepted) == (1, 1, 1)
+    finally:
+        intake.stop()
+        listener.close()
