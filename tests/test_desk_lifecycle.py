@@ -213,3 +213,39 @@ def test_cli_orders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*base, "close", oid, "--reason", "用户撤单", "--as", "wangwei"]) == 0
     assert main([*base, "overdue", "--json"]) == 0
     assert "[]" in capsys.readouterr().out
+
+
+def test_sensor_categories_map_and_an_order_without_a_place_is_still_taken(desk: Desk, tmp_path: Path) -> None:
+    from control.alerts.model import Candidate, WorkOrder
+    from control.alerts.repo import AlertRepo
+    from control.db import open_engine
+    from dispatch.sensors import SensorBridge
+
+    repo = AlertRepo(open_engine(tmp_path / "control.sqlite"), ["jsonl"])
+    fault = WorkOrder.from_candidate(Candidate(key="station:S1", category="station_fault", content="一号站无流量",
+                                               evidence={}, station_id="S1", severity="urgent"), T0)
+    silent = WorkOrder.from_candidate(Candidate(key="telemetry_outage", category="telemetry_outage", content="数据中断",
+                                                evidence={}), T0)
+    repo.record(opened=[fault, silent], at=T0)
+    got = {o.ref: o for o in SensorBridge(desk).sync(repo).opened}
+    assert got[fault.alert_id].category == "no_heat" and got[fault.alert_id].station_id == "S1"
+    assert got[silent.alert_id].category == "other" and got[silent.alert_id].station_id == "*"  # silence is not an outage
+    assert got[silent.alert_id].handling_unit and got[silent.alert_id].source == "sensor"
+
+
+def test_cli_overdue_escalates_once_to_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = tmp_path / "hw.toml"
+    conf.write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n[desk]\nescalate_mqtt = false\n'
+                    '[desk.operators."lina"]\n', encoding="utf-8")
+    base = ["--config", str(conf), "orders"]
+    assert main([*base, "open", "--category", "other", "--content", "咨询收费标准", "--reporter", "刘", "--phone", "1",
+                 "--address", "幸福小区", "--community", "幸福小区", "--unit", "客服", "--received", "2026-11-01 08:00",
+                 "--as", "lina"]) == 0
+    capsys.readouterr()
+    assert main([*base, "overdue", "--escalate"]) == 0
+    out = capsys.readouterr().out
+    assert "OVERDUE" in out and "asap(" in out and "new escalation(s) queued" in out
+    assert main([*base, "overdue", "--escalate"]) == 0
+    assert "0 new escalation(s) queued" in capsys.readouterr().out
+    lines = (tmp_path / "data" / "desk_escalations.jsonl").read_text(encoding="utf-8").splitlines()
+    assert {json.loads(x)["clock"]["clock"] for x in lines} == {"asap", "dispatch", "station_opinion"}
