@@ -43,6 +43,7 @@ from control.coldsnap import (
 from control.db import db_path, open_engine
 from control.diagnosis import diagnose
 from control.lifecycle import Lifecycle
+from control.mpc import ModelDecision
 from control.points import PointWriter
 from control.proposal import OPEN, SETPOINT_KINDS, Proposal
 from control.rechecks import AnalyzeFn, Jobs, Rechecker
@@ -107,6 +108,8 @@ class ControlLoop:
         self.rechecker = Rechecker(cfg, registry, store, self.proposals, clock, self.points, self.alerting, analyze, self._lock)
         self.last_means: dict[str, float] = {}  # weighted mean per community from the last cycle (cold-snap feedback)
         self._forecasts: dict[str, Forecast] = {}  # the forecast last used per weather site (to flag a jump)
+        # stations whose supply the fitted model decides (strategy "model"; the cold-snap job leaves them alone)
+        self.model_stations: set[str] = set(registry.stations) if cfg.control.strategy == "model" else set()
 
     @property
     def scheduler(self) -> Any:
@@ -126,6 +129,8 @@ class ControlLoop:
             published = {sid: p.proposed_c for sid, p in self.proposals.last_published().items() if p.proposed_c is not None}
             states = station_states(self.registry, readings, published)
             found = diagnose(result, self.registry, self.cfg, states, pending, now)
+            if self.cfg.control.strategy == "model":
+                found = self._with_model(found, readings, published, now)
             made = [replace(p, evidence={**p.evidence, "window_h": window_h}) for p in self.lifecycle.unseen(found)]
             self.lifecycle.add_many(made)
             pl = self.alerting.cycle(result, readings, now, quiet)
@@ -135,6 +140,37 @@ class ControlLoop:
         self.dispatcher.deliver_due()
         return CycleReport(proposals=made, opened=pl.opened, resolved=pl.resolved, rechecked=rechecked,
                            escalated=pl.escalated)
+
+    def _with_model(self, found: list[Proposal], readings: Mapping[str, StationReading],
+                    published: Mapping[str, float], now: datetime) -> list[Proposal]:
+        """Where a station's model fits, its plan replaces the curve + feedback setpoints; balancing and
+        visits stay."""
+        decisions = self.model_decisions(now, readings, published)
+        self.model_stations = {d.station_id for d in decisions if d.basis != "fallback"}
+        kept = [p for p in found if not (p.is_setpoint and p.station_id in self.model_stations)]
+        return kept + [d.proposal for d in decisions if d.proposal is not None]
+
+    def model_decisions(self, now: datetime, readings: Mapping[str, StationReading] | None = None,
+                        published: Mapping[str, float] | None = None) -> list[ModelDecision]:
+        """Each station's model this cycle: refitted on its stored telemetry, and what it would send."""
+        from control.mpc import plan_station, read_series
+
+        readings = self.read_stations(now) if readings is None else readings
+        if published is None:
+            published = {sid: p.proposed_c for sid, p in self.proposals.last_published().items() if p.proposed_c is not None}
+        look = timedelta(hours=self.cfg.control.model_lookahead_h + 1)
+        out = []
+        for sid, st in sorted(self.registry.stations.items()):
+            r = readings.get(sid)
+            ref = published.get(sid, r.supply_c if r is not None else None)
+            try:
+                series = read_series(self.store, self.registry, self.cfg, st, now)
+                fc = forecast_from_store(self.store, st.weather_site, now, look)
+            except (StoreUnavailable, StoreError) as exc:
+                out.append(ModelDecision(sid, "fallback", f"store: {exc}", None, None))
+                continue
+            out.append(plan_station(self.cfg, st, series, fc, ref, now))
+        return out
 
     def _pending_baselines(self) -> dict[str, float | None]:
         """Per station with a setpoint change awaiting its recheck: the weighted mean before the oldest such change
@@ -218,6 +254,8 @@ class ControlLoop:
             readings = self.read_stations(now)
             made: list[Proposal] = []
             for sid, st in self.registry.stations.items():
+                if sid in self.model_stations:
+                    continue  # its model plans against the forecast every cycle
                 fc = self._forecast_for(st, now)
                 if fc is None:
                     continue

@@ -86,7 +86,7 @@ def test_the_scenario_is_put_on_heatwatchs_curve(tmp_path: Path) -> None:
 
 def test_both_strategies_on_the_same_weather(tmp_path: Path) -> None:
     sc = load_scenario("normal")
-    scores = run_scores([sc], days=1.0, every_h=3.0, work=tmp_path)
+    scores = run_scores([sc], ("curve", "heatwatch"), days=1.0, every_h=3.0, work=tmp_path)
     curve, hw = scores
     assert (curve.strategy, hw.strategy) == ("curve", "heatwatch")
     assert curve.homes == hw.homes > 0 and curve.days == hw.days == 1.0

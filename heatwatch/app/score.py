@@ -8,6 +8,9 @@ Strategies:
 - ``heatwatch``: the same stations and curve, plus heatwatch's full loop every ``every_h`` simulated hours
   (``heatwatch.app.cycle.Cycle``: analytics, proposals with indoor feedback, the cold-snap ramp and release,
   auto-apply, rechecks).
+- ``model``: the same loop with ``[control] strategy = "model"``: each station's grey-box model, refitted on
+  its stored telemetry every cycle, chooses the supply ahead of the forecast (``control.mpc``); curve and
+  feedback only where the model does not fit.
 
 Why no broker: a 30-day season of a few hundred homes is close to a million sensor messages, and the
 embedded broker plus the collector's threads need minutes for that on two cores. The score is about
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from simulators.scenario import Scenario
 
 OVERHEAT_MARGIN_C = 2.0
-STRATEGIES = ("curve", "heatwatch")
+STRATEGIES = ("curve", "heatwatch", "model")
 DEFAULT_START = datetime(2025, 12, 1, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
 
 
@@ -173,7 +176,7 @@ def on_the_curve(scenario: Scenario, cfg: Config) -> Scenario:
     return scenario.model_copy(update={"network": network, "setpoints": []})
 
 
-def score_config(data_dir: Path, base: Path | None = None) -> Config:
+def score_config(data_dir: Path, base: Path | None = None, strategy: str = "feedback") -> Config:
     """The settings a run scores: ``base`` (a company's TOML: its curve, standard and control settings) or the
     defaults — never ./heatwatch.toml by accident. Everything that writes stays under ``data_dir``: a fresh
     SQLite store, control and job databases; no forecast file (control reads the simulated forecasts), no
@@ -190,6 +193,7 @@ def score_config(data_dir: Path, base: Path | None = None) -> Config:
         "storage": {"backend": "sqlite"},
         "sqlite": {"path": str(data_dir / "heatwatch.sqlite")},
         "control": {"auto_apply": True, "db_path": str(data_dir / "control.sqlite"), "forecast_file": None,
+                    "strategy": strategy,
                     "jobstore_url": f"sqlite:///{(data_dir / 'jobs.sqlite').resolve()}"},
         "alerts": {"mqtt": False},
     })
@@ -212,6 +216,8 @@ def heat_for_indoor_shortfall(p: Proposal) -> bool:
         return False
     if p.origin == "cold_snap":
         return float(p.evidence.get("indoor_feedback_c") or 0.0) > 0.0
+    if p.origin == "model":  # homes under the model's target now (not the forecast) drove the raise
+        return bool(p.evidence.get("indoor_shortfall"))
     return True
 
 
@@ -242,12 +248,12 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     work = Path(tempfile.mkdtemp(prefix="heatwatch-score-")) if work is None else work
     data = work / scenario.name / strategy
     data.mkdir(parents=True, exist_ok=True)
-    cfg = score_config(data, config)
+    cfg = score_config(data, config, "model" if strategy == "model" else "feedback")
     sc = on_the_curve(scenario, cfg)
     if days is not None:
         sc = sc.model_copy(update={"duration_h": days * 24.0})
     until = start + timedelta(hours=sc.duration_h)
-    control = strategy == "heatwatch"
+    control = strategy != "curve"
     buffer: list[Message] = []
     runner = ScenarioRunner(sc, None, out_dir=data / "sim", speed=0.0, start=start, until=until,
                             clock=lambda: until + timedelta(days=1), tz=cfg.general.tz,

@@ -281,7 +281,7 @@ class ControlSettings(_Section):
     model_min_hours: float = Field(24.0, ge=4)  # fewer usable hours: the design prior with model_prior_tau_h
     model_prior_tau_h: float = Field(24.0, gt=0)  # assumed time constant of the homes before a fit
     model_max_rmse_c: float = Field(0.5, gt=0)  # free-run fit error over this: curve + feedback keep the station
-    model_lookahead_h: float = Field(12.0, ge=1)  # forecast hours each plan keeps at their standard
+    model_lookahead_h: float = Field(24.0, ge=1)  # forecast hours each plan keeps at their standard
     model_hold_h: float = Field(3.0, ge=1)  # hours the first move is held (the cycle interval)
     model_margin_c: float = Field(0.3, ge=0)  # aimed above the standard (not 22 °C)
     model_cold_quantile: float = Field(0.05, gt=0, lt=0.5)  # the cold homes the standard is aimed at

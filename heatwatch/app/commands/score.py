@@ -46,14 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         "score", help="score control strategies on simulated scenarios (comfort, heat, setpoint changes)",
         description="Runs each scenario once per strategy in lockstep (identical weather, homes and seed) and scores "
                     "them from the simulator's ground truth: curve = the fixed heating curve alone, heatwatch = the "
-                    "same curve plus heatwatch's analytics and control with auto-apply and the cold-snap job. "
+                    "same curve plus heatwatch's analytics and control with auto-apply and the cold-snap job, "
+                    "model = the same loop with [control] strategy = \"model\" (fitted station models choose the "
+                    "supply ahead of the forecast). "
                     "With the global --config, a company's curve, standard and control settings are scored; "
                     "without it the defaults (./heatwatch.toml and HEATWATCH_* are not read). Every run writes "
                     "only to its own directory.",
     )
     p.add_argument("--scenario", action="append", help="shipped name or TOML file; repeat for several "
                    f"(default: {' '.join(DEFAULT_SCENARIOS)})")
-    p.add_argument("--strategy", action="append", choices=("curve", "heatwatch"), help="default: both")
+    p.add_argument("--strategy", action="append", choices=("curve", "heatwatch", "model"), help="default: all three")
     p.add_argument("--days", type=float, help="simulated days (default: each scenario's length)")
     p.add_argument("--every", type=float, default=3.0, help="simulated hours between control cycles (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the Markdown table")

@@ -1,0 +1,237 @@
+"""Model-predictive supply setpoints: each station's grey-box model (``control.model``), fitted on its own
+stored telemetry every cycle over a rolling window, chooses the supply ahead of the forecast.
+
+What it aims at: the standard of each hour ahead (day or night, ``[standard]``) for the station's coldest
+homes, plus ``model_margin_c``. The model describes the mean of the station's residential homes; the cold
+homes' distance under that mean (``cold_gap_c``) is measured from the same telemetry: per building, how far
+the ``model_cold_quantile`` of its homes runs under the station's mean, the median over the buildings. The
+median is deliberate: one cold building next to warm ones is imbalance, for balancing advice — it must not
+raise the whole station's supply.
+
+The reading of the store is here; the arithmetic is in ``series_from_frames`` and ``plan_station`` (pure).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from control.curve import bound_supply, design_for, plausible_supply
+from control.model import Fit, FitError, StationModel, fit_station_model, plan_supply
+from control.proposal import Proposal, new_proposal_id
+from heatwatch.core import schema
+from heatwatch.core.config import Config, StationDesign
+from heatwatch.core.registry import Registry, Station
+from heatwatch.infra.storage.base import Store
+
+ORIGIN = "model"
+MODEL_NAME = "grey-box ARX(1): T[k+1]−T[k] = α(Ts−T) + β(To−T) + γ, hourly"
+
+
+@dataclass(frozen=True)
+class StationSeries:
+    """Hourly series of one station, oldest first; NaN where an hour has no reading."""
+
+    hours: pd.DatetimeIndex  # UTC start of each hour
+    indoor_c: np.ndarray  # mean of the residential homes reporting
+    supply_c: np.ndarray
+    outdoor_c: np.ndarray
+    cold_gap_c: float  # how far the cold homes run under the mean (median building), °C; NaN when unknown
+
+
+@dataclass(frozen=True)
+class ModelDecision:
+    """The model's view of one station this cycle (shown by ``heatwatch control model``)."""
+
+    station_id: str
+    basis: str  # "fit" | "prior" (too little telemetry yet) | "fallback" (curve + feedback keep the station)
+    why: str
+    fit: Fit | None
+    model: StationModel | None
+    proposal: Proposal | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"station_id": self.station_id, "basis": self.basis, "why": self.why}
+        if self.fit is not None:
+            out["fit"] = self.fit.explain()
+        elif self.model is not None:
+            out["model"] = self.model.explain()
+        if self.proposal is not None:
+            out["proposal"] = self.proposal.to_json()
+        return out
+
+
+def prior_ratio(design: StationDesign) -> float:
+    """β/α the design implies: the radiators' mean water temperature over indoor, against indoor over outdoor,
+    at the design point ((60 + 45)/2 − 18 over 18 + 9: 1.28 with the defaults)."""
+    mean_water = 0.5 * (design.supply_design_c + design.return_design_c)
+    return (mean_water - design.indoor_c) / (design.indoor_c - design.outdoor_design_c)
+
+
+def prior_model(design: StationDesign, tau_h: float, anchor: tuple[float, float, float] | None = None) -> StationModel:
+    """Before there is telemetry to fit: the design ratio and an assumed time constant, its gains anchored so
+    that the (indoor, supply, outdoor) of ``anchor`` — the last hour measured — is its steady state."""
+    r = prior_ratio(design)
+    alpha = 1.0 / (tau_h * (1.0 + r))
+    beta = r * alpha
+    gamma = 0.0 if anchor is None else (alpha + beta) * anchor[0] - alpha * anchor[1] - beta * anchor[2]
+    return StationModel(alpha, beta, gamma)
+
+
+def series_from_frames(indoor: pd.DataFrame, supply: pd.DataFrame, outdoor: pd.DataFrame,
+                       homes: Mapping[str, str], hours: pd.DatetimeIndex, quantile: float,
+                       gap_hours: int) -> StationSeries:
+    """Pure: hourly frames (columns ``hour`` and ``mean``; ``indoor`` also ``home_id``) → the station's series.
+
+    ``homes``: home_id → building of the station's residential homes (others are ignored).
+    """
+    idx = pd.Index(hours)
+    ind = indoor[indoor["home_id"].isin(list(homes))] if not indoor.empty else indoor
+    if ind.empty:
+        t_in = np.full(len(hours), np.nan)
+        gap = float("nan")
+    else:
+        wide = ind.pivot_table(index="hour", columns="home_id", values="mean").reindex(idx)
+        mean = wide.mean(axis=1)
+        t_in = mean.to_numpy(float)
+        recent = wide.iloc[-gap_hours:]
+        gaps = []
+        for _, cols in pd.Series(list(recent.columns)).groupby([homes[h] for h in recent.columns]):
+            q = recent[list(cols)].quantile(quantile, axis=1)
+            d = (mean.iloc[-gap_hours:] - q).dropna()
+            if len(d):
+                gaps.append(float(d.mean()))
+        gap = float(np.median(gaps)) if gaps else float("nan")
+
+    def hourly(df: pd.DataFrame) -> np.ndarray:
+        if df.empty:
+            return np.full(len(hours), np.nan)
+        return df.groupby("hour")["mean"].mean().reindex(idx).to_numpy(float)
+
+    return StationSeries(hours, t_in, hourly(supply), hourly(outdoor), gap)
+
+
+def read_series(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime) -> StationSeries:
+    """The station's last ``model_window_h`` hours from the store (whole hours before ``now``)."""
+    c = cfg.control
+    end = now.replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(hours=c.model_window_h)
+    hours = pd.date_range(start, end - timedelta(hours=1), freq="h")
+    homes = {h.home_id: h.building for h in registry.homes.values()
+             if h.station_id == st.station_id and h.kind == "residential"}
+    tz = cfg.general.tz
+    comms = sorted({registry.homes[h].community for h in homes})
+    indoor = (store.hourly(schema.INDOOR, "temp_c", start, end, tz, by="home_id", where={"community": comms},
+                           stats=("mean",)) if comms else pd.DataFrame())
+    if not indoor.empty:
+        lo, hi = cfg.analytics.implausible_below_c, cfg.analytics.warm_above_c
+        indoor = indoor[(indoor["mean"] >= lo) & (indoor["mean"] <= hi)]
+    supply = store.hourly(schema.STATION, "supply_c", start, end, tz, by="station_id",
+                          where={"station_id": [st.station_id]}, stats=("mean",))
+    outdoor = store.hourly(schema.WEATHER, "temp_c", start, end, tz, by="site_id",
+                           where={"site_id": [st.weather_site]}, stats=("mean",))
+    return series_from_frames(indoor, supply, outdoor, homes, hours, c.model_cold_quantile,
+                              max(1, int(c.model_gap_h)))
+
+
+def targets_ahead(cfg: Config, now: datetime, hours: int) -> np.ndarray:
+    """The residential standard of each hour ahead (hour 1 first), by the local clock."""
+    s = cfg.standard
+    out = np.empty(hours)
+    for i in range(hours):
+        h = (now + timedelta(hours=i + 1)).astimezone(cfg.general.tz).hour
+        out[i] = s.day_min_c if s.day_start_hour <= h < s.day_end_hour else s.night_min_c
+    return out
+
+
+def outdoor_ahead(forecast: list[tuple[datetime, float]], now: datetime, hours: int, fallback_c: float) -> np.ndarray:
+    """The forecast at hours 0..hours−1 from ``now`` (nearest earlier point; before the first, the first;
+    no forecast at all: ``fallback_c`` held)."""
+    if not forecast:
+        return np.full(hours, fallback_c)
+    ts = np.array([t.timestamp() for t, _ in forecast])
+    vs = np.array([v for _, v in forecast])
+    want = np.array([(now + timedelta(hours=i)).timestamp() for i in range(hours)])
+    return np.interp(want, ts, vs)
+
+
+def choose_model(cfg: Config, design: StationDesign, series: StationSeries) -> tuple[str, str, Fit | None, StationModel | None]:
+    """Fit, or the design prior while telemetry is short, or fallback (with why)."""
+    c = cfg.control
+    try:
+        fit = fit_station_model(series.indoor_c, series.supply_c, series.outdoor_c, prior_ratio(design),
+                                min_hours=int(c.model_min_hours))
+    except FitError as exc:
+        full = np.isfinite(series.indoor_c) & np.isfinite(series.supply_c) & np.isfinite(series.outdoor_c)
+        usable = int(full.sum())
+        if usable < c.model_min_hours:
+            if not usable:
+                return "fallback", "no hour with indoor, supply and outdoor readings yet", None, None
+            i = int(np.flatnonzero(full)[-1])
+            anchor = (float(series.indoor_c[i]), float(series.supply_c[i]), float(series.outdoor_c[i]))
+            return "prior", f"{usable} h of telemetry, fit from {c.model_min_hours:g} h: design prior", None, \
+                prior_model(design, c.model_prior_tau_h, anchor)
+        return "fallback", f"no usable fit: {exc}", None, None
+    if not math.isfinite(fit.rmse_sim_c) or fit.rmse_sim_c > c.model_max_rmse_c:
+        return "fallback", f"fit error {fit.rmse_sim_c:.2f} °C over {c.model_max_rmse_c:g} °C", fit, None
+    return "fit", f"fitted on {fit.hours} h", fit, fit.model
+
+
+def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list[tuple[datetime, float]],
+                 reference_c: float | None, now: datetime) -> ModelDecision:
+    """Pure: the model's decision for one station — a proposal, no change, or fallback."""
+    c = cfg.control
+    design = design_for(cfg, st.station_id)
+    basis, why, fit, model = choose_model(cfg, design, series)
+    if model is None:
+        return ModelDecision(st.station_id, basis, why, fit, None)
+    last = np.flatnonzero(np.isfinite(series.indoor_c))
+    if not len(last):
+        return ModelDecision(st.station_id, "fallback", "no indoor reading to start from", fit, None)
+    if reference_c is None or not plausible_supply(reference_c, st.supply_min_c, st.supply_max_c):
+        return ModelDecision(st.station_id, "fallback", "no plausible supply to step from", fit, None)
+    indoor_now = float(series.indoor_c[last[-1]])
+    gap = series.cold_gap_c if math.isfinite(series.cold_gap_c) else 0.0
+    look = int(c.model_lookahead_h)
+    outs = series.outdoor_c[np.isfinite(series.outdoor_c)]
+    to = outdoor_ahead(forecast, now, look, float(outs[-1]) if len(outs) else design.outdoor_design_c)
+    standard = targets_ahead(cfg, now, look)
+    target = standard + gap + c.model_margin_c
+    plan = plan_supply(model, indoor_now, to, target, reference_c, st.supply_min_c, st.supply_max_c,
+                       c.max_step_c, hold_h=int(c.model_hold_h))
+    bounded = bound_supply(reference_c, plan.supply_c, c.max_step_c, st.supply_min_c, st.supply_max_c)
+    if bounded is None or abs(bounded.proposed_c - reference_c) < c.min_change_c:
+        return ModelDecision(st.station_id, basis, why + "; no change needed", fit, model)
+    proposed = bounded.proposed_c
+    raise_ = proposed > reference_c
+    # a raise while the homes are under their target now (not one ahead of the forecast)
+    shortfall = raise_ and indoor_now < target[0]
+    params = fit.explain() if fit is not None else {**model.explain(), "rmse_step_c": None, "rmse_sim_c": None,
+                                                      "fit_hours": 0}
+    evidence: dict[str, Any] = {
+        "model": MODEL_NAME, "basis": basis, **params,
+        "indoor_now_c": round(indoor_now, 2), "cold_gap_c": round(gap, 2), "margin_c": c.model_margin_c,
+        "target_now_c": round(float(target[0]), 2), "plan_c": [round(float(v), 1) for v in plan.blocks_c],
+        "short_hours": list(plan.short_h), "outdoor_ahead_c": [round(float(v), 1) for v in to],
+        "forecast": bool(forecast), "predicted_min_margin_c": round(float(np.min(plan.predicted_c[1:] - target)), 2),
+        "limited_by": list(bounded.limited_by), "supply_range_c": [st.supply_min_c, st.supply_max_c],
+        "reference_c": round(reference_c, 2), "indoor_shortfall": bool(shortfall),
+    }
+    reason = (f"Model ({basis}, τ {model.tau_h:.0f} h, {model.supply_gain:.2f} °C indoor per supply °C"
+              + (f", fit error {fit.rmse_sim_c:.2f} °C" if fit is not None else "")
+              + f"): supply {reference_c:.1f} → {proposed:.1f} °C keeps the coldest homes at the standard "
+              f"+ {c.model_margin_c:g} °C over the next {look} h (they run {gap:.1f} °C under the mean; "
+              f"target for the mean now {target[0]:.1f} °C, measured {indoor_now:.1f} °C).")
+    p = Proposal(
+        proposal_id=new_proposal_id(), station_id=st.station_id, kind="supply" if raise_ else "lower_supply",
+        community="", current_c=round(reference_c, 1), proposed_c=proposed, delta_c=round(proposed - reference_c, 1),
+        evidence=evidence, reason=reason, created_at=now, effective_at=now, origin=ORIGIN,
+        targets=tuple(st.communities),
+    )
+    return ModelDecision(st.station_id, basis, why, fit, model, p)
