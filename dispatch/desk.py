@@ -206,6 +206,8 @@ class Desk:
 
     def assign(self, order_id: str, by: str, assignee: str, unit: str = "", opinion: str = "") -> Order:
         """Dispatch (when still received) and route to a first-line worker in one step, each stage audited."""
+        if not assignee.strip():  # checked before the dispatch step, so a refused call changes nothing
+            raise lifecycle.TransitionError("assign needs the first-line worker's name (assignee)")
         o = self.get(order_id)
         if o.stage == "received":
             self.dispatch_to(order_id, by, unit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from control.alerts.model import WorkOrder
 from control.alerts.repo import AlertRepo
@@ -29,6 +30,7 @@ CATEGORY_MAP: dict[str, Category] = {
     "broker_session_lost": "other",
 }
 RECOVERED = "sensor_recovered"
+HISTORY = timedelta(hours=48)  # resolved work orders older than this that the desk never saw are not imported
 
 
 def to_input(w: WorkOrder) -> OrderInput:
@@ -61,13 +63,17 @@ class SensorBridge:
                 out.append(self.desk.open(to_input(w), ACTOR))
         return out
 
-    def recovered(self, orders: Iterable[WorkOrder]) -> list[Order]:
-        """A note on the desk order of each resolved work order, once; the order does not move."""
+    def recovered(self, orders: Iterable[WorkOrder], since: datetime | None = None) -> list[Order]:
+        """A note on the desk order of each resolved work order, once; the order does not move. One resolved
+        before the desk saw it is still a case to close — when it was opened after ``since`` (a first start
+        does not import the history)."""
         out = []
         for w in orders:
             o = self.desk.by_ref(w.alert_id)
             if o is None:
-                o = self.desk.open(to_input(w), ACTOR)  # resolved before the desk saw it: still a case to close
+                if since is not None and w.created_at < since:
+                    continue
+                o = self.desk.open(to_input(w), ACTOR)
             if any(n.get("evidence", {}).get("event") == RECOVERED for n in o.evidence.get("notes", [])):
                 continue
             at = w.resolved_at.isoformat() if w.resolved_at else ""
@@ -80,5 +86,5 @@ class SensorBridge:
         """Bridge every open work order and the ``recent`` latest resolved ones."""
         rep = SyncReport()
         rep.opened = self.open(a.order for a in repo.open_alerts())
-        rep.recovered = self.recovered(repo.find(statuses=["resolved"], limit=recent))
+        rep.recovered = self.recovered(repo.find(statuses=["resolved"], limit=recent), self.desk.clock() - HISTORY)
         return rep

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,15 @@ def test_sensor_categories_map_and_an_order_without_a_place_is_still_taken(desk:
     assert got[fault.alert_id].category == "no_heat" and got[fault.alert_id].station_id == "S1"
     assert got[silent.alert_id].category == "other" and got[silent.alert_id].station_id == "*"  # silence is not an outage
     assert got[silent.alert_id].handling_unit and got[silent.alert_id].source == "sensor"
+    # resolved before the desk saw them: a recent one is still a case (opened, noted), history is not imported
+    old = WorkOrder.from_candidate(Candidate(key="home:H8", category="home_below_standard", content="旧", evidence={},
+                                             home_id="H8"), T0 - timedelta(days=3))
+    new = WorkOrder.from_candidate(Candidate(key="home:H9", category="home_below_standard", content="新", evidence={},
+                                             home_id="H9"), T0 - timedelta(minutes=30))
+    repo.record(opened=[old, new], at=T0)
+    repo.record(resolved=[replace(w, status="resolved", resolved_at=T0) for w in (old, new)], at=T0)
+    [noted] = SensorBridge(desk).sync(repo).recovered
+    assert noted.ref == new.alert_id and noted.stage == "received" and desk.by_ref(old.alert_id) is None
 
 
 def test_cli_overdue_escalates_once_to_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
