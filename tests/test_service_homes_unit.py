@@ -4,6 +4,7 @@ the registry's status column; and the ``heatwatch homes status`` / ``outages`` c
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -132,3 +133,26 @@ def test_the_report_says_when_its_period_is_outside_the_season(tmp_path: Path) -
         path = build_report(store, Registry.empty(), cfg, datetime(2027, 5, 1, tzinfo=UTC), datetime(2027, 5, 3, tzinfo=UTC),
                             tmp_path / "r")
     assert "outside the heating season (11-15 – 03-15" in path.read_text(encoding="utf-8")
+
+
+def test_quiet_hushes_only_the_cold_alerts_it_covers() -> None:
+    from control.alerts.model import Candidate
+    from control.alerts.rules import Observation, Quiet, community_key, home_key, quieten
+
+    reg = Registry({"H1": home("H1"), "H2": home("H2"), "K1": replace(home("K1"), community="和平小区")}, {})
+
+    def cold(hid: str, comm: str = "幸福小区") -> Candidate:
+        return Candidate(home_key(hid), "home_below_standard", "", {}, community=comm, home_id=hid)
+
+    cands = [cold("H1"), cold("H2"), cold("K1", "和平小区"),
+             Candidate(community_key("幸福小区"), "community_cold", "", {}, community="幸福小区"),
+             Candidate("station_fault:S1", "station_fault", "", {}, station_id="S1")]
+    obs = Observation(cands, {c.key: False for c in cands} | {home_key("H3"): True})
+    keys = lambda o: sorted(c.key for c in o.candidates)  # noqa: E731
+    assert quieten(obs, None, reg) is obs and quieten(obs, Quiet(), reg) is obs
+    one = quieten(obs, Quiet(homes={"H1": "outage O1"}), reg)  # one home of two: the community still alerts
+    assert keys(one) == sorted(c.key for c in cands if c.key != home_key("H1")) and home_key("H1") not in one.healthy
+    both = quieten(obs, Quiet(homes={"H1": "O1", "H2": "O1"}), reg)
+    assert keys(both) == [home_key("K1"), "station_fault:S1"] and community_key("幸福小区") not in both.healthy
+    off = quieten(obs, Quiet(season_off=True), reg)
+    assert keys(off) == ["station_fault:S1"] and set(off.healthy) == {"station_fault:S1"}  # H3's recovery unknown too
