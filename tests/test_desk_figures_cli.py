@@ -118,3 +118,33 @@ def test_the_report_section_shows_the_months_of_the_period(conf: Path) -> None:
     assert "和平站班组" in text and "不热 not warm" in text and "50.0 %" in text  # first response: 1 of 2 in time
     assert "2 open orders are overdue now (和平站班组 2)" in text
     assert "2026-11: no orders received." in text
+
+
+def test_orders_serve_takes_an_order_until_sigterm(conf: Path, tmp_path: Path) -> None:
+    import http.client
+    import signal
+    import subprocess
+    import sys
+
+    with pytest.raises(UsageError, match="nothing to serve"):
+        run(["--config", str(conf), "orders", "serve"])
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEATWATCH_")}
+    proc = subprocess.Popen([sys.executable, "-m", "heatwatch", "--config", str(conf), "orders", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed once the port is bound and served
+        assert f"HTTP on 127.0.0.1:{port}" in line, proc.stderr.read() if proc.poll() is not None else line
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/orders", json.dumps({**BASE, "category": "other"}, ensure_ascii=False).encode(),
+                     {"Authorization": "Bearer tok-lina-3b9e", "Content-Type": "application/json; charset=utf-8"})
+        resp = conn.getresponse()
+        made = json.loads(resp.read())
+        assert resp.status == 201 and made["content"] == "暖气不热"
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    cfg = load_config(conf, environ={})
+    assert Desk.from_config(cfg, SettableClock(OCT)).history(made["order_id"])[0]["by"] == "lina"
