@@ -133,7 +133,7 @@ def test_orders_serve_takes_an_order_until_sigterm(conf: Path, tmp_path: Path) -
     proc = subprocess.Popen([sys.executable, "-m", "heatwatch", "--config", str(conf), "orders", "serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", env=env)
     try:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
         line = proc.stdout.readline()  # printed once the port is bound and served
         assert f"HTTP on 127.0.0.1:{port}" in line, proc.stderr.read() if proc.poll() is not None else line
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
