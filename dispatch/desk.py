@@ -155,9 +155,11 @@ class Desk:
         return None if row is None else order_from_json(json.loads(row[0]))
 
     def find(self, stages: Sequence[str] | None = None, category: str | None = None, open_only: bool = False,
-             limit: int = 1000) -> list[Order]:
-        """Orders newest first, by stage and category."""
+             limit: int = 1000, received_since: datetime | None = None) -> list[Order]:
+        """Orders newest first, by stage and category (and received at or after ``received_since``)."""
         q = select(tables.orders.c.body).order_by(tables.orders.c.received_at.desc()).limit(limit)
+        if received_since is not None:
+            q = q.where(tables.orders.c.received_at >= statedb.ts(received_since))
         if stages is not None:
             q = q.where(tables.orders.c.stage.in_(list(stages)))
         if open_only:

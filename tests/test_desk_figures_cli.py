@@ -57,6 +57,7 @@ def test_figures_json_csv_and_points_in_the_store(conf: Path, tmp_path: Path, ca
     a = desk.open(OrderInput.parse({**BASE, "category": "not_warm", "received_at": OCT.isoformat()}), "lina")
     desk.dispatch_to(a.order_id, "lina")  # 10 min after: within the 2 h respond deadline
     desk.open(OrderInput.parse({**BASE, "category": "leak", "received_at": OCT.isoformat(), "ref": "x2"}), "lina")
+    assert len(desk.find(received_since=OCT)) == 2 and desk.find(received_since=OCT + timedelta(microseconds=1)) == []
 
     assert run(["--config", str(conf), "orders", "figures", "--month", "2026-10", "--json", "--write"]) == 0
     out = capsys.readouterr()

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from dispatch.desk import Desk
-from dispatch.figures import month_of, monthly, overdue_counts, overdue_points, points
+from dispatch.figures import month_of, month_start, monthly, overdue_counts, overdue_points, points
 from dispatch.intake_http import IntakeServer, measurement_recorder
 from dispatch.intake_mqtt import MqttIntake
 from dispatch.measurements import MeasurementBook
@@ -103,10 +103,11 @@ def recent_months(now: datetime, cfg: Config) -> list[str]:
 def write_points(desk: Desk, store: Store, cfg: Config, now: datetime, months: list[str] | None = None) -> int:
     """Write ``desk_figures`` for ``months`` (default: the previous and current) and ``desk_overdue`` now; points written."""
     tz = cfg.general.tz
-    orders = desk.find(limit=ALL_ORDERS)
+    months = months or recent_months(now, cfg)
+    orders = desk.find(limit=ALL_ORDERS, received_since=min(month_start(m, tz) for m in months))
     pts = []
-    for m in months or recent_months(now, cfg):
+    for m in months:
         pts += points(monthly(orders, tz, now, clock_states=desk.clocks, month=m), tz)
-    pts += overdue_points(overdue_counts(orders, now, clock_states=desk.clocks), now)
+    pts += overdue_points(overdue_counts(desk.find(open_only=True, limit=ALL_ORDERS), now, clock_states=desk.clocks), now)
     store.write(pts)
     return len(pts)

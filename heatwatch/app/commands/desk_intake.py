@@ -59,11 +59,11 @@ def cmd_figures(args: argparse.Namespace) -> int:
     now = utc_now()
     month = args.month or month_of(now, tz)
     try:
-        month_start(month, tz)
+        since = month_start(month, tz)
     except ValueError as exc:
         raise UsageError(f"--month: {exc}") from None
     desk = Desk.from_config(cfg, utc_now)
-    df = monthly(desk.find(limit=ALL_ORDERS), tz, now, clock_states=desk.clocks, month=month)
+    df = monthly(desk.find(limit=ALL_ORDERS, received_since=since), tz, now, clock_states=desk.clocks, month=month)
     if args.write:
         with app.open_store() as store:
             n = write_points(desk, store, cfg, now, months=[month])

@@ -11,13 +11,12 @@ from html import escape
 from typing import Any
 
 from dispatch.desk import Desk, desk_path
-from dispatch.figures import ALL, month_of, monthly, overdue_counts, records
+from dispatch.figures import ALL, month_of, month_start, monthly, overdue_counts, records
 from dispatch.model import CATEGORY_NAMES
+from heatwatch.app.deskintake import ALL_ORDERS
 from heatwatch.app.report import html
 from heatwatch.core.config import Config
 from heatwatch.core.timeutil import utc_now
-
-ALL_ORDERS = 1_000_000
 
 
 def months_between(start: datetime, end: datetime, cfg: Config) -> list[str]:
@@ -52,18 +51,19 @@ def desk_section(cfg: Config, start: datetime, end: datetime, now: datetime | No
         return []
     now = now or utc_now()
     desk = Desk.from_config(cfg, lambda: now)
-    orders = desk.find(limit=ALL_ORDERS)
     tz = cfg.general.tz
+    months = months_between(start, end, cfg)
+    orders = desk.find(limit=ALL_ORDERS, received_since=month_start(months[0], tz)) if months else []
     out = ["<h2>Service desk (调度室): monthly figures</h2>",
            html.note(f"By the local month ({cfg.general.timezone}) an order was received, as the desk stands at "
                      f"{now.astimezone(tz):%Y-%m-%d %H:%M}. On time = met in time / decided (met, late, or overdue now); "
                      "closure = closed / received; satisfaction = satisfied / callbacks. Definitions: docs/SERVICE_DESK.md.")]
-    late = overdue_counts(orders, now, clock_states=desk.clocks)
+    late = overdue_counts(desk.find(open_only=True, limit=ALL_ORDERS), now, clock_states=desk.clocks)
     if late[ALL]:
         units = ", ".join(f"{u} {n}" for u, n in sorted(late.items()) if u != ALL and n)
         out.append(html.note(f"{late[ALL]} open orders are overdue now ({units}): heatwatch orders overdue lists them.",
                              warn=True))
-    for month in months_between(start, end, cfg):
+    for month in months:
         df = monthly(orders, tz, now, clock_states=desk.clocks, month=month)
         if df.empty:
             out.append(html.note(f"{month}: no orders received."))
