@@ -80,3 +80,21 @@ def test_plan_visits_season_writes_a_csv_and_the_ledger_sits_beside_the_sensors(
     [row] = json.loads(capsys.readouterr().out)
     assert row["community"] == "幸福小区" and row["visited_homes"] == 2 and row["ledger_mean_c"] == 18.0
     assert "sensor_weighted_mean_c" in row  # no sensor readings in this store: None beside the ledger
+
+
+def test_the_report_shows_the_ledger_beside_the_sensors(tmp_path: Path) -> None:
+    from heatwatch.app.report import build_report
+    from heatwatch.infra.storage.sqlite import SqliteStore
+
+    cfg = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "data")}})
+    at = datetime(2026, 12, 10, 4, 0, tzinfo=UTC)
+    a, b = (h.home_id for h in REG.homes_in("和平小区")[:2])
+    book = MeasurementBook.open(cfg)
+    for hid, t in ((a, 16.5), (b, 17.5)):
+        record(book, Measurement(hid, at, (("客厅", t),), ("张三", "李四"), "TH-1", date(2026, 10, 1)), cfg=cfg, registry=REG,
+               now=at, by="王伟")
+    with SqliteStore(tmp_path / "s.sqlite") as store:
+        page = build_report(store, REG, cfg, datetime(2026, 12, 9, tzinfo=UTC), datetime(2026, 12, 11, tzinfo=UTC),
+                            tmp_path / "r").read_text(encoding="utf-8")
+    section = page[page.index("回访台账"):]
+    assert "<td>和平小区</td><td class=\"num\">2</td>" in section and ">17.0<" in section

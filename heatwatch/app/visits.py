@@ -70,6 +70,17 @@ class LedgerRow:
     sensor_plain_c: float | None
 
 
+def ledger_in(cfg: Config, registry: Registry, start: datetime, end: datetime) -> list[LedgerAverage]:
+    """The ledger's community averages from the records in force measured in [start, end) (none without a service
+    database: a report creates nothing)."""
+    from heatwatch.infra.servicedb import db_path
+
+    if not db_path(cfg).exists():
+        return []
+    recs = MeasurementBook.open(cfg).current(start, end)
+    return ledger_averages(registry, [(r.m.home_id, r.m.mean_c) for r in recs])
+
+
 def ledger(cfg: Config, registry: Registry, label: str, until: datetime, result: AnalysisResult | None) -> list[LedgerRow]:
     """The ledger's community averages from the records in force measured in the season up to ``until``."""
     first, last = season_dates(cfg, label)

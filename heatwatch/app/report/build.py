@@ -92,6 +92,23 @@ def table_note(caption: str, table_html: str) -> str:
     return f"<h3>{escape(caption)}</h3>{table_html}"
 
 
+def _ledger_section(d: ReportData, cfg: Config, registry: Registry) -> list[str]:
+    """The visit ledger's community averages (回访台账: measurement records of the period) beside the sensors'."""
+    from heatwatch.app.visits import ledger_in
+
+    rows = ledger_in(cfg, registry, d.start, d.end)
+    if not rows:
+        return []
+    sensor = d.community_means.groupby("community")["value"].mean() if not d.community_means.empty else None
+    out = [(r.community, r.homes, f"{r.edge_share:.0%}", round(r.mean_c, 2),
+            None if sensor is None or r.community not in sensor.index else round(float(sensor[r.community]), 2)) for r in rows]
+    return ["<h2>Visit ledger vs sensors (回访台账)</h2>",
+            html.note("Community average of the homes measured by hand in this period (measurement records in force: "
+                      "each home's records averaged, then the homes) beside the sensors' weighted mean over the period."),
+            html.table(out, ["community", "visited homes", "edge share", "ledger °C", "sensor weighted °C"],
+                       [row[3] < cfg.standard.day_min_c for row in out])]
+
+
 def _heatmap_section(d: ReportData, cfg: Config) -> list[str]:
     out = ["<h2>Building heat map (楼栋热力图)</h2>"]
     if d.homes.empty:
@@ -197,6 +214,7 @@ def build_report(store: Store, registry: Registry, cfg: Config, start: datetime,
         body.append(html.note(season, warn=True))
     body += [html.note(n) for n in d.notes]
     body += _community_section(d, cfg)
+    body += _ledger_section(d, cfg, registry)
     body += _heatmap_section(d, cfg)
     body += _station_section(d, cfg)
     body += _timeline_section(d, cfg)
