@@ -133,6 +133,10 @@ def test_dashboards_have_the_panels_operators_use() -> None:
         assert f in text["influxql/heatwatch-stations.json"]
     for f in ("stored", "collector_rejects", "spool_bytes"):
         assert f in text["influxql/heatwatch-collector.json"]
+    desk = boards["influxql/heatwatch-desk.json"]
+    assert [p["title"] for p in desk["panels"]][:2] == ["Overdue orders now", "Overdue orders by handling unit"]
+    for f in ("desk_overdue", "closure_rate", "satisfaction_rate", "ontime_respond", "desk_figures"):
+        assert f in text["influxql/heatwatch-desk.json"]
 
 
 # --- Flux: syntax-level checks ----------------------------------------------------------------------
