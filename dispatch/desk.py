@@ -242,6 +242,10 @@ class Desk:
         return self._step(order_id, by, "callback", lambda o, t: lifecycle.callback(o, t, satisfaction, note),
                           {"satisfaction": satisfaction, "note": note})
 
+    def reopen(self, order_id: str, by: str, reason: str) -> Order:
+        """After an unsatisfied callback: back to the handling unit, its clocks running again."""
+        return self._step(order_id, by, "reopen", lambda o, t: lifecycle.reopen(o, t, reason), {"reason": reason})
+
     def close(self, order_id: str, by: str, reason: str = "") -> Order:
         """After the callback; without one only a supervisor closes, and says why."""
         op = self._operator(by)

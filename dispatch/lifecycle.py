@@ -8,7 +8,9 @@ received → dispatched → accepted → contacted → on_site → repaired → 
 - The hotline reviews it: complete → ``reviewed``; incomplete → sent back (the reply is kept as evidence,
   the stage returns to where it was before the reply and the review clock starts again with the next one).
 - ``callback`` records the customer's satisfaction; only then may an order close — or, before that, when a
-  supervisor records why.
+  supervisor records why. An unsatisfied customer (the standards want 100 % satisfaction) is not closed by an
+  ordinary operator: the order is reopened (back to ``dispatched``, its clocks running again) or a supervisor
+  closes it and says why.
 - Orders without a phone (sensors) may skip ``contacted`` and need no customer opinion (003: 未留联系方式的除外);
   orders that need no visit (a bill, a complaint) may go from ``contacted`` to ``repaired``.
 
@@ -147,5 +149,31 @@ def close(o: Order, at: datetime, reason: str = "", supervisor: bool = False) ->
                                   "or a reason (a supervisor's decision)")
         if not supervisor:
             raise TransitionError("closing without a callback needs a supervisor")
+    if o.stage == "callback" and _unsatisfied(o) and not (supervisor and reason.strip()):
+        raise TransitionError(f"order {o.order_id}: the customer was unsatisfied at the callback; reopen it, "
+                              "or a supervisor closes it with a reason")
     body = {"at": at.isoformat(), "reason": reason.strip(), "after_callback": o.stage == "callback"}
     return _at(o, "closed", at, evidence={**o.evidence, "close": body})
+
+
+def _unsatisfied(o: Order) -> bool:
+    return bool(o.evidence.get("callback", {}).get("satisfaction") == "unsatisfied")
+
+
+def reopen(o: Order, at: datetime, reason: str) -> Order:
+    """An unsatisfied callback goes back to the handling unit: stages after ``dispatched`` start again.
+
+    The earlier reply and callback stay on the order as evidence (``reopened``), so the audit trail and the
+    monthly satisfaction figure still see them.
+    """
+    if not reason.strip():
+        raise TransitionError("reopening needs a reason (what the customer is still unhappy about)")
+    _need(o, "callback", action="reopen")
+    if not _unsatisfied(o):
+        raise TransitionError(f"order {o.order_id}: the customer was satisfied; close it instead")
+    earlier = {k: o.evidence[k] for k in ("reply", "callback") if k in o.evidence}
+    reopened = [*o.evidence.get("reopened", []), {"at": at.isoformat(), "reason": reason.strip(), **earlier}]
+    evidence = {k: v for k, v in o.evidence.items() if k not in ("reply", "callback")}
+    keep = {k: v for k, v in o.stage_at.items() if k in ("received", *MARKS)}
+    return replace(o, stage="dispatched", stage_at={**keep, "dispatched": at}, assignee="",
+                   evidence={**evidence, "reopened": reopened}, updated_at=at)

@@ -120,11 +120,46 @@ def test_callback_then_close(desk: Desk, clock: SettableClock) -> None:
     with pytest.raises(TransitionError, match="satisfied or unsatisfied"):
         desk.callback(o.order_id, "lina", "ok")  # type: ignore[arg-type]
     clock.advance(hours=47)
-    cb = desk.callback(o.order_id, "lina", "unsatisfied", "地面有水渍")
-    assert cb.evidence["callback"]["satisfaction"] == "unsatisfied"
+    cb = desk.callback(o.order_id, "lina", "satisfied", "不漏了")
+    assert cb.evidence["callback"]["satisfaction"] == "satisfied"
+    with pytest.raises(TransitionError, match="satisfied; close it instead"):
+        desk.reopen(o.order_id, "lina", "客户又来电")
     done = desk.close(o.order_id, "lina")
     states = {c.name: c.state(clock()) for c in desk.clocks(done)}
     assert states["callback"] == "met" and states["leak_contact"] == "met" and states["leak_fixed"] == "met"
+
+
+def test_an_unsatisfied_callback_reopens_the_order_or_a_supervisor_closes_it(desk: Desk, clock: SettableClock) -> None:
+    o = desk.open(hotline(), "lina")
+    to_on_site(desk, o.order_id, clock)
+    desk.reply(o.order_id, "lina", "阀门", "开阀", "室温19度", "认可")
+    desk.review(o.order_id, "wangwei", ok=True)
+    clock.advance(hours=24)
+    desk.callback(o.order_id, "lina", "unsatisfied", "晚上还是冷")
+    with pytest.raises(TransitionError, match="unsatisfied at the callback"):
+        desk.close(o.order_id, "lina")
+    with pytest.raises(TransitionError, match="unsatisfied at the callback"):
+        desk.close(o.order_id, "wangwei")  # a supervisor too must say why
+    with pytest.raises(TransitionError, match="needs a reason"):
+        desk.reopen(o.order_id, "lina", " ")
+    clock.advance(minutes=5)
+    back = desk.reopen(o.order_id, "lina", "晚上还是冷")
+    assert back.stage == "dispatched" and back.assignee == "" and back.stage_at["dispatched"] == clock()
+    assert "callback" not in back.evidence and back.evidence["reopened"][0]["callback"]["satisfaction"] == "unsatisfied"
+    assert set(back.stage_at) == {"received", "dispatched"}
+    # the unit's clocks run again from the reopening: an hour later with no one on it, the order is overdue again
+    assert any(c.started_at == clock() for c in desk.clocks(back))
+    clock.advance(hours=3)
+    assert o.order_id in {x.order_id for x, _ in desk.overdue()}
+    # the second time round the customer is still unhappy: a supervisor closes it, with the reason on record
+    desk.assign(o.order_id, "lina", "李师傅")
+    desk.advance(o.order_id, "lina", "contacted")
+    desk.advance(o.order_id, "lina", "on_site")
+    desk.reply(o.order_id, "lina", "户内管道堵塞", "清洗管道", "室温18.5度", "基本认可")
+    desk.review(o.order_id, "wangwei", ok=True)
+    desk.callback(o.order_id, "lina", "unsatisfied", "希望更暖")
+    done = desk.close(o.order_id, "wangwei", reason="室温已达标18度以上，客户期望高于标准")
+    assert done.closed and [h["event"] for h in desk.history(o.order_id)].count("reopen") == 1
 
 
 def test_sensor_orders_need_no_phone_contact_or_opinion(desk: Desk, clock: SettableClock) -> None:

@@ -203,6 +203,10 @@ def cmd_callback(args: argparse.Namespace) -> int:
     return _step(args, lambda d: d.callback(args.id, args.as_, sat, args.note or ""), f"callback: {sat}")
 
 
+def cmd_reopen(args: argparse.Namespace) -> int:
+    return _step(args, lambda d: d.reopen(args.id, args.as_, args.reason), "reopened: back to the handling unit")
+
+
 def cmd_close(args: argparse.Namespace) -> int:
     return _step(args, lambda d: d.close(args.id, args.as_, args.reason or ""), "closed")
 
@@ -309,6 +313,13 @@ def register(sub: Any) -> None:
     who(p)
     common(p)
     p.set_defaults(handler=_guard(cmd_callback))
+
+    p = ods.add_parser("reopen", help="after an unsatisfied callback: back to the handling unit, clocks running again")
+    p.add_argument("id")
+    p.add_argument("--reason", required=True, help="what the customer is still unhappy about")
+    who(p)
+    common(p)
+    p.set_defaults(handler=_guard(cmd_reopen))
 
     p = ods.add_parser("close", help="close after the callback; before it a supervisor gives --reason")
     p.add_argument("id")
