@@ -277,14 +277,18 @@ def plan_station(
     now: datetime,
     means: Mapping[str, float],
     history: SetpointHistory,
+    outdoor_ref_c: float | None = None,
 ) -> list[Proposal]:
     """The cold-snap job's decision for one station: a ramp before a snap, a release step after it, or nothing.
 
-    ``means``: the last analytics cycle's weighted mean per community (the indoor feedback).
+    ``means``: the last analytics cycle's weighted mean per community (the indoor feedback). ``outdoor_ref_c``:
+    what the drop is measured from — the loop passes the mean outdoor temperature of the last 24 h, so an
+    ordinary night after a warm afternoon is not a snap; without it, the station's outdoor reading now.
     """
     c = cfg.control
     horizon = timedelta(hours=c.coldsnap_horizon_h)
-    snap = detect(forecast, now, reading.outdoor_c if reading else None, c.coldsnap_threshold_c, c.coldsnap_drop_c, horizon)
+    ref = outdoor_ref_c if outdoor_ref_c is not None else (reading.outdoor_c if reading else None)
+    snap = detect(forecast, now, ref, c.coldsnap_threshold_c, c.coldsnap_drop_c, horizon)
     if _ramp_in_progress(history, now, c.ramp_interval_h):
         return []
     design = design_for(cfg, st.station_id)

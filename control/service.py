@@ -266,13 +266,27 @@ class ControlLoop:
                     continue
                 self._forecasts[st.weather_site] = fc
                 self._withdraw_cancelled(sid, fc, now)
-                planned = plan_station(self.cfg, st, readings.get(sid), fc, now, self.last_means, self._setpoint_history(sid))
+                planned = plan_station(self.cfg, st, readings.get(sid), fc, now, self.last_means, self._setpoint_history(sid),
+                                       outdoor_ref_c=self._outdoor_daily_mean(st, now))
                 if check.jump_c is not None and check.jump_at is not None:
                     planned = [_held(p, check.jump_c, check.jump_at, self.cfg) for p in planned]
                 made += planned
             self.lifecycle.add_many(made)
         self.lifecycle.auto_apply(made)
         return made
+
+    def _outdoor_daily_mean(self, st: Station, now: datetime) -> float | None:
+        """The mean outdoor temperature measured at ``st``'s weather site over the last 24 h: the reference a
+        cold snap's drop is measured from (the daily swing averages out). None without readings."""
+        try:
+            df = self.store.query(schema.WEATHER, now - timedelta(hours=24), now, where={"site_id": [st.weather_site]},
+                                  fields=["temp_c"])
+        except (StoreUnavailable, StoreError):
+            return None
+        if df.empty or "temp_c" not in df:
+            return None
+        vals = df["temp_c"].dropna()
+        return float(vals.mean()) if len(vals) else None
 
     def _forecast_for(self, st: Station, now: datetime) -> Forecast | None:
         """The forecast for ``st``'s weather_site: the file's when it is for that site ([control] forecast_site,
