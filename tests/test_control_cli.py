@@ -29,7 +29,8 @@ def write_config(tmp: Path, port: int = 1883) -> Path:
     p.write_text(
         f'[general]\ndata_dir = "{tmp / "data"}"\n'
         f'[mqtt]\nport = {port}\ntopic_prefix = "cli{tmp.name[-6:]}"\nclient_id = "cli-{tmp.name[-20:]}"\n'
-        '[alerts]\nmqtt = false\n',
+        '[alerts]\nmqtt = false\n'
+        '[desk.operators."王工"]\nrole = "supervisor"\n[desk.operators.lina]\n',
         encoding="utf-8",
     )
     return p
@@ -68,9 +69,14 @@ def test_proposals_list_show_approve_reject(tmp_path: Path, capsys: pytest.Captu
     assert shown["proposed_c"] == 48.0 and shown["history"][0]["to_status"] == "proposed"
     rc, out, _ = run(capsys, "-c", cfg, "proposals", "approve", p.proposal_id, "--by", "王工", "--note", "同意")
     assert rc == 0 and "proposed → approved" in out
-    rc, out, err = run(capsys, "-c", cfg, "proposals", "approve", p.proposal_id)
+    rc, out, err = run(capsys, "-c", cfg, "proposals", "approve", p.proposal_id, "--by", "lina")
     assert rc == 2 and err.count("\n") == 1 and "is approved; it can move to applied, rejected" in err
-    rc, out, _ = run(capsys, "-c", cfg, "proposals", "reject", q.proposal_id, "--json")
+    # approvals name a configured desk user, never free text
+    rc, out, err = run(capsys, "-c", cfg, "proposals", "reject", q.proposal_id, "--by", "someone")
+    assert rc == 2 and err.count("\n") == 1 and "unknown operator 'someone'" in err and "lina" in err
+    rc, out, _ = run(capsys, "-c", cfg, "proposals", "show", q.proposal_id, "--json")
+    assert json.loads(out)["status"] == "proposed"
+    rc, out, _ = run(capsys, "-c", cfg, "proposals", "reject", q.proposal_id, "--by", "lina", "--json")
     assert rc == 0 and json.loads(out)["status"] == "rejected"
     rc, out, err = run(capsys, "-c", cfg, "proposals", "show", "Pnope")
     assert rc == 2 and "no proposal with id 'Pnope'" in err and "Traceback" not in err
@@ -96,7 +102,7 @@ def test_approve_and_reject_use_the_lifecycle_alone(
     p, q = seed(tmp_path), seed(tmp_path, "balancing")
     rc, out, err = run(capsys, "-c", str(cfg_path), "proposals", "approve", p.proposal_id, "--by", "王工")
     assert rc == 0 and "proposed → approved" in out, err
-    rc, out, err = run(capsys, "-c", str(cfg_path), "proposals", "reject", q.proposal_id)
+    rc, out, err = run(capsys, "-c", str(cfg_path), "proposals", "reject", q.proposal_id, "--by", "lina")
     assert rc == 0 and "proposed → rejected" in out, err
     store = open_store(load_config(cfg_path))
     try:
@@ -112,8 +118,8 @@ def test_apply_publishes_retained_setpoint_and_lists_recheck(
 ) -> None:
     cfg = str(write_config(tmp_path, mosquitto.port))
     p = seed(tmp_path)
-    assert run(capsys, "-c", cfg, "proposals", "approve", p.proposal_id)[0] == 0
-    rc, out, err = run(capsys, "-c", cfg, "proposals", "apply", p.proposal_id, "--json")
+    assert run(capsys, "-c", cfg, "proposals", "approve", p.proposal_id, "--by", "王工")[0] == 0
+    rc, out, err = run(capsys, "-c", cfg, "proposals", "apply", p.proposal_id, "--by", "王工", "--json")
     assert rc == 0, err
     applied = json.loads(out)
     assert applied["status"] == "applied" and applied["published_at"] is not None
@@ -140,7 +146,7 @@ def test_apply_without_broker_is_one_line_error(
 
     cfg = write_config(tmp_path, free_port())  # nothing listens there
     p = seed(tmp_path)
-    run(capsys, "-c", str(cfg), "proposals", "approve", p.proposal_id)
+    run(capsys, "-c", str(cfg), "proposals", "approve", p.proposal_id, "--by", "王工")
     import control.publish as publish_mod
 
     orig = publish_mod.MqttPublisher.publish
@@ -150,7 +156,7 @@ def test_apply_without_broker_is_one_line_error(
         orig(self, topic, payload, qos, retain, timeout=1.0)
 
     monkeypatch.setattr(publish_mod.MqttPublisher, "publish", quick)  # wait 1 s for the broker, not 10
-    rc, out, err = run(capsys, "-c", str(cfg), "proposals", "apply", p.proposal_id)
+    rc, out, err = run(capsys, "-c", str(cfg), "proposals", "apply", p.proposal_id, "--by", "王工")
     assert rc == 2 and "not acknowledged" in err and err.count("\n") == 1
     rc, out, _ = run(capsys, "-c", str(cfg), "proposals", "show", p.proposal_id, "--json")
     assert json.loads(out)["status"] == "approved"
@@ -168,15 +174,17 @@ def test_alerts_list_ack_resolve(tmp_path: Path, capsys: pytest.CaptureFixture[s
     rc, out, _ = run(capsys, "-c", cfg, "alerts", "list", "--json")
     [a] = json.loads(out)
     assert a["alert_id"] == o.alert_id and a["address"] == "幸福小区1号楼101" and a["fault_category"].startswith("室温不达标")
-    rc, out, _ = run(capsys, "-c", cfg, "alerts", "ack", o.alert_id, "--note", "已派单")
+    rc, out, err = run(capsys, "-c", cfg, "alerts", "ack", o.alert_id, "--note", "已派单", "--by", "")
+    assert rc == 2 and "--by: name the desk user" in err
+    rc, out, _ = run(capsys, "-c", cfg, "alerts", "ack", o.alert_id, "--note", "已派单", "--by", "lina")
     assert rc == 0 and "acked" in out
-    rc, out, _ = run(capsys, "-c", cfg, "alerts", "resolve", o.alert_id, "--json")
-    assert rc == 0 and json.loads(out)["status"] == "resolved"
+    rc, out, _ = run(capsys, "-c", cfg, "alerts", "resolve", o.alert_id, "--by", "王工", "--json")
+    assert rc == 0 and json.loads(out)["status"] == "resolved" and json.loads(out)["note"] == "王工"
     rc, out, _ = run(capsys, "-c", cfg, "alerts", "list")
     assert "no alerts" in out
     rc, out, _ = run(capsys, "-c", cfg, "alerts", "list", "--status", "resolved")
     assert o.alert_id in out and "幸福小区1号楼101" in out
-    rc, out, err = run(capsys, "-c", cfg, "alerts", "resolve", o.alert_id)
+    rc, out, err = run(capsys, "-c", cfg, "alerts", "resolve", o.alert_id, "--by", "lina")
     assert rc == 2 and "already resolved" in err
-    rc, out, err = run(capsys, "-c", cfg, "alerts", "ack", "Anope")
+    rc, out, err = run(capsys, "-c", cfg, "alerts", "ack", "Anope", "--by", "lina")
     assert rc == 2 and "no alert with id" in err

@@ -108,7 +108,7 @@ def test_import_keeps_good_rows_and_names_each_bad_one(tmp_path: Path, monkeypat
     write_homes(tmp_path / "homes.csv", HOMES.values())
     write_stations(tmp_path / "stations.csv", REG.stations.values())
     conf = tmp_path / "hw.toml"
-    conf.write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n'
+    conf.write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n[desk.operators."赵六"]\n'
                     f'[registry]\nhomes_csv = "{tmp_path / "homes.csv"}"\nstations_csv = "{tmp_path / "stations.csv"}"\n',
                     encoding="utf-8")
     for mod in (meas_cmd, homes_cmd):

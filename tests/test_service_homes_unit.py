@@ -82,7 +82,7 @@ def conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_homes(tmp_path / "homes.csv", [home("H1"), home("H2")])
     write_stations(tmp_path / "stations.csv", [Station("S1", "幸福换热站", ("幸福小区",), 35.0, 75.0)])
     c = tmp_path / "hw.toml"
-    c.write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n[alerts]\nmqtt = false\n'
+    c.write_text(f'[general]\ndata_dir = "{tmp_path / "data"}"\n[alerts]\nmqtt = false\n[desk.operators."王伟"]\n'
                  f'[registry]\nhomes_csv = "{tmp_path / "homes.csv"}"\nstations_csv = "{tmp_path / "stations.csv"}"\n',
                  encoding="utf-8")
     monkeypatch.setattr(homes_cmd, "CLOCK", lambda: datetime(2026, 11, 30, 4, 0, tzinfo=UTC))
@@ -99,6 +99,7 @@ def test_homes_status_commands(conf: Path, capsys: pytest.CaptureFixture[str]) -
     assert run("homes", "status", "--list", "--on", "2026-11-30", "--json") == 0
     assert json.loads(capsys.readouterr().out)["not_heated"] == {}
     assert run("homes", "status", "H9", "stopped", "--by", "王伟") == 2
+    assert run("homes", "status", "H2", "stopped", "--by", "隔壁老王") == 2  # not a configured desk user: never free text
     assert "home 'H9' is not in the registry" in capsys.readouterr().err
     assert run("homes", "status", "H1", "frozen", "--by", "王伟") == 2
     assert "status 'frozen': expected one of" in capsys.readouterr().err

@@ -56,3 +56,17 @@ class App:
 
     def open_store(self) -> Store:
         return open_store(self.cfg)
+
+    def operator(self, name: str | None, supervisor: bool = False) -> str:
+        """The configured desk user ``--by`` names (approvals, closures, status changes are never free text)."""
+        from dispatch.operators import Operators, UnknownOperator
+        from heatwatch.core.errors import UsageError
+
+        users = Operators.from_config(self.cfg)
+        if not (name or "").strip():
+            known = ", ".join(sorted(users.users)) or "none configured: add [desk.operators.\"<name>\"]"
+            raise UsageError(f"--by: name the desk user who does this ({known})")
+        try:
+            return users.require(str(name).strip(), supervisor).name
+        except UnknownOperator as exc:
+            raise UsageError(f"--by: {exc}") from None

@@ -98,6 +98,7 @@ def _act(args: argparse.Namespace, action: str) -> int:
     from control.setpoints import ApplyError, Setpoints
 
     app = App.from_args(args)
+    by = app.operator(args.by)
     engine = open_engine(db_path(app.cfg))
     repo = ProposalRepo(engine)
     p: Proposal = repo.get(args.id)
@@ -112,7 +113,7 @@ def _act(args: argparse.Namespace, action: str) -> int:
     try:
         fn = {"approve": lifecycle.approve, "reject": lifecycle.reject, "apply": lifecycle.apply}[action]
         try:
-            new = fn(args.id, actor=args.by, note=args.note)
+            new = fn(args.id, actor=by, note=args.note)
         except ApplyError as exc:
             raise UsageError(str(exc)) from None
     finally:
@@ -180,7 +181,8 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
 def _alert_set(args: argparse.Namespace, status: str) -> int:
     app = App.from_args(args)
-    o = _alerts(app).set_status(args.id, status, utc_now(), args.note)
+    by = app.operator(args.by)
+    o = _alerts(app).set_status(args.id, status, utc_now(), f"{by}: {args.note}" if args.note else by)
     if args.json:
         _print_json(o.to_json())
     else:
@@ -209,7 +211,7 @@ def register(sub: Any) -> None:
         p = prs.add_parser(action, help=text)
         p.add_argument("id")
         p.add_argument("--note", default="")
-        p.add_argument("--by", default="operator", help="who (recorded in the history)")
+        p.add_argument("--by", required=True, help="the configured desk user who does it ([desk.operators]; recorded in the history)")
         common(p)
         p.set_defaults(handler=_guard(functools.partial(_act, action=action)))
 
@@ -231,5 +233,6 @@ def register(sub: Any) -> None:
         p = als.add_parser(action, help=f"mark an alert {status}")
         p.add_argument("id")
         p.add_argument("--note", default="")
+        p.add_argument("--by", required=True, help="the configured desk user who does it (recorded with the note)")
         common(p)
         p.set_defaults(handler=_guard(functools.partial(_alert_set, status=status)))

@@ -84,10 +84,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     if args.status not in HOME_STATUSES:
         raise UsageError(f"status {args.status!r}: expected one of {', '.join(HOME_STATUSES)}")
-    if not args.by.strip():
-        raise UsageError("--by is empty: name who records the change")
+    by = app.operator(args.by)
     change = db.add_status(StatusChange(hid, args.status, _day(args.start, "--from") if args.start else today,
-                                        args.by.strip(), args.reason.strip(), args.order.strip()), now)
+                                        by, args.reason.strip(), args.order.strip()), now)
     if args.json:
         _print_json(_change_json(change))
     else:
@@ -109,7 +108,7 @@ def cmd_announce(args: argparse.Namespace) -> int:
     end = parse_cli_time(args.end, tz, "--to")
     alerts = AlertRepo(open_engine(db_path(app.cfg)), configured_sinks(app.cfg))
     out = announce(app.cfg, app.registry, ServiceDb.open(app.cfg), alerts, station_id=args.station, start=start, end=end,
-                   reason=args.reason, by=args.by, now=CLOCK(), unplanned=args.unplanned,
+                   reason=args.reason, by=app.operator(args.by), now=CLOCK(), unplanned=args.unplanned,
                    desk=None if args.no_order else desk_for(app))
     o = out.outage
     if args.json:

@@ -17,7 +17,6 @@ from dispatch.measurements import CSV_COLUMNS, MeasurementBook, import_csv
 from heatwatch.app.commands.analyze import table
 from heatwatch.app.commands.homes import desk_for
 from heatwatch.app.context import App
-from heatwatch.core.errors import UsageError
 from heatwatch.core.timeutil import Clock, rfc3339, utc_now
 
 CLOCK: Clock = utc_now  # tests replace it
@@ -25,10 +24,9 @@ CLOCK: Clock = utc_now  # tests replace it
 
 def cmd_import(args: argparse.Namespace) -> int:
     app = App.from_args(args)
-    if not args.by.strip():
-        raise UsageError("--by is empty: name who imports the records")
+    by = app.operator(args.by)
     rep = import_csv(Path(args.file), MeasurementBook.open(app.cfg), cfg=app.cfg, registry=app.registry, now=CLOCK(),
-                     by=args.by, desk=None if args.no_order else desk_for(app))
+                     by=by, desk=None if args.no_order else desk_for(app))
     if args.json:
         sys.stdout.write(json.dumps({
             "kept": [{"record_id": r.record.record_id, "home_id": r.record.m.home_id, "mean_c": round(r.record.m.mean_c, 2),
