@@ -22,13 +22,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from control.alerts.rules import StationReading
+from control.coldsnap import forecast_from_store
 from control.curve import bound_supply, design_for, plausible_supply
 from control.model import Fit, FitError, StationModel, fit_station_model, plan_supply
 from control.proposal import Proposal, new_proposal_id
 from heatwatch.core import schema
 from heatwatch.core.config import Config, StationDesign
 from heatwatch.core.registry import Registry, Station
-from heatwatch.infra.storage.base import Store
+from heatwatch.infra.storage.base import Store, StoreError, StoreUnavailable
 
 ORIGIN = "model"
 MODEL_NAME = "grey-box ARX(1): T[k+1]−T[k] = α(Ts−T) + β(To−T) + γ, hourly"
@@ -235,3 +237,24 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
         targets=tuple(st.communities),
     )
     return ModelDecision(st.station_id, basis, why, fit, model, p)
+
+
+def decide_all(store: Store, registry: Registry, cfg: Config, now: datetime, readings: Mapping[str, StationReading],
+               published: Mapping[str, float]) -> list[ModelDecision]:
+    """Every station's decision: its series and forecast read from the store, its model refitted, its plan.
+
+    The step is taken from the setpoint the station was last sent (``published``), else its measured supply.
+    """
+    look = timedelta(hours=cfg.control.model_lookahead_h + 1)
+    out = []
+    for sid, st in sorted(registry.stations.items()):
+        r = readings.get(sid)
+        ref = published.get(sid, r.supply_c if r is not None else None)
+        try:
+            series = read_series(store, registry, cfg, st, now)
+            fc = forecast_from_store(store, st.weather_site, now, look)
+        except (StoreUnavailable, StoreError) as exc:
+            out.append(ModelDecision(sid, "fallback", f"store: {exc}", None, None))
+            continue
+        out.append(plan_station(cfg, st, series, fc, ref, now))
+    return out

@@ -43,7 +43,7 @@ from control.coldsnap import (
 from control.db import db_path, open_engine
 from control.diagnosis import diagnose
 from control.lifecycle import Lifecycle
-from control.mpc import ModelDecision
+from control.mpc import ModelDecision, decide_all
 from control.points import PointWriter
 from control.proposal import OPEN, SETPOINT_KINDS, Proposal
 from control.rechecks import AnalyzeFn, Jobs, Rechecker
@@ -153,24 +153,10 @@ class ControlLoop:
     def model_decisions(self, now: datetime, readings: Mapping[str, StationReading] | None = None,
                         published: Mapping[str, float] | None = None) -> list[ModelDecision]:
         """Each station's model this cycle: refitted on its stored telemetry, and what it would send."""
-        from control.mpc import plan_station, read_series
-
         readings = self.read_stations(now) if readings is None else readings
         if published is None:
             published = {sid: p.proposed_c for sid, p in self.proposals.last_published().items() if p.proposed_c is not None}
-        look = timedelta(hours=self.cfg.control.model_lookahead_h + 1)
-        out = []
-        for sid, st in sorted(self.registry.stations.items()):
-            r = readings.get(sid)
-            ref = published.get(sid, r.supply_c if r is not None else None)
-            try:
-                series = read_series(self.store, self.registry, self.cfg, st, now)
-                fc = forecast_from_store(self.store, st.weather_site, now, look)
-            except (StoreUnavailable, StoreError) as exc:
-                out.append(ModelDecision(sid, "fallback", f"store: {exc}", None, None))
-                continue
-            out.append(plan_station(self.cfg, st, series, fc, ref, now))
-        return out
+        return decide_all(self.store, self.registry, self.cfg, now, readings, published)
 
     def _pending_baselines(self) -> dict[str, float | None]:
         """Per station with a setpoint change awaiting its recheck: the weighted mean before the oldest such change

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "heatwatch.app.commands.orders",
     "heatwatch.app.commands.energy",
     "heatwatch.app.commands.score",
+    "heatwatch.app.commands.model",
     "heatwatch.app.commands.service",
     "heatwatch.app.demo",
 )
