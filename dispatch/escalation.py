@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, update
 
-from control.alerts.sinks import JsonlSink, MqttSink, Sink, SinkError, WebhookSink
+from control.alerts.dispatch import OutboxRow, deliver_rows
+from control.alerts.sinks import JsonlSink, MqttSink, Sink, WebhookSink
 from dispatch import tables
 from dispatch.deadlines import ClockState
 from dispatch.desk import Desk, order_to_json
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("heatwatch.desk")
 ACTOR = "system:desk"
-MAX_BACKOFF = timedelta(hours=1)
 
 
 def configured_sinks(cfg: Config) -> list[str]:
@@ -122,35 +122,17 @@ class Escalator:
         return out
 
     def deliver_due(self) -> int:
-        """Send due rows oldest first; a sink that fails, or whose oldest row still waits, is skipped this round."""
-        sent = 0
+        """Send due rows through the alerts' delivery loop (one retry policy for every outbox)."""
         with self._lock:
             now = self.desk.clock()
-            now_txt = statedb.ts(now) or ""
-            down: set[str] = set()
             q = select(tables.outbox).where(tables.outbox.c.delivered_at.is_(None)).order_by(tables.outbox.c.id).limit(500)
             with self.desk.engine.connect() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(q)]
-            for row in rows:
-                name = row["sink"]
-                sink = self.sinks.get(name)
-                if sink is None or name in down:
-                    continue
-                if row["next_attempt_at"] > now_txt:
-                    down.add(name)
-                    continue
-                try:
-                    sink.send(row["clock"], row["payload"].encode("utf-8"), f"{row['order_id']}-{row['clock']}-{row['id']}")
-                except SinkError as exc:
-                    down.add(name)
-                    attempts = row["attempts"] + 1
-                    wait = min(timedelta(seconds=self.retry_s * 2 ** min(attempts - 1, 10)), MAX_BACKOFF)
-                    self._update(row["id"], attempts=attempts, next_attempt_at=statedb.ts(now + wait), last_error=str(exc)[:500])
-                    log.warning("desk sink %s is down (%s); escalation of %s kept, retry in %s", name, exc, row["order_id"], wait)
-                    continue
-                self._update(row["id"], delivered_at=statedb.ts(now))
-                sent += 1
-        return sent
+                rows = [OutboxRow(r.id, r.sink, r.next_attempt_at, r.attempts, r.clock, r.payload.encode("utf-8"),
+                                  f"{r.order_id}-{r.clock}-{r.id}", f"escalation of {r.order_id}") for r in conn.execute(q)]
+            return deliver_rows(
+                rows, self.sinks, now, self.retry_s,
+                failed=lambda rid, n, at, err: self._update(rid, attempts=n, next_attempt_at=statedb.ts(at), last_error=err[:500]),
+                delivered=lambda rid: self._update(rid, delivered_at=statedb.ts(now)), log_name="desk")
 
     def _update(self, row_id: int, **values: Any) -> None:
         with self.desk.engine.begin() as conn:
