@@ -161,7 +161,8 @@ def block_response(model: StationModel, hours: int, hold_h: int) -> Array:
 
 def plan_supply(model: StationModel, indoor_now_c: float, outdoor_ahead_c: Array, target_ahead_c: Array,
                 reference_c: float, supply_min_c: float, supply_max_c: float, max_step_c: float,
-                hold_h: int = 3, tolerance_c: float = 0.02, increment_c: float = 0.1) -> SupplyPlan:
+                hold_h: int = 3, tolerance_c: float = 0.02, increment_c: float = 0.1,
+                base_supply_c: Array | None = None) -> SupplyPlan:
     """The least supply, block by block, that keeps every look-ahead hour at its target.
 
     ``outdoor_ahead_c``: the forecast for hours 0..H−1; ``target_ahead_c``: the target of hours 1..H. The supply
@@ -173,6 +174,9 @@ def plan_supply(model: StationModel, indoor_now_c: float, outdoor_ahead_c: Array
     block), then for the first hour under its target raise the latest block that can still warm it (heat
     given late is lost to outdoors for fewer hours), lifting the blocks before it only as far as the step
     limit demands; an hour no allowed plan reaches is reported in ``short_h`` and left.
+
+    With ``base_supply_c`` (the station's heating curve along the forecast, hours 0..H−1) the blocks are a shift
+    of that curve rather than the supply itself: the bounds, the steps and the reference are then the shift's.
     """
     to = np.asarray(outdoor_ahead_c, float)
     target = np.asarray(target_ahead_c, float)
@@ -183,7 +187,10 @@ def plan_supply(model: StationModel, indoor_now_c: float, outdoor_ahead_c: Array
         raise ValueError(f"supply range {supply_min_c}..{supply_max_c} is empty")
     ref = min(max(reference_c, supply_min_c), supply_max_c)
     m = block_response(model, h, hold_h)
-    free = simulate(model, indoor_now_c, np.zeros(h), to)[1:]  # no supply at all: outdoors and gains
+    base = np.zeros(h) if base_supply_c is None else np.asarray(base_supply_c, float)
+    if len(base) != h:
+        raise ValueError("base supply and outdoor forecast must be of equal length")
+    free = simulate(model, indoor_now_c, base, to)[1:]  # the blocks at 0: the curve (or no supply), outdoors, gains
     nb = m.shape[1]
     u = np.maximum(supply_min_c, ref - max_step_c * np.arange(1, nb + 1))
     start_block = np.arange(h) // hold_h  # the block each hour's supply belongs to
@@ -202,7 +209,7 @@ def plan_supply(model: StationModel, indoor_now_c: float, outdoor_ahead_c: Array
                 break
         else:
             short.append(k)
-    pred = simulate(model, indoor_now_c, np.repeat(u, hold_h)[:h], to)
+    pred = simulate(model, indoor_now_c, base + np.repeat(u, hold_h)[:h], to)
     return SupplyPlan(float(u[0]), u, pred, tuple(i + 1 for i in sorted(short)))
 
 

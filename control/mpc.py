@@ -24,7 +24,7 @@ import pandas as pd
 
 from control.alerts.rules import StationReading
 from control.coldsnap import forecast_from_store
-from control.curve import bound_supply, design_for, plausible_supply
+from control.curve import bound_supply, design_for, heating_curve, plausible_supply
 from control.model import Fit, FitError, StationModel, fit_station_model, plan_supply
 from control.proposal import Proposal, new_proposal_id
 from heatwatch.core import schema
@@ -45,6 +45,7 @@ class StationSeries:
     supply_c: np.ndarray
     outdoor_c: np.ndarray
     cold_gap_c: float  # how far the cold homes run under the mean (median building), °C; NaN when unknown
+    cold_share: float = float("nan")  # that gap as a share of the indoor-outdoor difference; NaN when unknown
 
 
 @dataclass(frozen=True)
@@ -91,32 +92,46 @@ def series_from_frames(indoor: pd.DataFrame, supply: pd.DataFrame, outdoor: pd.D
                        gap_hours: int) -> StationSeries:
     """Pure: hourly frames (columns ``hour`` and ``mean``; ``indoor`` also ``home_id``) → the station's series.
 
-    ``homes``: home_id → building of the station's residential homes (others are ignored).
+    ``homes``: home_id → building of the station's residential homes (others are ignored). The cold homes'
+    gap is measured per building over the last ``gap_hours``: hour by hour, the mean minus the building's
+    ``quantile``; its median over the buildings. It grows with the cold outside (the cold homes are the
+    ones that lose most: top floors, gables), so it is also expressed as a share of the indoor-outdoor
+    difference (``cold_share``, least squares through the origin).
     """
     idx = pd.Index(hours)
-    ind = indoor[indoor["home_id"].isin(list(homes))] if not indoor.empty else indoor
-    if ind.empty:
-        t_in = np.full(len(hours), np.nan)
-        gap = float("nan")
-    else:
-        wide = ind.pivot_table(index="hour", columns="home_id", values="mean").reindex(idx)
-        mean = wide.mean(axis=1)
-        t_in = mean.to_numpy(float)
-        recent = wide.iloc[-gap_hours:]
-        gaps = []
-        for _, cols in pd.Series(list(recent.columns)).groupby([homes[h] for h in recent.columns]):
-            q = recent[list(cols)].quantile(quantile, axis=1)
-            d = (mean.iloc[-gap_hours:] - q).dropna()
-            if len(d):
-                gaps.append(float(d.mean()))
-        gap = float(np.median(gaps)) if gaps else float("nan")
 
     def hourly(df: pd.DataFrame) -> np.ndarray:
         if df.empty:
             return np.full(len(hours), np.nan)
         return df.groupby("hour")["mean"].mean().reindex(idx).to_numpy(float)
 
-    return StationSeries(hours, t_in, hourly(supply), hourly(outdoor), gap)
+    t_out = hourly(outdoor)
+    ind = indoor[indoor["home_id"].isin(list(homes))] if not indoor.empty else indoor
+    gap, share = float("nan"), float("nan")
+    if ind.empty:
+        t_in = np.full(len(hours), np.nan)
+    else:
+        wide = ind.pivot_table(index="hour", columns="home_id", values="mean").reindex(idx)
+        mean = wide.mean(axis=1)
+        t_in = mean.to_numpy(float)
+        recent = wide.iloc[-gap_hours:]
+        per_building = [
+            (mean.iloc[-gap_hours:] - recent[list(cols)].quantile(quantile, axis=1)).to_numpy(float)
+            for _, cols in pd.Series(list(recent.columns)).groupby([homes[h] for h in recent.columns])
+        ]
+        if per_building:
+            stack = np.vstack(per_building)
+            g = np.full(stack.shape[1], np.nan)
+            some = np.isfinite(stack).any(axis=0)  # hours no building reported stay NaN (no all-NaN warning)
+            g[some] = np.nanmedian(stack[:, some], axis=0)
+            ok = np.isfinite(g)
+            if ok.any():
+                gap = float(np.mean(g[ok]))
+                span = (t_in[-gap_hours:] - t_out[-gap_hours:])
+                ok &= np.isfinite(span) & (span > 1.0)
+                if ok.sum() >= 3:
+                    share = float(np.clip(np.sum(g[ok] * span[ok]) / np.sum(span[ok] ** 2), 0.0, 0.5))
+    return StationSeries(hours, t_in, hourly(supply), t_out, gap, share)
 
 
 def read_series(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime) -> StationSeries:
@@ -186,8 +201,15 @@ def choose_model(cfg: Config, design: StationDesign, series: StationSeries) -> t
 
 
 def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list[tuple[datetime, float]],
-                 reference_c: float | None, now: datetime) -> ModelDecision:
-    """Pure: the model's decision for one station — a proposal, no change, or fallback."""
+                 reference_c: float | None, now: datetime, reference_offset_c: float | None = None,
+                 outdoor_now_c: float | None = None) -> ModelDecision:
+    """Pure: the model's decision for one station — a proposal, no change, or fallback.
+
+    ``reference_c``: the supply the station was last sent, else its measured supply; ``reference_offset_c``: the
+    curve offset it was last sent, if it was. With ``[control] model_setpoint = "curve_offset"`` the decision is a
+    shift of the station's heating curve (its supply keeps following the outdoor temperature between cycles),
+    else a fixed supply.
+    """
     c = cfg.control
     design = design_for(cfg, st.station_id)
     basis, why, fit, model = choose_model(cfg, design, series)
@@ -202,23 +224,45 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
     gap = series.cold_gap_c if math.isfinite(series.cold_gap_c) else 0.0
     look = int(c.model_lookahead_h)
     outs = series.outdoor_c[np.isfinite(series.outdoor_c)]
-    to = outdoor_ahead(forecast, now, look, float(outs[-1]) if len(outs) else design.outdoor_design_c)
-    standard = targets_ahead(cfg, now, look)
-    target = standard + gap + c.model_margin_c
-    plan = plan_supply(model, indoor_now, to, target, reference_c, st.supply_min_c, st.supply_max_c,
-                       c.max_step_c, hold_h=int(c.model_hold_h))
-    bounded = bound_supply(reference_c, plan.supply_c, c.max_step_c, st.supply_min_c, st.supply_max_c)
-    if bounded is None or abs(bounded.proposed_c - reference_c) < c.min_change_c:
+    fallback_out = outdoor_now_c if outdoor_now_c is not None else float(outs[-1]) if len(outs) else design.outdoor_design_c
+    to = outdoor_ahead(forecast, now, look, fallback_out)
+    standard = targets_ahead(cfg, now, look) + c.model_margin_c
+    share = series.cold_share if math.isfinite(series.cold_share) else 0.0
+    # the cold homes' gap grows with the cold ahead: T_cold = T − k(T − To) ≥ standard
+    target = (standard - share * to) / (1.0 - share) if share > 0.0 else standard + gap
+    lo, hi = st.supply_min_c, st.supply_max_c
+    shifted = c.model_setpoint == "curve_offset"
+    if shifted:
+        curve_now = heating_curve(design, outdoor_now_c if outdoor_now_c is not None else float(to[0])).supply_c
+        base = np.array([heating_curve(design, float(x)).supply_c for x in to])
+        ref = reference_offset_c if reference_offset_c is not None else reference_c - curve_now
+        lo, hi = lo - curve_now, hi - curve_now
+        ref = min(max(ref, lo), hi)
+    else:
+        curve_now, base, ref = 0.0, None, reference_c
+    plan = plan_supply(model, indoor_now, to, target, ref, lo, hi, c.max_step_c, hold_h=int(c.model_hold_h),
+                       base_supply_c=base)
+    bounded = bound_supply(ref, plan.supply_c, c.max_step_c, lo, hi)
+    if bounded is None or abs(bounded.proposed_c - ref) < c.min_change_c:
         return ModelDecision(st.station_id, basis, why + "; no change needed", fit, model)
-    proposed = bounded.proposed_c
-    raise_ = proposed > reference_c
+    raise_ = bounded.proposed_c > ref
+    if shifted:
+        offset: float | None = bounded.proposed_c
+        proposed = round(min(max(curve_now + bounded.proposed_c, st.supply_min_c), st.supply_max_c), 1)
+        current = round(min(max(curve_now + ref, st.supply_min_c), st.supply_max_c), 1)
+        what = (f"curve shifted {ref:+.1f} → {bounded.proposed_c:+.1f} °C (supply now {current:.1f} → "
+                f"{proposed:.1f} °C, then along the curve)")
+    else:
+        offset, proposed, current = None, bounded.proposed_c, round(reference_c, 1)
+        what = f"supply {current:.1f} → {proposed:.1f} °C"
     # a raise while the homes are under their target now (not one ahead of the forecast)
     shortfall = raise_ and indoor_now < target[0]
     params = fit.explain() if fit is not None else {**model.explain(), "rmse_step_c": None, "rmse_sim_c": None,
                                                       "fit_hours": 0}
     evidence: dict[str, Any] = {
-        "model": MODEL_NAME, "basis": basis, **params,
-        "indoor_now_c": round(indoor_now, 2), "cold_gap_c": round(gap, 2), "margin_c": c.model_margin_c,
+        "model": MODEL_NAME, "basis": basis, **params, "setpoint": c.model_setpoint,
+        "curve_offset_c": offset, "curve_now_c": round(curve_now, 2) if shifted else None,
+        "indoor_now_c": round(indoor_now, 2), "cold_gap_c": round(gap, 2), "cold_share": round(share, 4), "margin_c": c.model_margin_c,
         "target_now_c": round(float(target[0]), 2), "plan_c": [round(float(v), 1) for v in plan.blocks_c],
         "short_hours": list(plan.short_h), "outdoor_ahead_c": [round(float(v), 1) for v in to],
         "forecast": bool(forecast), "predicted_min_margin_c": round(float(np.min(plan.predicted_c[1:] - target)), 2),
@@ -227,12 +271,12 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
     }
     reason = (f"Model ({basis}, τ {model.tau_h:.0f} h, {model.supply_gain:.2f} °C indoor per supply °C"
               + (f", fit error {fit.rmse_sim_c:.2f} °C" if fit is not None else "")
-              + f"): supply {reference_c:.1f} → {proposed:.1f} °C keeps the coldest homes at the standard "
-              f"+ {c.model_margin_c:g} °C over the next {look} h (they run {gap:.1f} °C under the mean; "
-              f"target for the mean now {target[0]:.1f} °C, measured {indoor_now:.1f} °C).")
+              + f"): {what} keeps the coldest homes at the standard + {c.model_margin_c:g} °C over the next "
+              f"{look} h of the forecast (they run {gap:.1f} °C under the mean; target for the mean now "
+              f"{target[0]:.1f} °C, measured {indoor_now:.1f} °C).")
     p = Proposal(
         proposal_id=new_proposal_id(), station_id=st.station_id, kind="supply" if raise_ else "lower_supply",
-        community="", current_c=round(reference_c, 1), proposed_c=proposed, delta_c=round(proposed - reference_c, 1),
+        community="", current_c=current, proposed_c=proposed, delta_c=round(proposed - current, 1),
         evidence=evidence, reason=reason, created_at=now, effective_at=now, origin=ORIGIN,
         targets=tuple(st.communities),
     )
@@ -240,21 +284,25 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
 
 
 def decide_all(store: Store, registry: Registry, cfg: Config, now: datetime, readings: Mapping[str, StationReading],
-               published: Mapping[str, float]) -> list[ModelDecision]:
+               published: Mapping[str, Proposal]) -> list[ModelDecision]:
     """Every station's decision: its series and forecast read from the store, its model refitted, its plan.
 
-    The step is taken from the setpoint the station was last sent (``published``), else its measured supply.
+    The step is taken from the setpoint the station was last sent (``published``: the last published proposal
+    per station), else its measured supply.
     """
     look = timedelta(hours=cfg.control.model_lookahead_h + 1)
     out = []
     for sid, st in sorted(registry.stations.items()):
         r = readings.get(sid)
-        ref = published.get(sid, r.supply_c if r is not None else None)
+        last = published.get(sid)
+        ref = last.proposed_c if last is not None and last.proposed_c is not None else (r.supply_c if r else None)
+        offset = last.evidence.get("curve_offset_c") if last is not None else None
         try:
             series = read_series(store, registry, cfg, st, now)
             fc = forecast_from_store(store, st.weather_site, now, look)
         except (StoreUnavailable, StoreError) as exc:
             out.append(ModelDecision(sid, "fallback", f"store: {exc}", None, None))
             continue
-        out.append(plan_station(cfg, st, series, fc, ref, now))
+        out.append(plan_station(cfg, st, series, fc, ref, now, None if offset is None else float(offset),
+                                r.outdoor_c if r is not None else None))
     return out

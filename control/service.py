@@ -130,7 +130,7 @@ class ControlLoop:
             states = station_states(self.registry, readings, published)
             found = diagnose(result, self.registry, self.cfg, states, pending, now)
             if self.cfg.control.strategy == "model":
-                found = self._with_model(found, readings, published, now)
+                found = self._with_model(found, readings, now)
             made = [replace(p, evidence={**p.evidence, "window_h": window_h}) for p in self.lifecycle.unseen(found)]
             self.lifecycle.add_many(made)
             pl = self.alerting.cycle(result, readings, now, quiet)
@@ -141,22 +141,18 @@ class ControlLoop:
         return CycleReport(proposals=made, opened=pl.opened, resolved=pl.resolved, rechecked=rechecked,
                            escalated=pl.escalated)
 
-    def _with_model(self, found: list[Proposal], readings: Mapping[str, StationReading],
-                    published: Mapping[str, float], now: datetime) -> list[Proposal]:
+    def _with_model(self, found: list[Proposal], readings: Mapping[str, StationReading], now: datetime) -> list[Proposal]:
         """Where a station's model fits, its plan replaces the curve + feedback setpoints; balancing and
         visits stay."""
-        decisions = self.model_decisions(now, readings, published)
+        decisions = self.model_decisions(now, readings)
         self.model_stations = {d.station_id for d in decisions if d.basis != "fallback"}
         kept = [p for p in found if not (p.is_setpoint and p.station_id in self.model_stations)]
         return kept + [d.proposal for d in decisions if d.proposal is not None]
 
-    def model_decisions(self, now: datetime, readings: Mapping[str, StationReading] | None = None,
-                        published: Mapping[str, float] | None = None) -> list[ModelDecision]:
+    def model_decisions(self, now: datetime, readings: Mapping[str, StationReading] | None = None) -> list[ModelDecision]:
         """Each station's model this cycle: refitted on its stored telemetry, and what it would send."""
         readings = self.read_stations(now) if readings is None else readings
-        if published is None:
-            published = {sid: p.proposed_c for sid, p in self.proposals.last_published().items() if p.proposed_c is not None}
-        return decide_all(self.store, self.registry, self.cfg, now, readings, published)
+        return decide_all(self.store, self.registry, self.cfg, now, readings, self.proposals.last_published())
 
     def _pending_baselines(self) -> dict[str, float | None]:
         """Per station with a setpoint change awaiting its recheck: the weighted mean before the oldest such change

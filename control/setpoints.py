@@ -46,6 +46,12 @@ MeasuredFn = Callable[[str], "float | None"]  # station_id → its measured supp
 CheckFn = Callable[[Proposal, datetime], "str | None"]  # why it must not go out now (None: it may)
 
 
+def curve_offset(p: Proposal) -> float | None:
+    """The shift of the station's heating curve a setpoint asks for (model setpoints), else None (a fixed supply)."""
+    v = p.evidence.get("curve_offset_c")
+    return None if v is None else float(v)
+
+
 def publishes_now(p: Proposal, now: datetime) -> bool:
     """Is this a setpoint that goes out when it is applied (rather than at its effective time)?"""
     return p.is_setpoint and p.effective_at <= now + PUBLISH_NOW
@@ -88,7 +94,12 @@ class Setpoints:
         else:
             lo, hi = -math.inf, math.inf
         last = self.proposals.last_published(p.station_id, exclude=p.proposal_id).get(p.station_id)
-        if last is not None and last.proposed_c is not None:
+        offset, last_offset = curve_offset(p), curve_offset(last) if last is not None else None
+        if offset is not None and last_offset is not None:
+            # both shift the station's curve: the step is the change of the shift (the supply between them
+            # follows the outdoor temperature along the curve, as it does with no setpoint at all)
+            v, ref, what = offset, last_offset, f"the last published curve offset {last_offset:+.1f} °C"
+        elif last is not None and last.proposed_c is not None:
             ref, what = last.proposed_c, f"the last published setpoint {last.proposed_c:.1f} °C"
         else:
             measured = self.measured(p.station_id) if self.measured is not None else p.current_c
@@ -117,7 +128,8 @@ class Setpoints:
             raise UnsafeSetpoint(f"setpoint {p.proposal_id} for {p.station_id} not sent: {why}")
         if self.publisher is None:
             raise ApplyError("no MQTT publisher: cannot send the setpoint (is [mqtt] configured?)")
-        body = setpoint_payload(p.proposal_id, p.station_id, p.proposed_c, p.effective_at, now, p.reason)
+        body = setpoint_payload(p.proposal_id, p.station_id, p.proposed_c, p.effective_at, now, p.reason,
+                                curve_offset(p))
         try:
             self.publisher.publish(setpoint_topic(self.cfg.mqtt.topic_prefix, p.station_id), body, qos=1, retain=True)
         except PublishError as exc:

@@ -178,23 +178,27 @@ class StationFaults:
         return cls(np.zeros(k, bool), np.zeros(k, bool), np.zeros(k, bool))
 
 
-def station_target(p: StationParams, setpoint: np.ndarray, outdoor: np.ndarray) -> np.ndarray:
-    """What the station's controller aims for: the setpoint, else its curve; within limits and primary."""
+def station_target(p: StationParams, setpoint: np.ndarray, outdoor: np.ndarray,
+                   curve_offset: np.ndarray | None = None) -> np.ndarray:
+    """What the station's controller aims for: the setpoint, else its curve (shifted by ``curve_offset``);
+    within limits and primary."""
     target = setpoint.copy()
     primary = np.empty_like(outdoor)
     for j, (curve, prim) in enumerate(zip(p.curves, p.primary_curves, strict=True)):
         if np.isnan(target[j]):
-            target[j] = np.interp(outdoor[j], *curve) if curve is not None else p.supply_max_c[j]
+            shift = 0.0 if curve_offset is None else float(curve_offset[j])
+            target[j] = np.interp(outdoor[j], *curve) + shift if curve is not None else p.supply_max_c[j]
         primary[j] = np.interp(outdoor[j], *prim)
     target = np.clip(target, p.supply_min_c, p.supply_max_c)
     return np.minimum(target, primary - p.approach_c)
 
 
 def step_stations(
-    p: StationParams, s: StationState, f: StationFaults, outdoor: np.ndarray, dt_s: float
+    p: StationParams, s: StationState, f: StationFaults, outdoor: np.ndarray, dt_s: float,
+    curve_offset: np.ndarray | None = None,
 ) -> StationState:
     """Supply toward target (lagged), pumps and pressures. Return is filled in by ``mix_returns``."""
-    target = station_target(p, s.setpoint_c, outdoor)
+    target = station_target(p, s.setpoint_c, outdoor, curve_offset)
     target = np.where(f.pump, 25.0 + PUMP_FAIL_SUPPLY_SHARE * (target - 25.0), target)
     target = np.where(f.outage, OUTAGE_SUPPLY_C, target)
     lag = np.where(f.outage, p.lag_s * 4.0, p.lag_s)

@@ -290,12 +290,13 @@ class ScenarioRunner:
     def _apply_setpoints(self, now: datetime) -> None:
         self._poll_inbox()
         for cmd in self.schedule.due(now):
-            self.sim.set_setpoint(cmd.station_id, cmd.supply_c)
+            self.sim.set_setpoint(cmd.station_id, cmd.supply_c, cmd.curve_offset_c)
             self.setpoints_applied += 1
             log.info("setpoint %s: %s -> %.1f °C (%s)", cmd.proposal_id, cmd.station_id, cmd.supply_c, cmd.reason)
             self.truth.event(
                 {"ts": rfc3339(now), "kind": "setpoint_applied", "station_id": cmd.station_id,
-                 "supply_c": cmd.supply_c, "proposal_id": cmd.proposal_id, "effective_at": rfc3339(cmd.effective_at),
+                 "supply_c": cmd.supply_c, "curve_offset_c": cmd.curve_offset_c, "proposal_id": cmd.proposal_id,
+                 "effective_at": rfc3339(cmd.effective_at),
                  "reason": cmd.reason}
             )
 

@@ -72,6 +72,7 @@ class Simulation:
             primary_supply_c=supply + self.sp.approach_c, primary_return_c=supply.copy(),
         )
         self.faults = StationFaults.none(k)
+        self.curve_offset = np.zeros(k)  # a setpoint with curve_offset_c: the station's curve shifted
         mc = self._home_flow()
         home_out = self._station_outdoor_per_home(outdoor)
         self.home_state = steady_homes(self.params, supply[self.net.station_idx], mc, home_out)
@@ -95,9 +96,16 @@ class Simulation:
             raise KeyError(f"unknown station {station_id!r}") from None
 
     # --- control -------------------------------------------------------------
-    def set_setpoint(self, station_id: str, supply_c: float | None) -> None:
-        """Apply a supply setpoint (None = back to the station's outdoor-reset curve)."""
+    def set_setpoint(self, station_id: str, supply_c: float | None, curve_offset_c: float | None = None) -> None:
+        """Apply a supply setpoint (None = back to the station's outdoor-reset curve). With ``curve_offset_c``
+        a station that has a curve follows it shifted by that much (its supply keeps following the outdoor
+        temperature); one without a curve holds ``supply_c``."""
         j = self.station_index(station_id)
+        if curve_offset_c is not None and self.sp.curves[j] is not None:
+            self.station_state.setpoint_c[j] = np.nan
+            self.curve_offset[j] = float(curve_offset_c)
+            return
+        self.curve_offset[j] = 0.0
         self.station_state.setpoint_c[j] = np.nan if supply_c is None else float(supply_c)
 
     def _apply_events(self, hours: float) -> None:
@@ -125,7 +133,8 @@ class Simulation:
         self._apply_events((self.t - self.start).total_seconds() / 3600.0)
         site = self.weather.at(self.t)
         outdoor = self._station_outdoor(site)
-        self.station_state = step_stations(self.sp, self.station_state, self.faults, outdoor, self.dt_s)
+        self.station_state = step_stations(self.sp, self.station_state, self.faults, outdoor, self.dt_s,
+                                           self.curve_offset)
         mc = self._home_flow()
         idx = self.net.station_idx
         self.home_state = step_homes(

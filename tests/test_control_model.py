@@ -126,9 +126,18 @@ def test_plan_station_names_its_model_and_keeps_the_step() -> None:
     assert d.basis == "fit" and d.fit is not None
     p = d.proposal
     assert p is not None and p.origin == "model" and p.kind == "supply"
-    assert p.proposed_c == pytest.approx(53.0)  # one max step up from the reference
-    assert p.evidence["model"].startswith("grey-box") and p.evidence["rmse_sim_c"] is not None
-    assert "Model (fit" in p.reason
+    e = p.evidence
+    # the default: a shift of the station's curve, one max step up from the shift it runs at (50 °C on the curve)
+    assert e["setpoint"] == "curve_offset"
+    assert e["curve_offset_c"] == pytest.approx(50.0 - e["curve_now_c"] + 3.0, abs=0.1)  # in 0.1 °C, never past the step
+    assert p.proposed_c == pytest.approx(min(75.0, e["curve_now_c"] + e["curve_offset_c"]), abs=0.051)
+    assert e["curve_offset_c"] - (50.0 - e["curve_now_c"]) <= 3.0 + 1e-9
+    assert e["model"].startswith("grey-box") and e["rmse_sim_c"] is not None
+    assert "Model (fit" in p.reason and "curve shifted" in p.reason
+    # a station that takes a fixed supply: one max step up from the reference
+    fixed = cfg.model_copy(update={"control": cfg.control.model_copy(update={"model_setpoint": "supply"})})
+    q = plan_station(fixed, st_, series, fc, 50.0, now).proposal
+    assert q is not None and q.proposed_c == pytest.approx(53.0) and q.evidence["curve_offset_c"] is None
 
 
 def test_plan_station_uses_the_design_prior_before_a_day_of_telemetry() -> None:
@@ -162,3 +171,30 @@ def test_cold_gap_is_the_median_building_so_one_cold_building_does_not_raise_it(
     # the median building's cold homes (A: its 5 % quantile 20.05) under the mean, not C's 15.05
     assert s.cold_gap_c == pytest.approx(mean - np.quantile(temps["A"], 0.05), abs=1e-9)
     assert s.cold_gap_c < 0  # the warm buildings are above the mean: the cold building does not ask for heat
+
+
+def test_a_curve_offset_setpoint_travels_and_the_simulated_station_follows_its_curve() -> None:
+    from heatwatch.infra.mqtt.setpoint import parse_setpoint, setpoint_payload
+    from simulators.physics import station_params, station_target
+    from simulators.scenario import load_scenario
+    from simulators.simulation import Simulation
+
+    t = datetime(2025, 12, 1, tzinfo=UTC)
+    body = setpoint_payload("P1", "S01", 52.0, t, t, "模型", curve_offset_c=2.5)
+    cmd = parse_setpoint("heatwatch/control/setpoint/S01", body, "heatwatch")
+    assert cmd.curve_offset_c == 2.5 and cmd.supply_c == 52.0
+    assert parse_setpoint("heatwatch/control/setpoint/S01", setpoint_payload("P1", "S01", 52.0, t, t, ""),
+                          "heatwatch").curve_offset_c is None  # a fixed supply, as before
+    bad = body.replace(b'"curve_offset_c":2.5', b'"curve_offset_c":"warm"')
+    with pytest.raises(ValueError, match="curve_offset_c must be a finite number"):
+        parse_setpoint("heatwatch/control/setpoint/S01", bad, "heatwatch")
+    sim = Simulation(load_scenario("normal"), t)
+    sim.set_setpoint("S01", 52.0, curve_offset_c=2.5)
+    p = station_params(sim.net)
+    for outdoor in (-10.0, 0.0):  # the supply keeps following the outdoor temperature, 2.5 °C over the curve
+        out = np.full(len(sim.station_ids), outdoor)
+        plain = station_target(p, np.full(len(sim.station_ids), np.nan), out)
+        shifted = station_target(p, sim.station_state.setpoint_c, out, sim.curve_offset)
+        assert shifted[0] == pytest.approx(min(plain[0] + 2.5, 75.0)) and shifted[1] == pytest.approx(plain[1])
+    sim.set_setpoint("S01", 52.0)  # a fixed supply again: the shift is gone
+    assert sim.station_state.setpoint_c[0] == 52.0 and sim.curve_offset[0] == 0.0

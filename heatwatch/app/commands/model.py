@@ -32,8 +32,7 @@ def cmd_model(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"--station {', '.join(unknown)}: not in the registry ({', '.join(sorted(reg.stations))})")
         reg = Registry(reg.homes, {s: reg.stations[s] for s in args.station})
-    published = {sid: p.proposed_c for sid, p in ProposalRepo(open_engine(db_path(cfg))).last_published().items()
-                 if p.proposed_c is not None}
+    published = ProposalRepo(open_engine(db_path(cfg))).last_published()
     with app.open_store() as store:
         decisions = decide_all(store, reg, cfg, now, read_stations(store, reg, now, cfg), published)
     if args.json:
