@@ -284,7 +284,7 @@ class ControlSettings(_Section):
     model_max_rmse_c: float = Field(0.5, gt=0)  # free-run fit error over this: curve + feedback keep the station
     model_lookahead_h: float = Field(24.0, ge=1)  # forecast hours each plan keeps at their standard
     model_hold_h: float = Field(3.0, ge=1)  # hours the first move is held (the cycle interval)
-    model_margin_c: float = Field(0.3, ge=0)  # aimed above the standard (not 22 °C)
+    model_margin_c: float = Field(1.0, ge=0)  # aimed above the estimated cold homes (the standard + this, not 22 °C)
     model_cold_quantile: float = Field(0.05, gt=0, lt=0.5)  # the cold homes the standard is aimed at
     model_gap_h: float = Field(72.0, ge=1)  # hours over which the cold homes' gap under the mean is measured
 
