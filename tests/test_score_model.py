@@ -72,3 +72,14 @@ def test_model_command_shows_the_fit(scored: tuple[Path, dict[str, object]], tmp
         assert 10.0 < f["tau_h"] < 40.0 and 0.2 < f["supply_gain"] < 0.8 and f["rmse_sim_c"] < 0.5
     assert main(["-c", str(cfg), "model", "--station", "S9"]) == 2
     assert "S9" in capsys.readouterr().err
+
+
+def test_a_raised_fixed_curve_is_a_reference_strategy() -> None:
+    from heatwatch.app.score import curve_shift
+
+    assert curve_shift("curve+2.5") == 2.5 and curve_shift("curve") is None and curve_shift("curve+x") is None
+    sc = load_scenario("normal")
+    base, raised = run_scores([sc], ("curve", "curve+3"), days=0.5, every_h=3.0)
+    assert raised.strategy == "curve+3" and raised.setpoint_changes_per_station_day == 0.0
+    assert raised.heat_pct_of_curve is not None and raised.heat_pct_of_curve > 103.0
+    assert raised.pct_at_standard > base.pct_at_standard

@@ -24,6 +24,7 @@ The metric functions at the top are pure: truth frames in, numbers out.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -160,17 +161,25 @@ def truth_frames(log: TruthLog, cfg: Config, net: Any, station_ids: Sequence[str
 
 
 # --- the scenario under one strategy -----------------------------------------------------------------
-def curve_table(cfg: Config, station_id: str) -> list[tuple[float, float]]:
-    """heatwatch's configured heating curve as the station's outdoor-reset table (1 K steps, −40…+20 °C)."""
+def curve_table(cfg: Config, station_id: str, shift_c: float = 0.0) -> list[tuple[float, float]]:
+    """heatwatch's configured heating curve as the station's outdoor-reset table (1 K steps, −40…+20 °C),
+    shifted by ``shift_c``."""
     from heatwatch.core.curve import design_for, heating_curve
 
     design = design_for(cfg, station_id)
-    return [(float(o), round(heating_curve(design, float(o)).supply_c, 2)) for o in range(-40, 21)]
+    return [(float(o), round(heating_curve(design, float(o)).supply_c + shift_c, 2)) for o in range(-40, 21)]
 
 
-def on_the_curve(scenario: Scenario, cfg: Config) -> Scenario:
+def curve_shift(strategy: str) -> float | None:
+    """``curve+N``: the fixed curve raised by N °C (a reference: what a fixed curve needs to meet the standard);
+    None for any other name."""
+    m = re.fullmatch(r"curve\+(\d+(?:\.\d+)?)", strategy)
+    return float(m.group(1)) if m else None
+
+
+def on_the_curve(scenario: Scenario, cfg: Config, shift_c: float = 0.0) -> Scenario:
     """The scenario with every station on heatwatch's curve and no fixed or scripted setpoint: the common start."""
-    stations = [s.model_copy(update={"curve": curve_table(cfg, s.id), "setpoint_c": None})
+    stations = [s.model_copy(update={"curve": curve_table(cfg, s.id, shift_c), "setpoint_c": None})
                 for s in scenario.network.stations]
     network = scenario.network.model_copy(update={"stations": stations})
     return scenario.model_copy(update={"network": network, "setpoints": []})
@@ -243,17 +252,18 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     from simulators.runner import ScenarioRunner
     from simulators.sensors import Message
 
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    shift = curve_shift(strategy)
+    if strategy not in STRATEGIES and shift is None:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}, curve+N")
     work = Path(tempfile.mkdtemp(prefix="heatwatch-score-")) if work is None else work
     data = work / scenario.name / strategy
     data.mkdir(parents=True, exist_ok=True)
     cfg = score_config(data, config, "model" if strategy == "model" else "feedback")
-    sc = on_the_curve(scenario, cfg)
+    sc = on_the_curve(scenario, cfg, shift or 0.0)
     if days is not None:
         sc = sc.model_copy(update={"duration_h": days * 24.0})
     until = start + timedelta(hours=sc.duration_h)
-    control = strategy != "curve"
+    control = strategy in ("heatwatch", "model")
     buffer: list[Message] = []
     runner = ScenarioRunner(sc, None, out_dir=data / "sim", speed=0.0, start=start, until=until,
                             clock=lambda: until + timedelta(days=1), tz=cfg.general.tz,

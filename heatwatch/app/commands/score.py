@@ -14,6 +14,14 @@ from heatwatch.core.errors import UsageError
 DEFAULT_SCENARIOS = ("normal", "imbalanced", "cold_snap", "season")
 
 
+def _strategy(text: str) -> str:
+    from heatwatch.app.score import STRATEGIES, curve_shift
+
+    if text in STRATEGIES or curve_shift(text) is not None:
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(STRATEGIES)} or curve+N (N in °C)")
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from heatwatch.app.score import STRATEGIES, markdown, run_scores
     from simulators.scenario import load_scenario
@@ -55,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     )
     p.add_argument("--scenario", action="append", help="shipped name or TOML file; repeat for several "
                    f"(default: {' '.join(DEFAULT_SCENARIOS)})")
-    p.add_argument("--strategy", action="append", choices=("curve", "heatwatch", "model"), help="default: all three")
+    p.add_argument("--strategy", action="append", type=_strategy, metavar="curve|heatwatch|model|curve+N",
+                   help="default: curve, heatwatch, model; curve+N = the fixed curve raised by N °C (a reference)")
     p.add_argument("--days", type=float, help="simulated days (default: each scenario's length)")
     p.add_argument("--every", type=float, default=3.0, help="simulated hours between control cycles (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the Markdown table")
