@@ -37,7 +37,7 @@ VARIABLE_VALUES = {"community": COMMUNITIES[0], "station": "ST-01"}
 KNOWN_MEASUREMENTS = {
     schema.INDOOR, schema.STATION, schema.WEATHER, schema.FORECAST, schema.COLLECTOR, schema.COLLECTOR_REJECTS,
     schema.COMMUNITY_STATS, schema.HOME_STATUS, schema.SENSOR_HEALTH, schema.IMBALANCE, schema.PROPOSALS, schema.ALERTS,
-    schema.DESK_FIGURES, schema.DESK_OVERDUE,
+    schema.DESK_FIGURES, schema.DESK_OVERDUE, schema.STATION_ENERGY,
 }
 
 
@@ -287,6 +287,9 @@ def realistic_lines() -> list[str]:
         lines.append(_line(schema.PROPOSALS, {"station_id": sid, "kind": "supply"}, {
             "proposal_id": f"P-{sid}-1", "status": "applied", "current_c": 62.0, "proposed_c": 64.5, "delta_c": 2.5,
             "reason": f"{community} 加权平均 16.9 °C 低于 18 °C"}, t))
+        lines.append(_line(schema.STATION_ENERGY, {"station_id": sid, "period": "day"}, {
+            "kwh": 9800.0 + 100 * i, "gj": 35.28, "mean_kw": 408.3, "hours_covered": 24.0, "hdd": 26.0, "gj_per_hdd": 1.357},
+            START + timedelta(hours=1)))
         lines.append(_line(schema.ALERTS, {"category": "community_cold", "community": community, "station_id": sid}, {
             "alert_id": f"A-{i}", "home_id": "", "status": "open", "content": f"{community} 室温不达标"},
             t + timedelta(minutes=5)))

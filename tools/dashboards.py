@@ -198,6 +198,7 @@ _SORT_ASC = {"showHeader": True, "cellHeight": "sm"}
 
 CS, HS, SH, IM = schema.COMMUNITY_STATS, schema.HOME_STATUS, schema.SENSOR_HEALTH, schema.IMBALANCE
 PR, AL, CO, CR = schema.PROPOSALS, schema.ALERTS, schema.COLLECTOR, schema.COLLECTOR_REJECTS
+EN = schema.STATION_ENERGY
 COMMUNITY_RE = _var("community")
 STATION_RE = _var("station")
 FLUX_COMMUNITY = 'r.community == "${community}"'
@@ -351,6 +352,24 @@ def _city(std: Standard) -> Dashboard:
                 w=24,
                 unit="celsius",
                 decimals=1,
+            ),
+            Panel(
+                "Heat delivered per day, by station",
+                "timeseries",
+                (
+                    Query(
+                        f'SELECT sum("gj") FROM "{EN}" WHERE "period" = \'day\' AND $timeFilter '
+                        'GROUP BY time(1d), "station_id" fill(none)',
+                        _flux_series(EN, ["gj"], ["station_id"], fn="sum", extra='r.period == "day"'),
+                        alias="$tag_station_id",
+                    ),
+                ),
+                w=24,
+                unit="suffix: GJ",
+                decimals=2,
+                description="Q = ṁ·c·(supply − return) from each station's readings, per local day (station_energy, "
+                            "written by `heatwatch energy`). The stations dashboard adds heat per degree-day.",
+                custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}},
             ),
             Panel(
                 "Alerts to dispatch",
@@ -717,6 +736,36 @@ def _stations(std: Standard) -> Dashboard:
                 ),
                 unit="celsius",
                 decimals=1,
+            ),
+            Panel(
+                "Heat delivered per day",
+                "timeseries",
+                (
+                    Query(
+                        f'SELECT sum("gj") AS "heat" FROM "{EN}" WHERE "station_id" =~ {s} AND "period" = \'day\' '
+                        "AND $timeFilter GROUP BY time(1d) fill(none)",
+                        _flux_series(EN, ["gj"], [], fn="sum", extra=FLUX_STATION + ' and r.period == "day"'),
+                    ),
+                ),
+                unit="suffix: GJ",
+                decimals=2,
+                description="Q = ṁ·c·(supply − return) from the station's own readings, per local day "
+                            "(station_energy, written by `heatwatch energy`; docs/SCHEMA.md).",
+                custom={"drawStyle": "bars", "fillOpacity": 60},
+            ),
+            Panel(
+                "Heat per heating degree-day",
+                "timeseries",
+                (
+                    Query(
+                        f'SELECT mean("gj_per_hdd") AS "GJ per degree-day" FROM "{EN}" WHERE "station_id" =~ {s} '
+                        "AND \"period\" = 'day' AND $timeFilter GROUP BY time(1d) fill(none)",
+                        _flux_series(EN, ["gj_per_hdd"], [], extra=FLUX_STATION + ' and r.period == "day"'),
+                    ),
+                ),
+                unit="suffix: GJ/HDD",
+                decimals=3,
+                description="Daily heat over heating degree-days (base 18 °C): comparable across mild and cold days.",
             ),
             Panel(
                 "Proposals",
