@@ -13,6 +13,7 @@ import pandas as pd
 from heatwatch.app.report import fonts, html, plots
 from heatwatch.app.report.data import ReportData, load_report_data
 from heatwatch.app.report.desk import desk_section
+from heatwatch.app.report.energy import energy_section
 from heatwatch.app.servicestate import season_note
 from heatwatch.core.config import Config
 from heatwatch.core.registry import Registry
@@ -217,6 +218,7 @@ def build_report(store: Store, registry: Registry, cfg: Config, start: datetime,
     body += _ledger_section(d, cfg, registry)
     body += _heatmap_section(d, cfg)
     body += _station_section(d, cfg)
+    body += energy_section(store, registry, cfg, start, end)
     body += _timeline_section(d, cfg)
     body += desk_section(cfg, start, end)  # the service desk's monthly figures (no desk file: nothing)
     tz = cfg.general.tz
