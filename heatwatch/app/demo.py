@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from control.alerts.model import WorkOrder
     from control.proposal import Proposal
     from heatwatch.core.config import Config
+    from simulators.scenario import Scenario
 
 MARKER = ".heatwatch-demo"  # only a directory carrying this marker is ever wiped
 ANALYSIS_WINDOW_H = 12.0
@@ -228,7 +229,8 @@ class Demo:
         from heatwatch.app.report import build_report
 
         path = build_report(store, reg, cfg, start, end, out, title=f"heatwatch demo — {scenario.name}")
-        self._summary(collector.snapshot(), path, out, data)
+        quality = None if interrupted else self._quality(scenario, cfg)
+        self._summary(collector.snapshot(), path, out, data, quality)
         store.close()
         return 130 if interrupted else 0
 
@@ -255,7 +257,23 @@ class Demo:
             t.rechecked.append(p)
             self.say(recheck_line(p))
 
-    def _summary(self, snap: CollectorSnapshot, report: Path, out: Path, data: Path) -> None:
+    def _quality(self, scenario: Scenario, cfg: Config) -> str:
+        """Comfort and heat of this scenario under the loop's strategy against the fixed curve, measured by the
+        scorer (``heatwatch score``: the same scenario, days and cycle in lockstep, from the simulator's ground
+        truth of every home) — computed here, never a constant."""
+        from heatwatch.app.score import run_scores
+
+        strategy = "model" if cfg.control.strategy == "model" else "heatwatch"
+        days = scenario.duration_h / 24.0
+        try:
+            curve, ours = run_scores([scenario], ("curve", strategy), every_h=self.args.every, days=days)
+        except Exception as exc:  # the demo's own run is done and reported; say why this line is missing
+            return f"not measured ({type(exc).__name__}: {exc})"
+        return (f"comfort {ours.pct_at_standard:.1f} % of home-hours, heat {ours.heat_pct_of_curve:.0f} % of the "
+                f"fixed curve (the curve alone: {curve.pct_at_standard:.1f} %; heatwatch score, strategy {strategy}, "
+                f"same scenario and {days:g} days in lockstep)")
+
+    def _summary(self, snap: CollectorSnapshot, report: Path, out: Path, data: Path, quality: str | None = None) -> None:
         t = self.tally
         kinds = Counter(f"{p.kind}/{p.origin}" for p in t.proposals)
         outcomes = Counter(str(p.outcome) for p in t.rechecked)
@@ -271,6 +289,8 @@ class Demo:
             self.say(f"               {on_site} visit/balancing proposals wait for a crew to record them done "
                      "(auto-apply applies setpoints only)")
         self.say(f"  rechecks     {len(t.rechecked)} ({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items())) or 'none due yet'})")
+        if quality is not None:
+            self.say(f"  quality      {quality}")
         self.say(f"  report       {report.resolve()}")
         self.say(f"  work orders  {(out / 'alerts.jsonl').resolve()}")
         self.say(f"  data         {data.resolve()} (SQLite store, simulator ground truth)")
