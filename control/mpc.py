@@ -14,7 +14,7 @@ The reading of the store is here; the arithmetic is in ``series_from_frames`` an
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -53,7 +53,7 @@ class ModelDecision:
     """The model's view of one station this cycle (shown by ``heatwatch control model``)."""
 
     station_id: str
-    basis: str  # "fit" | "prior" (too little telemetry yet) | "fallback" (curve + feedback keep the station)
+    basis: str  # "fit" | "prior" (too little telemetry yet) | "held" (its last setpoint is recent) | "fallback" (curve + feedback)
     why: str
     fit: Fit | None
     model: StationModel | None
@@ -283,26 +283,39 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
     return ModelDecision(st.station_id, basis, why, fit, model, p)
 
 
+ForecastFn = Callable[[Station, datetime], "list[tuple[datetime, float]] | None"]
+
+
 def decide_all(store: Store, registry: Registry, cfg: Config, now: datetime, readings: Mapping[str, StationReading],
-               published: Mapping[str, Proposal]) -> list[ModelDecision]:
-    """Every station's decision: its series and forecast read from the store, its model refitted, its plan.
+               published: Mapping[str, Proposal], forecast_for: ForecastFn | None = None,
+               hold_recent: bool = True) -> list[ModelDecision]:
+    """Every station's decision: its series read from the store, its model refitted, its plan.
 
     The step is taken from the setpoint the station was last sent (``published``: the last published proposal
-    per station), else its measured supply.
+    per station), else its measured supply. ``forecast_for``: the forecast the loop uses for a station (a
+    forecast file or the store); default the store's. A model setpoint sent less than ``model_hold_h`` ago is
+    held: the plan's blocks are that long, so a loop that runs every 15 minutes does not step every 15 minutes
+    (``hold_recent`` False: plan anyway, as ``heatwatch model`` shows).
     """
     look = timedelta(hours=cfg.control.model_lookahead_h + 1)
+    hold = timedelta(hours=cfg.control.model_hold_h)
     out = []
     for sid, st in sorted(registry.stations.items()):
         r = readings.get(sid)
         last = published.get(sid)
+        if (hold_recent and last is not None and last.origin == ORIGIN and last.published_at is not None
+                and now - last.published_at < hold - timedelta(minutes=1)):
+            out.append(ModelDecision(sid, "held", f"its last setpoint went out at {last.published_at:%H:%M} UTC, "
+                                     f"held for {cfg.control.model_hold_h:g} h", None, None))
+            continue
         ref = last.proposed_c if last is not None and last.proposed_c is not None else (r.supply_c if r else None)
         offset = last.evidence.get("curve_offset_c") if last is not None else None
         try:
             series = read_series(store, registry, cfg, st, now)
-            fc = forecast_from_store(store, st.weather_site, now, look)
+            fc = (forecast_for(st, now) if forecast_for is not None else forecast_from_store(store, st.weather_site, now, look))
         except (StoreUnavailable, StoreError) as exc:
             out.append(ModelDecision(sid, "fallback", f"store: {exc}", None, None))
             continue
-        out.append(plan_station(cfg, st, series, fc, ref, now, None if offset is None else float(offset),
+        out.append(plan_station(cfg, st, series, fc or [], ref, now, None if offset is None else float(offset),
                                 r.outdoor_c if r is not None else None))
     return out

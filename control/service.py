@@ -152,7 +152,8 @@ class ControlLoop:
     def model_decisions(self, now: datetime, readings: Mapping[str, StationReading] | None = None) -> list[ModelDecision]:
         """Each station's model this cycle: refitted on its stored telemetry, and what it would send."""
         readings = self.read_stations(now) if readings is None else readings
-        return decide_all(self.store, self.registry, self.cfg, now, readings, self.proposals.last_published())
+        return decide_all(self.store, self.registry, self.cfg, now, readings, self.proposals.last_published(),
+                          self._forecast_for)
 
     def _pending_baselines(self) -> dict[str, float | None]:
         """Per station with a setpoint change awaiting its recheck: the weighted mean before the oldest such change

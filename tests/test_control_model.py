@@ -198,3 +198,26 @@ def test_a_curve_offset_setpoint_travels_and_the_simulated_station_follows_its_c
         assert shifted[0] == pytest.approx(min(plain[0] + 2.5, 75.0)) and shifted[1] == pytest.approx(plain[1])
     sim.set_setpoint("S01", 52.0)  # a fixed supply again: the shift is gone
     assert sim.station_state.setpoint_c[0] == 52.0 and sim.curve_offset[0] == 0.0
+
+
+def test_a_recent_model_setpoint_is_held_for_a_block() -> None:
+    """`heatwatch run` evaluates every 15 minutes; the plan's blocks are model_hold_h long, so the model does not
+    step the station again before its block is over."""
+    from dataclasses import replace as dc_replace
+
+    from control.mpc import decide_all
+    from control.proposal import Proposal
+    from heatwatch.core.registry import Registry
+
+    cfg = Config()
+    st_ = Station("S01", "幸福里换热站", ("幸福里小区",), 35.0, 75.0)
+    now = datetime(2025, 12, 1, 12, 0, tzinfo=UTC)
+    sent = Proposal(proposal_id="P1", station_id="S01", kind="supply", community="", current_c=50.0, proposed_c=53.0,
+                    delta_c=3.0, evidence={"curve_offset_c": 1.0}, reason="", created_at=now, effective_at=now,
+                    origin="model", published_at=now - timedelta(hours=1))
+    d = decide_all(None, Registry({}, {"S01": st_}), cfg, now, {}, {"S01": sent})  # type: ignore[arg-type]
+    assert [x.basis for x in d] == ["held"] and d[0].proposal is None
+    # a cold-snap or operator setpoint an hour ago does not hold the model; nor does its own after the block
+    for p in (dc_replace(sent, origin="cold_snap"), dc_replace(sent, published_at=now - timedelta(hours=3))):
+        with pytest.raises(AttributeError):  # past the hold it reads the store (None here)
+            decide_all(None, Registry({}, {"S01": st_}), cfg, now, {}, {"S01": p})  # type: ignore[arg-type]

@@ -34,7 +34,7 @@ def cmd_model(args: argparse.Namespace) -> int:
         reg = Registry(reg.homes, {s: reg.stations[s] for s in args.station})
     published = ProposalRepo(open_engine(db_path(cfg))).last_published()
     with app.open_store() as store:
-        decisions = decide_all(store, reg, cfg, now, read_stations(store, reg, now, cfg), published)
+        decisions = decide_all(store, reg, cfg, now, read_stations(store, reg, now, cfg), published, hold_recent=False)
     if args.json:
         body = {"at": rfc3339(now), "strategy": cfg.control.strategy, "stations": [d.to_json() for d in decisions]}
         sys.stdout.write(json.dumps(body, ensure_ascii=False, indent=2, default=str) + "\n")
