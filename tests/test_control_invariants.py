@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from analytics.results import AnalysisResult, CommunityStats
 from control.alerts.rules import StationReading, observe_stations
 from control.coldsnap import SetpointHistory, plan_station
-from control.curve import bound_supply
+from control.curve import bound_supply, plausible_supply
 from control.diagnosis import StationState, diagnose
 from control.proposal import Proposal, new_proposal_id
 from control.service import ApplyError, ControlLoop
@@ -126,15 +126,17 @@ temps = st.floats(-50, 200, allow_nan=False)
 
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(st.none(), temps, st.just(math.nan)), temps, st.floats(0.05, 10), st.floats(0, 60), st.floats(0.1, 60))
+@example(ref=-5.960464477539063e-08, wanted=0.0, step=1.0, lo=0.0, width=1.0)  # a hair under the range: refused
+@example(ref=0.0, wanted=0.0, step=1.0, lo=9.5e-23, width=1.0)  # within the code's tolerance: accepted, clamped
 def test_bound_supply_is_in_range_and_one_step_from_its_reference(
     ref: float | None, wanted: float, step: float, lo: float, width: float
 ) -> None:
     hi = lo + width
     b = bound_supply(ref, wanted, step, lo, hi)
-    if ref is None or not math.isfinite(ref) or not lo - EPS <= ref <= hi + EPS:  # the code's own tolerance
+    if not plausible_supply(ref, lo, hi):  # the code's own rule and tolerance (control.curve.EPS), not this file's EPS
         assert b is None
         return
-    assert b is not None
+    assert ref is not None and b is not None
     assert lo - EPS <= b.proposed_c <= hi + EPS
     assert abs(b.proposed_c - ref) <= step + EPS
     # never the wrong way: toward what was wanted, or not at all
