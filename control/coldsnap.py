@@ -258,13 +258,20 @@ class SetpointHistory:
     last_published: Proposal | None = None  # the setpoint the station was last sent: every step's reference
 
 
-def reference(st: Station, reading: StationReading | None, history: SetpointHistory) -> float | None:
+def reference(st: Station, reading: StationReading | None, history: SetpointHistory,
+              design: StationDesign | None = None) -> float | None:
     """What the first step is measured from: the last published setpoint, else a plausible measured supply.
 
+    A published curve offset (with ``design`` and an outdoor reading) is where the station aims now: its
+    curve at the outdoor temperature now plus the offset, in its range.
     None when there is neither: a reading outside the station's range (5 °C at a 35..75 °C station) is
     implausible, and a ramp counted from it would propose 8, 11, 14 … °C.
     """
     pub = history.last_published
+    offset = pub.evidence.get("curve_offset_c") if pub is not None else None
+    if offset is not None and design is not None and reading is not None and reading.outdoor_c is not None:
+        aim = heating_curve(design, reading.outdoor_c).supply_c + float(offset)
+        return min(max(aim, st.supply_min_c), st.supply_max_c)
     value = pub.proposed_c if pub is not None else (reading.supply_c if reading is not None else None)
     return value if plausible_supply(value, st.supply_min_c, st.supply_max_c) else None
 
@@ -295,7 +302,7 @@ def plan_station(
     if snap is None:
         release = plan_release(cfg, st, reading, forecast, now, design, means, history)
         return [release] if release else []
-    return plan_ramp(cfg, st, reference(st, reading, history), forecast, now, snap, design, means)
+    return plan_ramp(cfg, st, reference(st, reading, history, design), forecast, now, snap, design, means)
 
 
 def _ramp_in_progress(history: SetpointHistory, now: datetime, ramp_interval_h: float) -> bool:
@@ -400,12 +407,15 @@ def plan_release(
         return None
     if history.undecided:
         return None  # an undecided setpoint proposal: let the operator decide first
-    current = reference(st, reading, history)
+    current = reference(st, reading, history, design)
     lead = timedelta(hours=design.lead_time_h)
     sized = coldest_ahead(forecast, now, lead) if forecast else (reading.outdoor_c if reading is not None else None)
     if current is None or sized is None:
         return None
     planned_feedback = float(last.evidence.get("indoor_feedback_c") or 0.0)
+    if c.feedback_setpoint == "curve_offset" and reading is not None and reading.outdoor_c is not None:
+        return _release_to_curve(cfg, st, reading.outdoor_c, current, now, design, means, history, last,
+                                 max(planned_feedback, 0.0))
     curve = heating_curve(design, sized).supply_c
     wanted = station_supply(design, st, sized, planned_feedback)
     if current - wanted < max(c.min_change_c, 0.05):
@@ -433,6 +443,60 @@ def plan_release(
         },
         reason=reason, created_at=now, effective_at=now, origin="cold_snap", targets=tuple(st.communities),
         before_c=None if warmest is None else round(warmest, 2),  # a lowering is judged on the warmest community
+    )
+
+
+def _release_to_curve(
+    cfg: Config, st: Station, outdoor_c: float, current: float, now: datetime, design: StationDesign,
+    means: Mapping[str, float], history: SetpointHistory, last: Proposal, feedback: float,
+) -> Proposal | None:
+    """``plan_release`` with ``feedback_setpoint = "curve_offset"``: hand the station back to its curve.
+
+    The target is the curve at the outdoor temperature now shifted by the feedback the ramp was planned with,
+    sent as that shift, so the supply follows the weather again instead of staying at the ramp's fixed peak
+    (milder: overheating; colder at night: cold homes). Up or down, one step of at most ``max_step_c`` from
+    where the station aims now; a step cut short by the bound is itself a shift, the next one finishes it.
+    Nothing once the station was last sent exactly this shift.
+    """
+    c = cfg.control
+    sid = st.station_id
+    pub = history.last_published
+    sent = pub.evidence.get("curve_offset_c") if pub is not None else None
+    if sent is not None and abs(float(sent) - feedback) < 0.05:
+        return None  # back on the curve with the planned feedback: the analytics take it from here
+    curve_now = heating_curve(design, outdoor_c).supply_c
+    target = min(max(curve_now + feedback, st.supply_min_c), st.supply_max_c)
+    b = bound_supply(current, target, c.max_step_c, st.supply_min_c, st.supply_max_c)
+    if b is None:
+        return None
+    offset = b.proposed_c - curve_now if "max_step" in b.limited_by else feedback
+    aim = min(max(curve_now + offset, st.supply_min_c), st.supply_max_c)
+    if sent is not None and abs(aim - current) < max(c.min_change_c, 0.05):
+        return None  # already following the curve, nearly there: not worth a change
+    value = round(aim, 1)
+    raise_ = aim > current
+    tz = cfg.general.tz
+    chosen = max if not raise_ else min  # a lowering is judged on the warmest community, a raise on the coldest
+    judged = chosen((means[n] for n in st.communities if n in means), default=None)
+    feedback_note = f" {feedback:+.1f} °C indoor feedback as planned" if abs(feedback) >= 0.05 else ""
+    reason = (
+        f"No cold snap forecast any more: {'raise' if raise_ else 'lower'} {st.name or sid} supply {current:.1f} → "
+        f"{value:.1f} °C from {rfc3339(now, tz)}, sent as the heating curve shifted {offset:+.1f} °C "
+        f"(curve {curve_now:.1f} °C at {outdoor_c:.1f} °C outdoors{feedback_note}), so the supply follows the "
+        f"weather again after the pre-adjustment {last.proposal_id}."
+    )
+    return Proposal(
+        proposal_id=new_proposal_id(), station_id=sid, kind="supply" if raise_ else "lower_supply",
+        community=st.communities[0] if len(st.communities) == 1 else "",
+        current_c=round(current, 1), proposed_c=value, delta_c=round(value - current, 1),
+        evidence={
+            "release_of": last.proposal_id, "outdoor_c": outdoor_c, "curve_supply_c": round(curve_now, 2),
+            "curve_offset_c": offset, "indoor_feedback_c": feedback, "weighted_mean_c": judged,
+            "lead_time_h": design.lead_time_h, "window_h": c.recheck_window_h,
+            "supply_range_c": [st.supply_min_c, st.supply_max_c],
+        },
+        reason=reason, created_at=now, effective_at=now, origin="cold_snap", targets=tuple(st.communities),
+        before_c=None if judged is None else round(judged, 2),
     )
 
 

@@ -36,14 +36,19 @@ class StationState:
     return_c: float | None = None
     outdoor_c: float | None = None
     published_c: float | None = None  # the last setpoint published to it; None when nothing was
+    published_offset_c: float | None = None  # its curve offset, when that setpoint shifted the station's curve
 
-    def reference(self) -> tuple[float | None, str]:
+    def reference(self, curve_now_c: float | None = None) -> tuple[float | None, str]:
         """What one step is measured from: the last published setpoint, else a plausible measured supply.
 
+        A published curve offset is where the station aims now: ``curve_now_c`` (its curve at the outdoor
+        temperature now) plus the offset, in the station's range; without the curve, the supply it was sent.
         (None, why) when neither exists: a measured supply outside the station's range is implausible and
         anchors nothing.
         """
         st = self.station
+        if self.published_offset_c is not None and curve_now_c is not None:
+            return shifted_curve(curve_now_c, self.published_offset_c, st), "published"
         if self.published_c is not None:
             if plausible_supply(self.published_c, st.supply_min_c, st.supply_max_c):
                 return self.published_c, "published"
@@ -55,6 +60,11 @@ class StationState:
             return self.supply_c, "measured"
         return None, (f"measured supply {self.supply_c:.1f} °C is outside the station's range "
                       f"{st.supply_min_c:g}..{st.supply_max_c:g} °C (implausible)")
+
+
+def shifted_curve(curve_now_c: float, offset_c: float, st: Station) -> float:
+    """What a station sent a curve offset aims for now: its curve shifted by the offset, in its range."""
+    return min(max(curve_now_c + offset_c, st.supply_min_c), st.supply_max_c)
 
 
 def _r(x: float | None, nd: int = 1) -> float | None:
@@ -136,10 +146,10 @@ def _supply(
 ) -> Proposal | None:
     st = state.station
     design = design_for(cfg, st.station_id)
-    ref, ref_source = state.reference()
+    curve = heating_curve(design, state.outdoor_c).supply_c if state.outdoor_c is not None else None
+    ref, ref_source = state.reference(curve)
     if ref is None:
         return None  # no reference, no bounded step: the station check raises the implausible reading
-    curve = heating_curve(design, state.outdoor_c).supply_c if state.outdoor_c is not None else None
     wanted_per: dict[str, float] = {}
     for cs in needs:
         assert cs.weighted_mean_c is not None
@@ -167,6 +177,10 @@ def _supply(
     )
     limits = f"; limited by {', '.join(b.limited_by)}" if b.limited_by else ""
     now_txt = f"{current:.1f}" + (" (last published)" if ref_source == "published" else " (measured)")
+    # a shift of the curve keeps following the outdoor temperature; a fixed supply would freeze against it
+    offset = b.proposed_c - curve if curve is not None and cfg.control.feedback_setpoint == "curve_offset" else None
+    if offset is not None:
+        limits += f"; sent as the heating curve shifted {offset:+.1f} °C, then along the curve"
     if kind == "supply":
         why = (
             f"{names}: weighted mean {wm:.1f} °C is {target - wm:.1f} °C under the {target:.1f} °C target with "
@@ -194,6 +208,7 @@ def _supply(
         "wanted_supply_c": round(wanted, 2),
         "limited_by": list(b.limited_by),
         "supply_range_c": [st.supply_min_c, st.supply_max_c],
+        "curve_offset_c": offset,  # None: a fixed supply temperature
         "homes": list(homes),  # the homes below standard that asked for it: the recheck judges them
     }
     return Proposal(

@@ -48,7 +48,7 @@ from control.points import PointWriter
 from control.proposal import OPEN, SETPOINT_KINDS, Proposal
 from control.rechecks import AnalyzeFn, Jobs, Rechecker
 from control.repo import ProposalRepo
-from control.setpoints import ApplyError, Setpoints
+from control.setpoints import ApplyError, Setpoints, curve_offset
 from control.stations import read_stations, station_states
 from heatwatch.core import schema
 from heatwatch.core.config import Config
@@ -103,7 +103,8 @@ class ControlLoop:
         self.dispatcher = self.alerting.dispatcher
         self.jobs = Jobs(cfg, clock, time_scale)  # time_scale: simulated seconds per wall second
         self.setpoints = Setpoints(cfg, self.proposals, clock, publisher, self._lock, registry=registry,
-                                   measured=self._measured_supply, check=self._still_wanted, points=self.points)
+                                   measured=self._measured_supply, check=self._still_wanted, points=self.points,
+                                   outdoor=self._measured_outdoor)
         self.lifecycle = Lifecycle(cfg, self.proposals, clock, self.points, self.setpoints, self.jobs, self._lock)
         self.rechecker = Rechecker(cfg, registry, store, self.proposals, clock, self.points, self.alerting, analyze, self._lock)
         self.last_means: dict[str, float] = {}  # weighted mean per community from the last cycle (cold-snap feedback)
@@ -126,8 +127,10 @@ class ControlLoop:
             self.last_means.update({c.community: c.weighted_mean_c for c in result.communities if c.weighted_mean_c is not None})
             pending = self._pending_baselines()
             window_h = round((result.window_to - result.window_from).total_seconds() / 3600, 3)
-            published = {sid: p.proposed_c for sid, p in self.proposals.last_published().items() if p.proposed_c is not None}
-            states = station_states(self.registry, readings, published)
+            last = self.proposals.last_published()
+            published = {sid: p.proposed_c for sid, p in last.items() if p.proposed_c is not None}
+            offsets = {sid: o for sid, p in last.items() if (o := curve_offset(p)) is not None}
+            states = station_states(self.registry, readings, published, offsets)
             found = diagnose(result, self.registry, self.cfg, states, pending, now)
             if self.cfg.control.strategy == "model":
                 found = self._with_model(found, readings, now)
@@ -190,11 +193,16 @@ class ControlLoop:
         r = self.read_stations(self.clock()).get(station_id)
         return None if r is None else r.supply_c
 
+    def _measured_outdoor(self, station_id: str) -> float | None:
+        """The station's outdoor temperature now: where a curve offset it was sent aims."""
+        r = self.read_stations(self.clock()).get(station_id)
+        return None if r is None else r.outdoor_c
+
     def _still_wanted(self, p: Proposal, now: datetime) -> str | None:
         """The loop's own check before a setpoint goes out: a cold-snap raise needs the newest forecast to still
         show its snap (a forecast that cannot be read or checked leaves the plan as it was)."""
-        if p.origin != "cold_snap" or p.kind != "supply":
-            return None
+        if p.origin != "cold_snap" or p.kind != "supply" or "release_of" in p.evidence:
+            return None  # a release back to the curve is not a raise for a snap
         st = self.registry.stations.get(p.station_id)
         fc = self._forecast_for(st, now) if st is not None else None
         if not fc or not check_forecast(fc, None, self.cfg).usable:
@@ -303,7 +311,8 @@ class ControlLoop:
         """Steps of a ramp not sent yet, whose cold snap the newest forecast no longer shows: withdrawn."""
         out = []
         for p in self.proposals.find(statuses=[*OPEN, "applied"], station_id=station_id, kinds=["supply"]):
-            if p.origin != "cold_snap" or p.published_at is not None or snap_still_forecast(p, fc, self.cfg, now):
+            if (p.origin != "cold_snap" or p.published_at is not None or "release_of" in p.evidence
+                    or snap_still_forecast(p, fc, self.cfg, now)):
                 continue
             coldest = min((v for t, v in fc if t >= now), default=None)
             why = ("the newest forecast no longer shows the cold snap"

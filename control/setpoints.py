@@ -6,7 +6,9 @@ missed — never early, so ramp steps do not overwrite each other's retained mes
 
 Every send is checked first, whoever asks (the loop, a job, the CLI): the value lies in the station's
 range and at most ``max_step_c`` from the setpoint the station was last sent — or, when it was never sent
-one, from a plausible measured supply — in the direction its kind says; and the loop's own check (a
+one, from a plausible measured supply — in the direction its kind says (when that setpoint shifted the
+station's curve, the station aims for its curve at the outdoor temperature now plus the offset: with the
+outdoor temperature known, both are compared as the supply the station would aim for now); and the loop's own check (a
 cold-snap step whose snap a newer forecast cancelled). A send that fails the check is refused
 (``UnsafeSetpoint``); a step that fails it when it falls due is withdrawn, never sent.
 """
@@ -19,7 +21,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from control.curve import EPS, plausible_supply
+from control.curve import EPS, design_for, heating_curve, plausible_supply
 from control.points import PointWriter
 from control.proposal import TRANSITIONS, Proposal
 from control.repo import ProposalRepo
@@ -42,7 +44,7 @@ class UnsafeSetpoint(ApplyError):
     """The setpoint breaks an invariant now (range, step from what the station was last sent, direction)."""
 
 
-MeasuredFn = Callable[[str], "float | None"]  # station_id → its measured supply now (None: no reading)
+MeasuredFn = Callable[[str], "float | None"]  # station_id → its measured supply (or outdoor temperature) now
 CheckFn = Callable[[Proposal, datetime], "str | None"]  # why it must not go out now (None: it may)
 
 
@@ -62,13 +64,14 @@ class Setpoints:
 
     ``registry`` gives each station's range (else the range the proposal recorded), ``measured`` the supply
     a station measures now (the reference before anything was sent; else the proposal's own reference),
-    ``check`` the loop's extra test, ``points`` where withdrawals are annotated.
+    ``check`` the loop's extra test, ``points`` where withdrawals are annotated, ``outdoor`` the outdoor
+    temperature a station measures now (where a curve offset aims; None: offsets are compared as offsets).
     """
 
     def __init__(
         self, cfg: Config, proposals: ProposalRepo, clock: Clock, publisher: Publisher | None,
         lock: threading.RLock | None = None, *, registry: Registry | None = None, measured: MeasuredFn | None = None,
-        check: CheckFn | None = None, points: PointWriter | None = None,
+        check: CheckFn | None = None, points: PointWriter | None = None, outdoor: MeasuredFn | None = None,
     ) -> None:
         self.cfg = cfg
         self.proposals = proposals
@@ -79,6 +82,7 @@ class Setpoints:
         self.measured = measured
         self.check = check
         self.points = points
+        self.outdoor = outdoor
 
     def unsafe(self, p: Proposal, now: datetime) -> str | None:
         """Why ``p`` must not be sent now; None when it may."""
@@ -95,7 +99,16 @@ class Setpoints:
             lo, hi = -math.inf, math.inf
         last = self.proposals.last_published(p.station_id, exclude=p.proposal_id).get(p.station_id)
         offset, last_offset = curve_offset(p), curve_offset(last) if last is not None else None
-        if offset is not None and last_offset is not None:
+        out_now = self.outdoor(p.station_id) if self.outdoor is not None and last_offset is not None else None
+        if last_offset is not None and out_now is not None:
+            # the station follows its curve shifted by the last offset: the step is from where it aims now
+            curve_now = heating_curve(design_for(self.cfg, p.station_id), out_now).supply_c
+            ref = min(max(curve_now + last_offset, lo), hi)
+            if offset is not None:
+                v = min(max(curve_now + offset, lo), hi)
+            what = (f"the last published curve offset {last_offset:+.1f} °C ({ref:.1f} °C at {out_now:.1f} °C "
+                    "outdoors now)")
+        elif offset is not None and last_offset is not None:
             # both shift the station's curve: the step is the change of the shift (the supply between them
             # follows the outdoor temperature along the curve, as it does with no setpoint at all)
             v, ref, what = offset, last_offset, f"the last published curve offset {last_offset:+.1f} °C"

@@ -101,13 +101,17 @@ def outage_since(store: Store, cfg: Config, readings: Mapping[str, StationReadin
 
 
 def station_states(
-    registry: Registry, readings: Mapping[str, StationReading], published: Mapping[str, float] | None = None
+    registry: Registry, readings: Mapping[str, StationReading], published: Mapping[str, float] | None = None,
+    offsets: Mapping[str, float] | None = None,
 ) -> dict[str, StationState]:
-    """What diagnosis needs of every registered station (None where nothing was measured or published)."""
+    """What diagnosis needs of every registered station (None where nothing was measured or published).
+
+    ``offsets``: the curve offset of the last published setpoint, where it shifted the station's curve.
+    """
     out = {}
-    pub = published or {}
+    pub, off = published or {}, offsets or {}
     for sid, st in registry.stations.items():
         r = readings.get(sid)
-        out[sid] = (StationState(st, published_c=pub.get(sid)) if r is None
-                    else StationState(st, r.supply_c, r.return_c, r.outdoor_c, pub.get(sid)))
+        out[sid] = (StationState(st, published_c=pub.get(sid), published_offset_c=off.get(sid)) if r is None
+                    else StationState(st, r.supply_c, r.return_c, r.outdoor_c, pub.get(sid), off.get(sid)))
     return out

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from analytics.results import AnalysisResult, CommunityStats
 from control.alerts.rules import StationReading, observe_stations
 from control.coldsnap import SetpointHistory, plan_station
-from control.curve import bound_supply, plausible_supply
+from control.curve import bound_supply, design_for, heating_curve, plausible_supply
 from control.diagnosis import StationState, diagnose
 from control.proposal import Proposal, new_proposal_id
 from control.service import ApplyError, ControlLoop
@@ -191,9 +191,12 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
     loop = ControlLoop(c, reg, store, clock, rec, analyze=lambda *a, **k: result(None))
     loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]  # the sweeps publish and recheck
     measured: list[tuple[datetime, float | None]] = []
+    outdoors: list[tuple[datetime, float]] = []
     try:
         for cy in cycles:
             now = clock()
+            if cy["outdoor"] is not None:
+                outdoors.append((now - timedelta(minutes=5), cy["outdoor"]))
             pts = [Point(schema.WEATHER, {"site_id": "北京"}, {"temp_c": cy["outdoor"] if cy["outdoor"] is not None else 0.0},
                          to_ns(now - timedelta(minutes=5)))] if cy["outdoor"] is not None else []
             if cy["supply"] is not None:
@@ -226,9 +229,11 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
         for p in loop.proposals.find(statuses=["proposed", "approved", "applied", "rechecked"], kinds=["supply", "lower_supply"]):
             if p.reason != "operator":
                 assert p.proposed_c is not None and lo - EPS <= p.proposed_c <= hi + EPS, p
-        # the published payloads: in range, each one step from the one before (or from the measured supply)
-        prev: float | None = None
+        # the published payloads: in range, each one step from the one before (or from the measured supply); after
+        # a curve offset, from where the station aims then: its curve at the outdoor temperature then + the offset
+        prev: dict[str, Any] | None = None
         event(f"published {min(len(rec.sent), 3)} or more")
+        event(f"curve offsets: {any(b.get('curve_offset_c') is not None for _, b in rec.sent)}")
         for at, body in rec.sent:
             v = body["supply_c"]
             assert lo - EPS <= v <= hi + EPS, body
@@ -237,9 +242,21 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
                 last_measured = seen[-1] if seen else None  # what control read from the store then
                 assert last_measured is not None and lo <= last_measured <= hi, body
                 assert abs(v - last_measured) <= max_step + EPS, (body, last_measured)
+            elif prev.get("curve_offset_c") is not None:
+                out = [o for t, o in outdoors if at - timedelta(hours=6) <= t <= at]  # what control read then
+                off, prev_off = body.get("curve_offset_c"), prev["curve_offset_c"]
+                if out:
+                    curve = heating_curve(design_for(c, "S1"), out[-1]).supply_c
+                    ref = min(max(curve + prev_off, lo), hi)
+                    now_v = v if off is None else min(max(curve + off, lo), hi)
+                    assert abs(now_v - ref) <= max_step + 1e-6, (body, prev, out[-1])
+                elif off is not None:
+                    assert abs(off - prev_off) <= max_step + 1e-6, (body, prev)
+                else:
+                    assert abs(v - prev["supply_c"]) <= max_step + EPS, (body, prev)
             else:
-                assert abs(v - prev) <= max_step + EPS, (body, prev)
-            prev = v
+                assert abs(v - prev["supply_c"]) <= max_step + EPS, (body, prev)
+            prev = body
     finally:
         loop.shutdown()
         store.close()

@@ -277,6 +277,7 @@ class ControlSettings(_Section):
     improve_min_c: float = Field(0.3, ge=0)  # a recheck needs this much warming (or the target) to count
     # --- the model-predictive strategy (control/model.py, control/mpc.py; docs/CONTROL.md) --------------------
     strategy: Literal["feedback", "model"] = "feedback"  # model: fitted station models choose the supply
+    feedback_setpoint: Literal["curve_offset", "supply"] = "curve_offset"  # analytics setpoints shift the curve, or fix a supply
     model_setpoint: Literal["curve_offset", "supply"] = "curve_offset"  # shift the station's curve, or fix a supply
     model_window_h: float = Field(168.0, gt=0)  # rolling window each fit reads (refitted every cycle)
     model_min_hours: float = Field(24.0, ge=4)  # fewer usable hours: the design prior with model_prior_tau_h
