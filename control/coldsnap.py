@@ -490,7 +490,8 @@ def _release_to_curve(
         community=st.communities[0] if len(st.communities) == 1 else "",
         current_c=round(current, 1), proposed_c=value, delta_c=round(value - current, 1),
         evidence={
-            "release_of": last.proposal_id, "outdoor_c": outdoor_c, "curve_supply_c": round(curve_now, 2),
+            "release_of": last.proposal_id, "outdoor_c": outdoor_c, "sized_for_outdoor_c": outdoor_c,
+            "curve_supply_c": round(curve_now, 2),
             "curve_offset_c": offset, "indoor_feedback_c": feedback, "weighted_mean_c": judged,
             "lead_time_h": design.lead_time_h, "window_h": c.recheck_window_h,
             "supply_range_c": [st.supply_min_c, st.supply_max_c],

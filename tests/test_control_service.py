@@ -373,7 +373,7 @@ def test_after_the_snap_the_supply_steps_back_down_with_the_forecast(tmp_path: P
         loop.reject(second.proposal_id)
         mine = round((down.proposed_c or 0.0) + 1.0, 1)  # within a step of what the station was last sent
         manual = replace(second, proposal_id=new_proposal_id(), origin="analytics", kind="supply", proposed_c=mine,
-                         delta_c=1.0, status="proposed")
+                         delta_c=1.0, status="proposed", evidence={})  # a fixed supply (not the release's curve shift)
         loop.proposals.add_many([manual], "operator")
         loop.approve(manual.proposal_id)
         loop.apply(manual.proposal_id)
