@@ -191,12 +191,12 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
     loop = ControlLoop(c, reg, store, clock, rec, analyze=lambda *a, **k: result(None))
     loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]  # the sweeps publish and recheck
     measured: list[tuple[datetime, float | None]] = []
-    outdoors: list[tuple[datetime, float]] = []
+    outdoors: list[tuple[int, datetime, float]] = []  # (messages sent before it was stored, time, °C)
     try:
         for cy in cycles:
             now = clock()
             if cy["outdoor"] is not None:
-                outdoors.append((now - timedelta(minutes=5), cy["outdoor"]))
+                outdoors.append((len(rec.sent), now - timedelta(minutes=5), cy["outdoor"]))
             pts = [Point(schema.WEATHER, {"site_id": "北京"}, {"temp_c": cy["outdoor"] if cy["outdoor"] is not None else 0.0},
                          to_ns(now - timedelta(minutes=5)))] if cy["outdoor"] is not None else []
             if cy["supply"] is not None:
@@ -234,7 +234,7 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
         prev: dict[str, Any] | None = None
         event(f"published {min(len(rec.sent), 3)} or more")
         event(f"curve offsets: {any(b.get('curve_offset_c') is not None for _, b in rec.sent)}")
-        for at, body in rec.sent:
+        for k, (at, body) in enumerate(rec.sent):
             v = body["supply_c"]
             assert lo - EPS <= v <= hi + EPS, body
             if prev is None:
@@ -243,7 +243,8 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
                 assert last_measured is not None and lo <= last_measured <= hi, body
                 assert abs(v - last_measured) <= max_step + EPS, (body, last_measured)
             elif prev.get("curve_offset_c") is not None:
-                out = [o for t, o in outdoors if at - timedelta(hours=6) <= t <= at]  # what control read then
+                # what control read then: stored before this send (a due step goes out before the next reading)
+                out = [o for n, t, o in outdoors if n <= k and at - timedelta(hours=6) <= t <= at]
                 off, prev_off = body.get("curve_offset_c"), prev["curve_offset_c"]
                 if out:
                     curve = heating_curve(design_for(c, "S1"), out[-1]).supply_c
