@@ -159,6 +159,9 @@ HOMES = {
     for i in range(12)
 }
 
+_QUIET = {"supply": None, "outdoor": None, "mean": None, "forecast": None, "advance_h": 1, "operator": None}
+
+
 cycle = st.fixed_dictionaries({
     "supply": st.one_of(st.none(), st.floats(30, 85), st.floats(-20, 200, allow_nan=False)),  # often plausible
     "outdoor": st.one_of(st.none(), st.floats(-40, 15, allow_nan=False)),
@@ -172,6 +175,17 @@ cycle = st.fixed_dictionaries({
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(st.lists(cycle, min_size=1, max_size=6), st.sampled_from([1.0, 3.0]), st.sampled_from([(35.0, 80.0), (40.5, 62.3)]))
+@example(  # found on a clean clone: a ramp step planned from 42.4 °C goes out as the clock advances, before the next
+    # cycle's implausible 33 °C reading (stored with that same time) is read — checked against what control knew
+    cycles=[_QUIET, _QUIET, _QUIET, {**_QUIET, "mean": 23.5504147972886},
+            {**_QUIET, "supply": 42.41030892196055, "forecast": [0.0, 0.0, 0.0, -38.78455005620345, 0.0, 0.0]},
+            {**_QUIET, "supply": 33.0}],
+    max_step=3.0, rng=(35.0, 80.0))
+@example(
+    cycles=[_QUIET, _QUIET, _QUIET, {**_QUIET, "mean": 23.5504147972886},
+            {**_QUIET, "supply": 42.41030892196055, "forecast": [0.0, 0.0, 0.0, -18.0, 0.0, 0.0]},
+            {**_QUIET, "supply": 35.0}],
+    max_step=3.0, rng=(35.0, 80.0))
 def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
     tmp_path_factory: pytest.TempPathFactory, cycles: list[dict[str, Any]], max_step: float, rng: tuple[float, float]
 ) -> None:
@@ -190,7 +204,7 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
     rec.clock = clock
     loop = ControlLoop(c, reg, store, clock, rec, analyze=lambda *a, **k: result(None))
     loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]  # the sweeps publish and recheck
-    measured: list[tuple[datetime, float | None]] = []
+    measured: list[tuple[int, datetime, float | None]] = []  # (messages sent before it was stored, time, °C)
     outdoors: list[tuple[int, datetime, float]] = []  # (messages sent before it was stored, time, °C)
     try:
         for cy in cycles:
@@ -209,7 +223,7 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
             if pts:
                 store.write(pts)
             if cy["supply"] is not None:
-                measured.append((now, cy["supply"]))
+                measured.append((len(rec.sent), now, cy["supply"]))
             loop.run_coldsnap()
             loop.publish_due_setpoints()
             mean = cy["mean"]
@@ -238,8 +252,10 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
             v = body["supply_c"]
             assert lo - EPS <= v <= hi + EPS, body
             if prev is None:
-                seen = [m for t, m in measured if at - timedelta(days=7) <= t <= at]
-                last_measured = seen[-1] if seen else None  # what control read from the store then
+                # what control read from the store then: stored before this send (a due step goes out when the
+                # clock advances, before the next cycle's reading, which carries the same time)
+                seen = [m for n, t, m in measured if n <= k and at - timedelta(days=7) <= t <= at]
+                last_measured = seen[-1] if seen else None
                 assert last_measured is not None and lo <= last_measured <= hi, body
                 assert abs(v - last_measured) <= max_step + EPS, (body, last_measured)
             elif prev.get("curve_offset_c") is not None:
