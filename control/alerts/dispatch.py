@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from control.alerts.repo import AlertRepo
 from control.alerts.sinks import Sink, SinkError
-from heatwatch.core.timeutil import Clock
+from heatwatch.core.timeutil import Backoff, Clock
 from heatwatch.infra.statedb import ts
 
 log = logging.getLogger("heatwatch.alerts")
@@ -41,6 +41,7 @@ def deliver_rows(rows: Iterable[OutboxRow], sinks: Mapping[str, Sink], now: date
     sent = 0
     down: set[str] = set()
     now_txt = ts(now) or ""
+    backoff = Backoff(retry_s, MAX_BACKOFF.total_seconds(), jitter=0.0)  # the row keeps its attempts count
     for row in rows:
         sink = sinks.get(row.sink)
         if sink is None or row.sink in down:
@@ -53,7 +54,7 @@ def deliver_rows(rows: Iterable[OutboxRow], sinks: Mapping[str, Sink], now: date
         except SinkError as exc:
             down.add(row.sink)
             attempts = row.attempts + 1
-            wait = min(timedelta(seconds=retry_s * 2 ** min(attempts - 1, 10)), MAX_BACKOFF)
+            wait = timedelta(seconds=backoff.delay(attempts - 1))
             failed(row.row_id, attempts, now + wait, str(exc))
             log.warning("%s sink %s is down (%s); %s kept in the outbox, retry in %s", log_name, row.sink, exc, row.what, wait)
             continue
