@@ -32,9 +32,11 @@ from control.alerts.rules import Quiet, StationReading
 from control.alerts.sinks import Sink
 from control.coldsnap import (
     Forecast,
+    ForecastCheck,
     ForecastError,
     SetpointHistory,
     check_forecast,
+    detect,
     forecast_from_store,
     load_openmeteo,
     plan_station,
@@ -109,6 +111,7 @@ class ControlLoop:
         self.rechecker = Rechecker(cfg, registry, store, self.proposals, clock, self.points, self.alerting, analyze, self._lock)
         self.last_means: dict[str, float] = {}  # weighted mean per community from the last cycle (cold-snap feedback)
         self._forecasts: dict[str, Forecast] = {}  # the forecast last used per weather site (to flag a jump)
+        self._checks: dict[str, tuple[Forecast, ForecastCheck]] = {}  # the last forecast checked per site, and its check
         # stations whose supply the fitted model decides (strategy "model"; the cold-snap job leaves them alone)
         self.model_stations: set[str] = set(registry.stations) if cfg.control.strategy == "model" else set()
 
@@ -153,10 +156,71 @@ class ControlLoop:
         return kept + [d.proposal for d in decisions if d.proposal is not None]
 
     def model_decisions(self, now: datetime, readings: Mapping[str, StationReading] | None = None) -> list[ModelDecision]:
-        """Each station's model this cycle: refitted on its stored telemetry, and what it would send."""
+        """Each station's model this cycle: refitted on its stored telemetry, and what it would send.
+
+        The forecast passes the cold-snap job's checks first: an implausible one is not used, nor one that jumped
+        since its previous issue (the plan then holds the outdoor temperature measured now, and says why) — a
+        jump is acted on once a later issue repeats it. A plan whose look-ahead holds a forecast cold snap says so
+        (``evidence.cold_snap``): the model's pre-adjustment is the cold-snap job of its stations."""
         readings = self.read_stations(now) if readings is None else readings
-        return decide_all(self.store, self.registry, self.cfg, now, readings, self.proposals.last_published(),
-                          self._forecast_for)
+        notes: dict[str, str] = {}
+
+        def forecast_for(st: Station, at: datetime) -> Forecast | None:
+            fc, check = self._checked_forecast(st, at)
+            if fc is None or check is None:
+                return None
+            if not check.usable:
+                notes[st.station_id] = f"forecast not used ({'; '.join(check.problems)})"
+                return None
+            if check.jump_c is not None and check.jump_at is not None:
+                notes[st.station_id] = (f"forecast not used: it changed by {check.jump_c:.1f} °C at "
+                                        f"{rfc3339(check.jump_at, self.cfg.general.tz)} since its previous issue; "
+                                        "used once a later issue repeats it")
+                return None
+            return fc
+
+        decisions = decide_all(self.store, self.registry, self.cfg, now, readings, self.proposals.last_published(),
+                               forecast_for)
+        return [self._annotated(d, notes.get(d.station_id), now) for d in decisions]
+
+    def _annotated(self, d: ModelDecision, note: str | None, now: datetime) -> ModelDecision:
+        """The forecast's note and the cold snap the plan answers, on the decision's proposal."""
+        p = d.proposal
+        if p is None:
+            return d if note is None else replace(d, why=f"{d.why}; {note}")
+        evidence, reason = dict(p.evidence), p.reason
+        if note is not None:
+            evidence["forecast_note"] = note
+            reason += f" {note[0].upper()}{note[1:]}."
+        elif p.evidence.get("forecast"):
+            c = self.cfg.control
+            st = self.registry.stations[p.station_id]
+            fc, _ = self._checked_forecast(st, now)
+            snap = None if fc is None else detect(fc, now, self._outdoor_daily_mean(st, now), c.coldsnap_threshold_c,
+                                                  c.coldsnap_drop_c, timedelta(hours=c.model_lookahead_h))
+            if snap is not None:
+                evidence["cold_snap"] = {"arrival": rfc3339(snap.arrival), "min_c": snap.min_c,
+                                         "min_at": rfc3339(snap.min_at), "trigger": snap.trigger,
+                                         "reference_c": round(snap.reference_c, 2)}
+                reason = (f"Cold snap forecast from {rfc3339(snap.arrival, self.cfg.general.tz)} (down to "
+                          f"{snap.min_c:.1f} °C, {snap.trigger}): {reason}")
+        return replace(d, proposal=replace(p, evidence=evidence, reason=reason))
+
+    def _checked_forecast(self, st: Station, now: datetime) -> tuple[Forecast | None, ForecastCheck | None]:
+        """The forecast for ``st`` and its check against the previous issue for its site; one forecast is checked
+        once (the model and the cold-snap job share a site's check, so the second does not miss a jump)."""
+        fc = self._forecast_for(st, now)
+        if fc is None:
+            return None, None
+        site = st.weather_site
+        cached = self._checks.get(site)
+        if cached is not None and cached[0] == fc:
+            return fc, cached[1]
+        check = check_forecast(fc, self._forecasts.get(site), self.cfg)
+        self._checks[site] = (fc, check)
+        if check.usable:
+            self._forecasts[site] = fc
+        return fc, check
 
     def _pending_baselines(self) -> dict[str, float | None]:
         """Per station with a setpoint change awaiting its recheck: the weighted mean before the oldest such change
@@ -247,15 +311,13 @@ class ControlLoop:
             for sid, st in self.registry.stations.items():
                 if sid in self.model_stations:
                     continue  # its model plans against the forecast every cycle
-                fc = self._forecast_for(st, now)
-                if fc is None:
+                fc, check = self._checked_forecast(st, now)
+                if fc is None or check is None:
                     continue
-                check = check_forecast(fc, self._forecasts.get(st.weather_site), self.cfg)
                 if not check.usable:
                     log.warning("forecast for %s not used (%s): no cold-snap decision for %s",
                                 st.weather_site, "; ".join(check.problems), sid)
                     continue
-                self._forecasts[st.weather_site] = fc
                 self._withdraw_cancelled(sid, fc, now)
                 planned = plan_station(self.cfg, st, readings.get(sid), fc, now, self.last_means, self._setpoint_history(sid),
                                        outdoor_ref_c=self._outdoor_daily_mean(st, now))

@@ -49,7 +49,7 @@ def make_cfg(tmp: Path, port: int, prefix: str, **control: Any) -> Config:
         "general": {"data_dir": str(tmp / "data")},
         "mqtt": {"port": port, "topic_prefix": prefix, "client_id": f"col-{prefix}"},
         "collector": {"batch_interval_s": 0.1, "metrics_interval_s": 5.0},
-        "control": {"stations": {"S1": {"auto_apply": True, "lead_time_h": 12.0}}, **control},
+        "control": {"stations": {"S1": {"auto_apply": True, "lead_time_h": 12.0}}, "strategy": "feedback", **control},
         "alerts": {"mqtt": False},
     })
 

@@ -72,7 +72,7 @@ def openmeteo(t0: datetime, temps: list[float]) -> dict[str, Any]:
 
 def loop_for(tmp: Path, stations: dict[str, Station], **control: Any) -> tuple[Config, SqliteStore, SettableClock, Recorder, ControlLoop]:
     c = load_config(environ={}, overrides={"general": {"data_dir": str(tmp / "data")}, "alerts": {"mqtt": False},
-                                           "control": {"auto_apply": True, **control}})
+                                           "control": {"auto_apply": True, "strategy": "feedback", **control}})
     store = SqliteStore(tmp / "s.sqlite")
     for sid in stations:
         store.write([Point(schema.STATION, {"station_id": sid}, {"supply_c": 48.0, "flow_m3h": 80.0},

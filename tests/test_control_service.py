@@ -74,6 +74,7 @@ def cfg_for(tmp: Path, port: int = 1883, **sections: dict[str, Any]) -> Config:
         "general": {"data_dir": str(tmp / "data")},
         "mqtt": {"port": port, "client_id": f"ctl-{tmp.name}"[-40:], "topic_prefix": f"c{tmp.name[-8:]}"},
         "alerts": {"mqtt": False},
+        "control": {"strategy": "feedback"},  # this file tests the curve + feedback + cold-snap job path
     }
     for k, v in sections.items():
         base.setdefault(k, {}).update(v)

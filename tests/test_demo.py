@@ -69,9 +69,11 @@ def test_demo_shows_the_whole_loop_and_writes_the_report(tmp_path: Path) -> None
     stored = [n for _, _, n in cycles]
     assert all(a < b for a, b in itertools.pairwise(stored)) and stored[-1] > 5000  # readings keep flowing
     assert all("幸福里小区" in lines[i] and "和平新村" in lines[i] and "°C" in lines[i] for i, _, _ in cycles)
-    # the cold snap arrives 48 h into the run; the pre-adjustment is proposed at a cycle before it
+    # the cold snap arrives 48 h into the run; the pre-adjustment is proposed at a cycle before it: by the station
+    # model (the default strategy), its plan naming the snap in its look-ahead; by the cold-snap job (feedback)
     snap_idx = cycles[15][0]  # the cycle at hour 48 (16 × 3 h)
-    pre = [i for i, ln in enumerate(lines) if "→ proposal" in ln and "[cold_snap]" in ln]
+    pre = [i for i, ln in enumerate(lines) if "→ proposal" in ln and "supply" in ln
+           and (("[model] supply" in ln and "Cold snap forecast from" in ln) or "[cold_snap]" in ln)]
     assert pre and pre[0] < snap_idx
     assert any("! alert" in ln for ln in lines)
     assert any("→ proposal" in ln and "[analytics]" in ln for ln in lines)

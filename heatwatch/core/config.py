@@ -276,7 +276,7 @@ class ControlSettings(_Section):
     ramp_interval_h: float = Field(3.0, gt=0)  # between ramp steps of a pre-adjustment
     improve_min_c: float = Field(0.3, ge=0)  # a recheck needs this much warming (or the target) to count
     # --- the model-predictive strategy (control/model.py, control/mpc.py; docs/CONTROL.md) --------------------
-    strategy: Literal["feedback", "model"] = "feedback"  # model: fitted station models choose the supply
+    strategy: Literal["feedback", "model"] = "model"  # feedback: the heating curve + indoor feedback + cold-snap job
     feedback_setpoint: Literal["curve_offset", "supply"] = "curve_offset"  # analytics setpoints shift the curve, or fix a supply
     model_setpoint: Literal["curve_offset", "supply"] = "curve_offset"  # shift the station's curve, or fix a supply
     model_window_h: float = Field(168.0, gt=0)  # rolling window each fit reads (refitted every cycle)
