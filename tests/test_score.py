@@ -46,7 +46,7 @@ def test_heat_changes_and_share_by_hand() -> None:
     def s(strategy: str, heat: float, scenario: str = "x") -> Score:
         return Score(scenario, strategy, 1, 1, 1.0, 100.0, 0.0, 0.0, heat, None, 0.0, 0, 18.0)
 
-    out = with_curve_share([s("curve", 200.0), s("heatwatch", 180.0), s("heatwatch", 50.0, "no-curve")])
+    out = with_curve_share([s("curve", 200.0), s("feedback", 180.0), s("feedback", 50.0, "no-curve")])
     assert [x.heat_pct_of_curve for x in out] == [100.0, 90.0, None]
 
 
@@ -86,9 +86,9 @@ def test_the_scenario_is_put_on_heatwatchs_curve(tmp_path: Path) -> None:
 
 def test_both_strategies_on_the_same_weather(tmp_path: Path) -> None:
     sc = load_scenario("normal")
-    scores = run_scores([sc], ("curve", "heatwatch"), days=1.0, every_h=3.0, work=tmp_path)
+    scores = run_scores([sc], ("curve", "feedback"), days=1.0, every_h=3.0, work=tmp_path)
     curve, hw = scores
-    assert (curve.strategy, hw.strategy) == ("curve", "heatwatch")
+    assert (curve.strategy, hw.strategy) == ("curve", "feedback")
     assert curve.homes == hw.homes > 0 and curve.days == hw.days == 1.0
     assert curve.heat_pct_of_curve == 100.0
     assert curve.setpoint_changes_per_station_day == 0.0  # the curve alone sends no setpoint

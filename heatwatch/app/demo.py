@@ -263,7 +263,7 @@ class Demo:
         truth of every home) — computed here, never a constant."""
         from heatwatch.app.score import run_scores
 
-        strategy = "model" if cfg.control.strategy == "model" else "heatwatch"
+        strategy = cfg.control.strategy  # "model" or "feedback": the scorer's strategy of the same name
         days = scenario.duration_h / 24.0
         try:
             curve, ours = run_scores([scenario], ("curve", strategy), every_h=self.args.every, days=days)

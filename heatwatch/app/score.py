@@ -5,12 +5,12 @@ Strategies:
 
 - ``curve``: the fixed heating curve alone. Every station follows heatwatch's configured quality-regulation
   curve (``heatwatch.core.curve``) at its own outdoor temperature; no feedback, no cold-snap job.
-- ``heatwatch``: the same stations and curve, plus heatwatch's full loop every ``every_h`` simulated hours
-  (``heatwatch.app.cycle.Cycle``: analytics, proposals with indoor feedback, the cold-snap ramp and release,
-  auto-apply, rechecks).
-- ``model``: the same loop with ``[control] strategy = "model"``: each station's grey-box model, refitted on
-  its stored telemetry every cycle, chooses the supply ahead of the forecast (``control.mpc``); curve and
-  feedback only where the model does not fit.
+- ``feedback``: the same stations and curve, plus heatwatch's loop every ``every_h`` simulated hours with
+  ``[control] strategy = "feedback"`` (``heatwatch.app.cycle.Cycle``: analytics, proposals with indoor feedback,
+  the cold-snap ramp and release, auto-apply, rechecks) — heatwatch's control as the issue found it.
+- ``model``: the same loop with ``[control] strategy = "model"`` (heatwatch's default): each station's grey-box
+  model, refitted on its stored telemetry every cycle, chooses the supply ahead of the forecast
+  (``control.mpc``); curve and feedback only where the model does not fit.
 
 Why no broker: a 30-day season of a few hundred homes is close to a million sensor messages, and the
 embedded broker plus the collector's threads need minutes for that on two cores. The score is about
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from simulators.scenario import Scenario
 
 OVERHEAT_MARGIN_C = 2.0
-STRATEGIES = ("curve", "heatwatch", "model")
+STRATEGIES = ("curve", "feedback", "model")
 DEFAULT_START = datetime(2025, 12, 1, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
 
 
@@ -263,7 +263,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     if days is not None:
         sc = sc.model_copy(update={"duration_h": days * 24.0})
     until = start + timedelta(hours=sc.duration_h)
-    control = strategy in ("heatwatch", "model")
+    control = strategy in ("feedback", "model")
     buffer: list[Message] = []
     runner = ScenarioRunner(sc, None, out_dir=data / "sim", speed=0.0, start=start, until=until,
                             clock=lambda: until + timedelta(days=1), tz=cfg.general.tz,

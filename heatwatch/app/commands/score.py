@@ -53,18 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p = sub.add_parser(
         "score", help="score control strategies on simulated scenarios (comfort, heat, setpoint changes)",
         description="Runs each scenario once per strategy in lockstep (identical weather, homes and seed) and scores "
-                    "them from the simulator's ground truth: curve = the fixed heating curve alone, heatwatch = the "
-                    "same curve plus heatwatch's analytics and control with auto-apply and the cold-snap job, "
-                    "model = the same loop with [control] strategy = \"model\" (fitted station models choose the "
-                    "supply ahead of the forecast). "
+                    "them from the simulator's ground truth: curve = the fixed heating curve alone, feedback = the "
+                    "same curve plus heatwatch's analytics and control with [control] strategy = \"feedback\" "
+                    "(indoor feedback, the cold-snap job), model = the same loop with strategy = \"model\", "
+                    "heatwatch's default (fitted station models choose the supply ahead of the forecast). "
                     "With the global --config, a company's curve, standard and control settings are scored; "
                     "without it the defaults (./heatwatch.toml and HEATWATCH_* are not read). Every run writes "
                     "only to its own directory.",
     )
     p.add_argument("--scenario", action="append", help="shipped name or TOML file; repeat for several "
                    f"(default: {' '.join(DEFAULT_SCENARIOS)})")
-    p.add_argument("--strategy", action="append", type=_strategy, metavar="curve|heatwatch|model|curve+N",
-                   help="default: curve, heatwatch, model; curve+N = the fixed curve raised by N °C (a reference)")
+    p.add_argument("--strategy", action="append", type=_strategy, metavar="curve|feedback|model|curve+N",
+                   help="default: curve, feedback, model; curve+N = the fixed curve raised by N °C (a reference)")
     p.add_argument("--days", type=float, help="simulated days (default: each scenario's length)")
     p.add_argument("--every", type=float, default=3.0, help="simulated hours between control cycles (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the Markdown table")
