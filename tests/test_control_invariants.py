@@ -189,13 +189,41 @@ cycle = st.fixed_dictionaries({
 def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
     tmp_path_factory: pytest.TempPathFactory, cycles: list[dict[str, Any]], max_step: float, rng: tuple[float, float]
 ) -> None:
+    """Curve + indoor feedback + the cold-snap job (``strategy = "feedback"``)."""
+    _whole_path_is_safe(tmp_path_factory, "feedback", cycles, max_step, rng)
+
+
+model_cycle = st.fixed_dictionaries({  # denser: the model fits and plans only from hours with all three readings
+    "supply": st.one_of(st.floats(30, 85), st.floats(30, 85), st.floats(-20, 200, allow_nan=False)),
+    "outdoor": st.one_of(st.floats(-40, 15, allow_nan=False), st.floats(-40, 15, allow_nan=False), st.none()),
+    "mean": st.one_of(st.floats(12, 26), st.floats(12, 26), st.floats(-30, 35, allow_nan=False), st.none()),
+    "forecast": st.one_of(st.none(), st.lists(st.floats(-40, 15, allow_nan=False), min_size=1, max_size=8)),
+    "advance_h": st.sampled_from([1, 3, 3, 4, 13]),
+    "operator": st.one_of(st.none(), st.none(), st.none(), st.floats(30, 85), st.floats(-20, 200, allow_nan=False)),
+})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(st.lists(model_cycle, min_size=2, max_size=10), st.sampled_from([1.0, 3.0]),
+       st.sampled_from([(35.0, 80.0), (40.5, 62.3)]))
+def test_whatever_the_sensors_say_every_model_setpoint_is_safe(
+    tmp_path_factory: pytest.TempPathFactory, cycles: list[dict[str, Any]], max_step: float, rng: tuple[float, float]
+) -> None:
+    """The station model (the default strategy): it fits and plans from the indoor readings stored here (the homes
+    around the cycle's mean), with the design prior before a day of them, and sends curve shifts."""
+    _whole_path_is_safe(tmp_path_factory, "model", cycles, max_step, rng)
+
+
+def _whole_path_is_safe(tmp_path_factory: pytest.TempPathFactory, strategy: str, cycles: list[dict[str, Any]],
+                        max_step: float, rng: tuple[float, float]) -> None:
     tmp = tmp_path_factory.mktemp("inv")
     lo, hi = rng
     station = replace(ST, supply_min_c=lo, supply_max_c=hi)
     reg = Registry(HOMES, {"S1": station})
     c = load_config(environ={}, overrides={
         "general": {"data_dir": str(tmp / "data")},
-        "control": {"auto_apply": True, "max_step_c": max_step, "coldsnap_drop_c": 4.0},
+        "control": {"auto_apply": True, "max_step_c": max_step, "coldsnap_drop_c": 4.0, "strategy": strategy},
         "alerts": {"mqtt": False},
     })
     store = SqliteStore(tmp / "s.sqlite")
@@ -213,6 +241,10 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
                 outdoors.append((len(rec.sent), now - timedelta(minutes=5), cy["outdoor"]))
             pts = [Point(schema.WEATHER, {"site_id": "北京"}, {"temp_c": cy["outdoor"] if cy["outdoor"] is not None else 0.0},
                          to_ns(now - timedelta(minutes=5)))] if cy["outdoor"] is not None else []
+            if cy["mean"] is not None and strategy == "model":  # what the model fits and plans from
+                pts += [Point(schema.INDOOR, {"home_id": h.home_id, "community": h.community, "building": h.building,
+                                              "source": "sensor"}, {"temp_c": cy["mean"] + 0.5 * (i % 3 - 1)},
+                              to_ns(now - timedelta(minutes=5))) for i, h in enumerate(HOMES.values())]
             if cy["supply"] is not None:
                 pts.append(Point(schema.STATION, {"station_id": "S1"}, {"supply_c": cy["supply"], "flow_m3h": 80.0},
                                  to_ns(now - timedelta(minutes=5))))
@@ -248,6 +280,7 @@ def test_whatever_the_sensors_say_every_published_setpoint_is_safe(
         prev: dict[str, Any] | None = None
         event(f"published {min(len(rec.sent), 3)} or more")
         event(f"curve offsets: {any(b.get('curve_offset_c') is not None for _, b in rec.sent)}")
+        event(f"{strategy}: model setpoints {sum(1 for p in loop.proposals.find(kinds=['supply', 'lower_supply']) if p.origin == 'model')}")
         for k, (at, body) in enumerate(rec.sent):
             v = body["supply_c"]
             assert lo - EPS <= v <= hi + EPS, body
