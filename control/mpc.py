@@ -77,13 +77,23 @@ def prior_ratio(design: StationDesign) -> float:
     return (mean_water - design.indoor_c) / (design.indoor_c - design.outdoor_design_c)
 
 
-def prior_model(design: StationDesign, tau_h: float, anchor: tuple[float, float, float] | None = None) -> StationModel:
-    """Before there is telemetry to fit: the design ratio and an assumed time constant, its gains anchored so
-    that the (indoor, supply, outdoor) of ``anchor`` — the last hour measured — is its steady state."""
+def prior_model(design: StationDesign, tau_h: float, anchor: tuple[float, float, float] | None = None,
+                series: StationSeries | None = None) -> StationModel:
+    """Before there is telemetry to fit: the design ratio and an assumed time constant. Its gains: with
+    ``series``, the mean of what the consecutive hours measured leave unexplained (each hour's change minus
+    the supply's and the outdoor's part) — the homes' own drift, so a station warming after a raise is not
+    read as one at rest; without such hours, the ones that make ``anchor`` (the last hour measured) its
+    steady state."""
     r = prior_ratio(design)
     alpha = 1.0 / (tau_h * (1.0 + r))
     beta = r * alpha
     gamma = 0.0 if anchor is None else (alpha + beta) * anchor[0] - alpha * anchor[1] - beta * anchor[2]
+    if series is not None:
+        t, ts, to = series.indoor_c, series.supply_c, series.outdoor_c
+        ok = np.isfinite(t[:-1]) & np.isfinite(t[1:]) & np.isfinite(ts[:-1]) & np.isfinite(to[:-1])
+        if ok.any():
+            rest = (t[1:] - t[:-1]) - alpha * (ts[:-1] - t[:-1]) - beta * (to[:-1] - t[:-1])
+            gamma = float(np.mean(rest[ok]))
     return StationModel(alpha, beta, gamma)
 
 
@@ -193,7 +203,7 @@ def choose_model(cfg: Config, design: StationDesign, series: StationSeries) -> t
             i = int(np.flatnonzero(full)[-1])
             anchor = (float(series.indoor_c[i]), float(series.supply_c[i]), float(series.outdoor_c[i]))
             return "prior", f"{usable} h of telemetry, fit from {c.model_min_hours:g} h: design prior", None, \
-                prior_model(design, c.model_prior_tau_h, anchor)
+                prior_model(design, c.model_prior_tau_h, anchor, series)
         return "fallback", f"no usable fit: {exc}", None, None
     if not math.isfinite(fit.rmse_sim_c) or fit.rmse_sim_c > c.model_max_rmse_c:
         return "fallback", f"fit error {fit.rmse_sim_c:.2f} °C over {c.model_max_rmse_c:g} °C", fit, None

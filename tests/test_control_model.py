@@ -152,6 +152,35 @@ def test_plan_station_uses_the_design_prior_before_a_day_of_telemetry() -> None:
     assert m.tau_h == pytest.approx(24.0)
 
 
+def test_the_design_prior_reads_its_gains_from_the_hours_measured_not_a_steady_state_at_the_last() -> None:
+    """After a raise the homes are still warming: the last hour is not a steady state. The prior's gains come
+    from what the measured hours leave unexplained, so its model foresees the warming that is under way (the
+    old anchor read the warming homes as at rest, under-predicted them and kept raising: the start-up overshoot)."""
+    design = StationDesign()
+    truth = prior_model(design, 24.0)
+    truth = StationModel(truth.alpha, truth.beta, -0.08)
+    n = 8
+    outdoor = np.full(n, -5.0)
+    supply = np.full(n, truth.supply_for(19.0, -5.0) + 12.0)  # 12 °C over what holds 19 °C: warming
+    indoor = simulate(truth, 19.0, supply[:-1], outdoor[:-1])
+    hours = pd.date_range(datetime(2025, 12, 1, tzinfo=UTC), periods=n, freq="h")
+    series = StationSeries(hours, indoor, supply, outdoor, cold_gap_c=1.5)
+    last = (float(indoor[-1]), float(supply[-1]), float(outdoor[-1]))
+    m = prior_model(design, 24.0, last, series)
+    assert m.gamma == pytest.approx(-0.08, abs=1e-9)
+    assert m.steady_c(float(supply[-1]), -5.0) == pytest.approx(truth.steady_c(float(supply[-1]), -5.0), abs=1e-6)
+    old = prior_model(design, 24.0, last)  # the last hour as a steady state: far under where the homes head
+    assert old.steady_c(float(supply[-1]), -5.0) < m.steady_c(float(supply[-1]), -5.0) - 3.0
+    # without two consecutive hours there is nothing to read: the anchor decides
+    lone = StationSeries(hours[:1], indoor[:1], supply[:1], outdoor[:1], cold_gap_c=1.5)
+    assert prior_model(design, 24.0, last, lone).gamma == pytest.approx(old.gamma)
+    # plan_station's prior is that model
+    cfg = Config()
+    st_ = Station("S01", "幸福里换热站", ("幸福里小区",), 35.0, 75.0)
+    d = plan_station(cfg, st_, series, [], float(supply[-1]), hours[-1].to_pydatetime() + timedelta(hours=1))
+    assert d.basis == "prior" and d.model is not None and d.model.gamma == pytest.approx(-0.08, abs=1e-9)
+
+
 def test_cold_gap_is_the_median_building_so_one_cold_building_does_not_raise_it() -> None:
     """Imbalance (one building cold, others warm) is for balancing advice, not for the station's target."""
     hours = pd.date_range(datetime(2025, 12, 1, tzinfo=UTC), periods=4, freq="h")
