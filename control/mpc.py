@@ -197,13 +197,16 @@ def choose_model(cfg: Config, design: StationDesign, series: StationSeries) -> t
     except FitError as exc:
         full = np.isfinite(series.indoor_c) & np.isfinite(series.supply_c) & np.isfinite(series.outdoor_c)
         usable = int(full.sum())
-        if usable < c.model_min_hours:
+        # counted as the fit counts them: an hour with readings followed by the next hour's indoor (n hours
+        # give n − 1), so the hour the prior ends is the hour the fit begins, with no fallback cycle between
+        pairs = int((full[:-1] & np.isfinite(series.indoor_c[1:])).sum())
+        if pairs < c.model_min_hours:
             if not usable:
                 return "fallback", "no hour with indoor, supply and outdoor readings yet", None, None
             i = int(np.flatnonzero(full)[-1])
             anchor = (float(series.indoor_c[i]), float(series.supply_c[i]), float(series.outdoor_c[i]))
-            return "prior", f"{usable} h of telemetry, fit from {c.model_min_hours:g} h: design prior", None, \
-                prior_model(design, c.model_prior_tau_h, anchor, series)
+            return "prior", f"{pairs} usable hours of telemetry, fit from {c.model_min_hours:g}: design prior", \
+                None, prior_model(design, c.model_prior_tau_h, anchor, series)
         return "fallback", f"no usable fit: {exc}", None, None
     if not math.isfinite(fit.rmse_sim_c) or fit.rmse_sim_c > c.model_max_rmse_c:
         return "fallback", f"fit error {fit.rmse_sim_c:.2f} °C over {c.model_max_rmse_c:g} °C", fit, None

@@ -250,3 +250,24 @@ def test_a_recent_model_setpoint_is_held_for_a_block() -> None:
     for p in (dc_replace(sent, origin="cold_snap"), dc_replace(sent, published_at=now - timedelta(hours=3))):
         with pytest.raises(AttributeError):  # past the hold it reads the store (None here)
             decide_all(None, Registry({}, {"S01": st_}), cfg, now, {}, {"S01": p})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [23, 24, 25])
+def test_the_prior_hands_over_to_the_fit_without_a_fallback_cycle(n: int) -> None:
+    """``model_min_hours`` hours of telemetry are that many less one hourly transitions: the fit needs one more
+    hour, and that hour the design prior still plans (it used to fall back for a cycle: no model setpoint)."""
+    cfg = Config()
+    st_ = Station("S01", "幸福里换热站", ("幸福里小区",), 35.0, 75.0)
+    series = _series(n=n)
+    now = series.hours[-1].to_pydatetime() + timedelta(hours=1)
+    d = plan_station(cfg, st_, series, [], 50.0, now)
+    assert d.basis == ("fit" if n - 1 >= cfg.control.model_min_hours else "prior")
+    assert d.model is not None
+    # a gap breaks the chain: 60 hours with every other indoor missing (30 with readings, no transition)
+    # are no fit, and no fallback either
+    gappy = _series(n=60)
+    indoor = gappy.indoor_c.copy()
+    indoor[::2] = np.nan
+    gappy = StationSeries(gappy.hours, indoor, gappy.supply_c, gappy.outdoor_c, cold_gap_c=1.5)
+    g = plan_station(cfg, st_, gappy, [], 50.0, gappy.hours[-1].to_pydatetime() + timedelta(hours=1))
+    assert g.basis == "prior" and g.model is not None
