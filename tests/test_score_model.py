@@ -74,12 +74,21 @@ def test_model_command_shows_the_fit(scored: tuple[Path, dict[str, object]], tmp
     assert "S9" in capsys.readouterr().err
 
 
-def test_a_raised_fixed_curve_is_a_reference_strategy() -> None:
+def test_a_raised_fixed_curve_is_a_reference_strategy(tmp_path: Path) -> None:
+    import pandas as pd
+
     from heatwatch.app.score import curve_shift
 
     assert curve_shift("curve+2.5") == 2.5 and curve_shift("curve") is None and curve_shift("curve+x") is None
     sc = load_scenario("normal")
-    base, raised = run_scores([sc], ("curve", "curve+3"), days=0.5, every_h=3.0)
+    base, raised = run_scores([sc], ("curve", "curve+3"), days=0.5, every_h=3.0, work=tmp_path)
     assert raised.strategy == "curve+3" and raised.setpoint_changes_per_station_day == 0.0
     assert raised.heat_pct_of_curve is not None and raised.heat_pct_of_curve > 103.0
     assert raised.pct_at_standard > base.pct_at_standard
+    # it starts where every strategy starts, the homes settled on the plain curve, and pays its own warm-up
+    truth = {s: pd.read_csv(tmp_path / "normal" / s / "sim" / "truth_indoor.csv").sort_values(["ts", "home_id"])
+             for s in ("curve", "curve+3")}
+    first = {s: t[t["ts"] == t["ts"].min()].set_index("home_id")["true_c"] for s, t in truth.items()}
+    last = {s: t[t["ts"] == t["ts"].max()].set_index("home_id")["true_c"] for s, t in truth.items()}
+    assert (first["curve+3"] - first["curve"]).abs().max() < 0.05
+    assert (last["curve+3"] - last["curve"]).mean() > 0.5

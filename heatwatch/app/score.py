@@ -177,9 +177,10 @@ def curve_shift(strategy: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
-def on_the_curve(scenario: Scenario, cfg: Config, shift_c: float = 0.0) -> Scenario:
-    """The scenario with every station on heatwatch's curve and no fixed or scripted setpoint: the common start."""
-    stations = [s.model_copy(update={"curve": curve_table(cfg, s.id, shift_c), "setpoint_c": None})
+def on_the_curve(scenario: Scenario, cfg: Config) -> Scenario:
+    """The scenario with every station on heatwatch's curve and no fixed or scripted setpoint: the common start
+    (``curve+N`` too: its shift is applied from the first step, from the same settled state)."""
+    stations = [s.model_copy(update={"curve": curve_table(cfg, s.id), "setpoint_c": None})
                 for s in scenario.network.stations]
     network = scenario.network.model_copy(update={"stations": stations})
     return scenario.model_copy(update={"network": network, "setpoints": []})
@@ -259,7 +260,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     data = work / scenario.name / strategy
     data.mkdir(parents=True, exist_ok=True)
     cfg = score_config(data, config, "model" if strategy == "model" else "feedback")
-    sc = on_the_curve(scenario, cfg, shift or 0.0)
+    sc = on_the_curve(scenario, cfg)
     if days is not None:
         sc = sc.model_copy(update={"duration_h": days * 24.0})
     until = start + timedelta(hours=sc.duration_h)
@@ -269,6 +270,9 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
                             clock=lambda: until + timedelta(days=1), tz=cfg.general.tz,
                             sink=buffer.append if control else None)
     sim = runner.sim
+    if shift:  # from the plain curve's settled homes, as every strategy starts: the warm-up is paid by all
+        for sid in sim.station_ids:
+            sim.set_setpoint(sid, None, shift)
     log = TruthLog.empty()
     imbalance_raises = 0
     clock = SettableClock(runner.start_time)
