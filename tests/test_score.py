@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,6 +21,7 @@ from heatwatch.app.score import (
     score_config,
     setpoint_changes_per_station_day,
     standards,
+    stored_heat_kwh,
     with_curve_share,
 )
 from simulators.scenario import load_scenario
@@ -48,6 +50,16 @@ def test_heat_changes_and_share_by_hand() -> None:
 
     out = with_curve_share([s("curve", 200.0), s("feedback", 180.0), s("feedback", 50.0, "no-curve")])
     assert [x.heat_pct_of_curve for x in out] == [100.0, 90.0, None]
+    # net of the heat the homes still hold at the end: (230 − 20) / (200 − (−10)) = 100 %
+    warm = Score("x", "model", 1, 1, 1.0, 100.0, 0.0, 0.0, 230.0, None, 0.0, 0, 18.0, stored_kwh=20.0)
+    cool = Score("x", "curve", 1, 1, 1.0, 100.0, 0.0, 0.0, 200.0, None, 0.0, 0, 18.0, stored_kwh=-10.0)
+    by = {x.strategy: x for x in with_curve_share([cool, warm])}
+    assert by["model"].heat_pct_of_curve == 115.0 and by["model"].net_heat_pct_of_curve == 100.0
+
+
+def test_stored_heat_is_the_homes_capacity_times_their_warming() -> None:
+    cap = np.array([3.6e6, 7.2e6])  # J/K: 1 and 2 kWh per kelvin
+    assert stored_heat_kwh(cap, np.array([18.0, 18.0]), np.array([20.0, 17.5])) == pytest.approx(2.0 - 1.0)
 
 
 def test_what_counts_as_heat_for_an_indoor_shortfall() -> None:

@@ -65,6 +65,8 @@ class Score:
     setpoint_changes_per_station_day: float
     imbalance_answered_with_heat: int
     peak_home_mean_c: float  # the warmest hourly mean over all homes: how far over the target the network ran
+    stored_kwh: float = 0.0  # heat left in the homes' mass at the end against the start (a short run's warm-up)
+    net_heat_pct_of_curve: float | None = None  # (heat − stored) against the curve's (heat − stored)
 
 
 def comfort(homes: pd.DataFrame, dt_h: float) -> dict[str, float]:
@@ -92,18 +94,28 @@ def heat_delivered_kwh(stations: pd.DataFrame, dt_h: float) -> float:
     return float(stations["heat_kw"].to_numpy(float).sum() * dt_h)
 
 
+def stored_heat_kwh(cap_j_per_k: np.ndarray, start_c: np.ndarray, end_c: np.ndarray) -> float:
+    """Heat the homes hold at the end beyond what they held at the start, Σ C·(T_end − T_start), kWh. A run that
+    ends warmer than it began delivered that heat without losing it yet: on a 3-day run a warm-up is several
+    percent of the heat, on a season a fraction of one."""
+    return float(np.sum(np.asarray(cap_j_per_k, float) * (np.asarray(end_c, float) - np.asarray(start_c, float)))
+                 / 3.6e6)
+
+
 def setpoint_changes_per_station_day(changes: int, stations: int, days: float) -> float:
     return changes / (stations * days) if stations and days > 0 else 0.0
 
 
 def with_curve_share(scores: Sequence[Score]) -> list[Score]:
     """Each score's heat as % of the ``curve`` strategy's heat on the same scenario."""
-    base = {s.scenario: s.heat_kwh for s in scores if s.strategy == "curve"}
+    base = {s.scenario: s for s in scores if s.strategy == "curve"}
     out = []
     for s in scores:
         b = base.get(s.scenario)
-        pct = round(s.heat_kwh / b * 100.0, 1) if b else None
-        out.append(Score(**{**asdict(s), "heat_pct_of_curve": pct}))
+        pct = round(s.heat_kwh / b.heat_kwh * 100.0, 1) if b is not None and b.heat_kwh else None
+        net_b = None if b is None else b.heat_kwh - b.stored_kwh
+        net = round((s.heat_kwh - s.stored_kwh) / net_b * 100.0, 1) if net_b else None
+        out.append(Score(**{**asdict(s), "heat_pct_of_curve": pct, "net_heat_pct_of_curve": net}))
     return out
 
 
@@ -306,6 +318,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
         every = timedelta(hours=every_h)
         next_cycle = runner.start_time + every
         lockstep.begin()
+        start_c = sim.home_state.temp_c.copy()
         while not lockstep.at_end:
             t = lockstep.advance(1)
             log.record(t, sim.home_state.temp_c, sim.station_state.heat_kw)
@@ -339,6 +352,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
             setpoint_changes_per_station_day(runner.setpoints_applied, len(sim.station_ids), n_days), 2),
         imbalance_answered_with_heat=imbalance_raises,
         peak_home_mean_c=round(float(hourly.max()), 2) if len(hourly) else float("nan"),
+        stored_kwh=round(stored_heat_kwh(sim.params.cap, start_c, sim.home_state.temp_c), 1),
     )
 
 
@@ -358,6 +372,7 @@ COLUMNS = (
     ("°C·h over std+2", "overheat_degree_hours"), ("heat kWh", "heat_kwh"), ("heat % of curve", "heat_pct_of_curve"),
     ("setpoint changes /station/day", "setpoint_changes_per_station_day"),
     ("imbalance answered with heat", "imbalance_answered_with_heat"), ("peak mean °C", "peak_home_mean_c"),
+    ("stored kWh", "stored_kwh"), ("net heat % of curve", "net_heat_pct_of_curve"),
 )
 
 
