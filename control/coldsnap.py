@@ -239,9 +239,10 @@ def plan_following(
     last = current_c
     for k, (t, v) in enumerate(zip(times, values, strict=True)):
         following = values[k + 1] if k + 1 < len(values) else None
-        if v - last < 0.05:
+        breaks = following is not None and following - last > max_step_c + 1e-9  # skipping this one breaks the bound
+        if v <= last or (v - last < 0.05 and not breaks):  # a tiny step waits, unless the next would be too big
             continue
-        if v - last >= min_change_c or following is None or following - last > max_step_c + 1e-9:
+        if v - last >= min_change_c or following is None or breaks:
             steps.append(RampStep(max(t, now), v, sized[k]))
             last = v
     return steps

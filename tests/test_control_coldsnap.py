@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from control.coldsnap import (
@@ -147,6 +147,8 @@ def test_small_changes_wait_unless_waiting_would_break_the_step_bound() -> None:
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.floats(-30, 10), min_size=1, max_size=72), st.floats(30, 80), st.integers(0, 80),
        st.integers(-10, 60), st.sampled_from([0.05, 1.0, 2.5, 3.0]), st.sampled_from([0.0, 0.5, 2.0]))
+@example(  # found on a working-tree run: a 0.05 °C first step (50.25 → 50.3) was skipped as tiny, the next was 1.05
+    temps=[0.0] * 13 + [-1.3125], current=50.25, until_h=1, now_h=0, max_step=1.0, min_change=0.0)
 def test_ramp_invariants(temps: list[float], current: float, until_h: int, now_h: int, max_step: float,
                          min_change: float) -> None:
     """Only raises, one bounded step at a time, in time order from now, never above what a forecast hour asks for."""
