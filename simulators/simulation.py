@@ -5,6 +5,7 @@ No I/O here: ``step()`` advances one step and returns the truth; the runner publ
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -94,6 +95,17 @@ class Simulation:
             return self._st_index[station_id]
         except KeyError:
             raise KeyError(f"unknown station {station_id!r}") from None
+
+    def balance(self, community: str, buildings: Iterable[str] | None = None) -> int:
+        """A crew balanced the community (the named buildings, default all): valves opened where flow was short,
+        throttled where it was in excess, so each building gets its design flow (a building short of flow —
+        ``flow_factor`` under 1 — is what hydraulic imbalance is here). Returns how many homes it reached."""
+        want = None if buildings is None else set(buildings)
+        idx = np.array([i for i, h in enumerate(self.net.homes)
+                        if h.community == community and (want is None or h.building in want)], dtype=np.intp)
+        if len(idx):
+            self.net.flow_factor[idx] = np.maximum(self.net.flow_factor[idx], 1.0)
+        return len(idx)
 
     # --- control -------------------------------------------------------------
     def set_setpoint(self, station_id: str, supply_c: float | None, curve_offset_c: float | None = None) -> None:

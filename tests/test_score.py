@@ -146,3 +146,38 @@ def test_score_config_never_reaches_a_companys_store(tmp_path: Path, monkeypatch
     for cfg, run in ((plain, "run"), (scored, "run2")):
         assert cfg.sqlite.path == tmp_path / run / "heatwatch.sqlite"
         assert cfg.control.forecast_file is None and cfg.control.auto_apply
+
+
+def test_a_crew_balances_a_community_and_nothing_else() -> None:
+    from datetime import timedelta
+
+    from simulators.simulation import Simulation
+
+    sim = Simulation(load_scenario("imbalanced"), datetime(2026, 1, 10, tzinfo=UTC) - timedelta(hours=8))
+    homes = sim.net.homes
+    community = homes[0].community
+    short = sim.net.flow_factor < 1.0
+    assert short.any()  # the far buildings are short of flow
+    before = sim.net.flow_factor.copy()
+    reached = sim.balance(community)
+    mine = np.array([h.community == community for h in homes])
+    assert reached == int(mine.sum()) > 0
+    assert (sim.net.flow_factor[mine] >= 1.0).all()
+    assert (sim.net.flow_factor[~mine] == before[~mine]).all()
+    assert sim.balance("没有这个小区") == 0
+
+
+def test_with_a_crew_the_balancing_advice_is_carried_out_and_recorded(tmp_path: Path) -> None:
+    import sqlite3
+
+    sc = load_scenario("imbalanced")
+    alone, crewed = run_scores([sc], ("model", "model+crew"), days=1.5, every_h=3.0, work=tmp_path, crew_h=6.0)
+    assert crewed.strategy == "model+crew"
+    with sqlite3.connect(tmp_path / "imbalanced" / "model+crew" / "control.sqlite") as con:
+        done = con.execute("SELECT p.status, h.actor FROM proposals p JOIN proposal_history h USING (proposal_id) "
+                           "WHERE p.kind = 'balancing' AND h.to_status = 'applied'").fetchall()
+    assert done and all(status in ("applied", "rechecked") and actor == "crew" for status, actor in done)
+    # the far buildings get their flow: fewer degree-hours under the standard than with nobody acting on advice
+    assert crewed.degree_hours_below < alone.degree_hours_below
+    with pytest.raises(ValueError, match="unknown strategy"):
+        run_scores([sc], ("curve+crew",), days=0.1, work=tmp_path / "x")

@@ -24,6 +24,7 @@ The metric functions at the top are pure: truth frames in, numbers out.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from collections.abc import Callable, Sequence
@@ -47,6 +48,8 @@ STRATEGIES = ("curve", "feedback", "model")
 DEFAULT_START = datetime(2025, 12, 1, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(UTC)
 
 
+_log = logging.getLogger("heatwatch.score")
+
 # --- metrics (pure) ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Score:
@@ -66,6 +69,7 @@ class Score:
     imbalance_answered_with_heat: int
     peak_home_mean_c: float  # the warmest hourly mean over all homes: how far over the target the network ran
     stored_kwh: float = 0.0  # heat left in the homes' mass at the end against the start (a short run's warm-up)
+    pct_at_standard_after_day1: float | None = None  # the same from hour 24 on: past the warm-up from the curve's state
     net_heat_pct_of_curve: float | None = None  # (heat − stored) against the curve's (heat − stored)
 
 
@@ -182,6 +186,14 @@ def curve_table(cfg: Config, station_id: str, shift_c: float = 0.0) -> list[tupl
     return [(float(o), round(heating_curve(design, float(o)).supply_c + shift_c, 2)) for o in range(-40, 21)]
 
 
+CREW = "+crew"  # feedback+crew, model+crew: the balancing advice carried out by a crew ``crew_h`` after it is made
+
+
+def with_crew(strategy: str) -> tuple[str, bool]:
+    """``model+crew`` → (``model``, True); any other name → (it, False)."""
+    return (strategy[: -len(CREW)], True) if strategy.endswith(CREW) else (strategy, False)
+
+
 def curve_shift(strategy: str) -> float | None:
     """``curve+N``: the fixed curve raised by N °C (a reference: what a fixed curve needs to meet the standard);
     None for any other name."""
@@ -255,9 +267,12 @@ def _imbalanced_stations(summary: CycleSummary, community_station: dict[str, str
 
 def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, window_h: float = 12.0,
                  start: datetime = DEFAULT_START, days: float | None = None, work: Path | None = None,
-                 config: Path | None = None) -> Score:
+                 config: Path | None = None, crew_h: float = 24.0) -> Score:
     """Run ``scenario`` (put on the curve first) under ``strategy`` in lockstep and score it (``config``: see
-    ``score_config``)."""
+    ``score_config``). ``feedback+crew`` / ``model+crew``: each balancing proposal is carried out ``crew_h`` hours
+    after it is made — the crew balances the community (the short buildings' valves opened, the others throttled:
+    every building at its design flow) and records the job done, which starts its 48 h recheck; without ``+crew``
+    nobody acts on advice, as for the curve."""
     from collector.codec import Codec
     from heatwatch.app.lockstep import CountingPublisher, Lockstep
     from heatwatch.core.timeutil import SettableClock
@@ -265,18 +280,20 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     from simulators.runner import ScenarioRunner
     from simulators.sensors import Message
 
+    base, crew = with_crew(strategy)
     shift = curve_shift(strategy)
-    if strategy not in STRATEGIES and shift is None:
+    if (base not in STRATEGIES and shift is None) or (crew and base not in ("feedback", "model")):
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}, curve+N")
     work = Path(tempfile.mkdtemp(prefix="heatwatch-score-")) if work is None else work
     data = work / scenario.name / strategy
     data.mkdir(parents=True, exist_ok=True)
-    cfg = score_config(data, config, "model" if strategy == "model" else "feedback")
+    cfg = score_config(data, config, "model" if base == "model" else "feedback")
     sc = on_the_curve(scenario, cfg)
     if days is not None:
         sc = sc.model_copy(update={"duration_h": days * 24.0})
     until = start + timedelta(hours=sc.duration_h)
-    control = strategy in ("feedback", "model")
+    control = base in ("feedback", "model")
+    jobs: list[Proposal] = []  # balancing advice waiting for the crew (``+crew``)
     buffer: list[Message] = []
     runner = ScenarioRunner(sc, None, out_dir=data / "sim", speed=0.0, start=start, until=until,
                             clock=lambda: until + timedelta(days=1), tz=cfg.general.tz,
@@ -322,6 +339,8 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
         while not lockstep.at_end:
             t = lockstep.advance(1)
             log.record(t, sim.home_state.temp_c, sim.station_state.heat_kw)
+            if jobs and loop is not None:
+                jobs = _crew_visits(jobs, t, crew_h, sim, loop, clock)
             if cycle is not None and t >= next_cycle:
                 flush()
                 clock.set(t)
@@ -329,6 +348,8 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
                 lockstep.deliver_setpoints()
                 hot = _imbalanced_stations(done, community_station, cfg.control.imbalance_spread_c)
                 made = [*done.planned, *(done.report.proposals if done.report else [])]
+                if crew:
+                    jobs += [p for p in made if p.kind == "balancing"]
                 imbalance_raises += sum(1 for p in made if p.station_id in hot and heat_for_indoor_shortfall(p))
                 next_cycle = t + every
         lockstep.finish()
@@ -344,6 +365,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     temps = np.vstack(log.temps)
     per_hour = max(1, round(1.0 / dt_h))
     hourly = temps[: len(temps) // per_hour * per_hour].reshape(-1, per_hour, temps.shape[1]).mean(axis=(1, 2))
+    settled = homes[homes["step"] >= round(24.0 / dt_h)]
     return Score(
         scenario=scenario.name, strategy=strategy, homes=sim.net.n, stations=len(sim.station_ids),
         days=round(n_days, 2), **{k: round(v, 2) for k, v in comfort(homes, dt_h).items()},
@@ -353,7 +375,30 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
         imbalance_answered_with_heat=imbalance_raises,
         peak_home_mean_c=round(float(hourly.max()), 2) if len(hourly) else float("nan"),
         stored_kwh=round(stored_heat_kwh(sim.params.cap, start_c, sim.home_state.temp_c), 1),
+        pct_at_standard_after_day1=round(comfort(settled, dt_h)["pct_at_standard"], 2) if len(settled) else None,
     )
+
+
+def _crew_visits(jobs: list[Proposal], t: datetime, crew_h: float, sim: Any, loop: Any,
+                 clock: Any) -> list[Proposal]:
+    """Carry out the balancing jobs due by ``t``: the community balanced in the simulator, the job
+    recorded done in control (approved and applied by the crew: its recheck is scheduled). Returns the rest."""
+    from control.service import ApplyError
+
+    left = []
+    for p in jobs:
+        if t < p.created_at + timedelta(hours=crew_h):
+            left.append(p)
+            continue
+        sim.balance(p.community)  # open the short buildings, throttle the others: every building at design flow
+        clock.set(t)
+        try:
+            if loop.proposals.get(p.proposal_id).status == "proposed":
+                loop.approve(p.proposal_id, "crew")
+            loop.apply(p.proposal_id, "crew", f"balancing valves opened {crew_h:g} h after the advice (scorer's crew)")
+        except (ApplyError, ValueError) as exc:  # withdrawn or decided meanwhile: the valves are open all the same
+            _log.warning("crew: %s not recorded done: %s", p.proposal_id, exc)
+    return left
 
 
 def run_scores(scenarios: Sequence[Scenario], strategies: Sequence[str] = STRATEGIES, *, work: Path | None = None,
@@ -368,7 +413,8 @@ def run_scores(scenarios: Sequence[Scenario], strategies: Sequence[str] = STRATE
 
 COLUMNS = (
     ("scenario", "scenario"), ("strategy", "strategy"), ("homes", "homes"), ("days", "days"),
-    ("at standard %", "pct_at_standard"), ("°C·h below", "degree_hours_below"),
+    ("at standard %", "pct_at_standard"), ("… after day 1", "pct_at_standard_after_day1"),
+    ("°C·h below", "degree_hours_below"),
     ("°C·h over std+2", "overheat_degree_hours"), ("heat kWh", "heat_kwh"), ("heat % of curve", "heat_pct_of_curve"),
     ("setpoint changes /station/day", "setpoint_changes_per_station_day"),
     ("imbalance answered with heat", "imbalance_answered_with_heat"), ("peak mean °C", "peak_home_mean_c"),

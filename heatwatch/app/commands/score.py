@@ -15,11 +15,13 @@ DEFAULT_SCENARIOS = ("normal", "imbalanced", "cold_snap", "season")
 
 
 def _strategy(text: str) -> str:
-    from heatwatch.app.score import STRATEGIES, curve_shift
+    from heatwatch.app.score import STRATEGIES, curve_shift, with_crew
 
-    if text in STRATEGIES or curve_shift(text) is not None:
+    base, crew = with_crew(text)
+    if (base in STRATEGIES and not crew) or (crew and base in ("feedback", "model")) or curve_shift(text) is not None:
         return text
-    raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(STRATEGIES)} or curve+N (N in °C)")
+    raise argparse.ArgumentTypeError(f"{text!r}: expected one of {', '.join(STRATEGIES)}, feedback+crew, model+crew "
+                                     "or curve+N (N in °C)")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -31,6 +33,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UsageError(f"--days {args.days}: expected a positive number of simulated days")
     if args.every <= 0:
         raise UsageError(f"--every {args.every}: expected simulated hours > 0")
+    if args.crew_h < 0:
+        raise UsageError(f"--crew-h {args.crew_h}: expected simulated hours ≥ 0")
     strategies = args.strategy or list(STRATEGIES)
     try:
         scenarios = [load_scenario(s) for s in (args.scenario or DEFAULT_SCENARIOS)]
@@ -39,7 +43,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     keep = Path(args.keep) if args.keep else None
     base = Path(args.config) if getattr(args, "config", None) else None
-    scores = run_scores(scenarios, strategies, every_h=args.every, days=args.days, work=keep, config=base)
+    scores = run_scores(scenarios, strategies, every_h=args.every, days=args.days, work=keep, config=base,
+                        crew_h=args.crew_h)
     if args.json:
         print(json.dumps({"scores": [asdict(s) for s in scores], "seconds": round(time.monotonic() - t0, 1)},
                          ensure_ascii=False))
@@ -63,8 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     )
     p.add_argument("--scenario", action="append", help="shipped name or TOML file; repeat for several "
                    f"(default: {' '.join(DEFAULT_SCENARIOS)})")
-    p.add_argument("--strategy", action="append", type=_strategy, metavar="curve|feedback|model|curve+N",
-                   help="default: curve, feedback, model; curve+N = the fixed curve raised by N °C (a reference)")
+    p.add_argument("--strategy", action="append", type=_strategy, metavar="curve|feedback|model|curve+N|…+crew",
+                   help="default: curve, feedback, model; curve+N = the fixed curve raised by N °C (a reference); "
+                        "feedback+crew, model+crew = the same with the balancing advice carried out by a crew")
+    p.add_argument("--crew-h", type=float, default=24.0,
+                   help="simulated hours from a balancing proposal to the crew opening the valves (…+crew; default 24)")
     p.add_argument("--days", type=float, help="simulated days (default: each scenario's length)")
     p.add_argument("--every", type=float, default=3.0, help="simulated hours between control cycles (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the Markdown table")
