@@ -311,6 +311,7 @@ class ControlLoop:
             for sid, st in self.registry.stations.items():
                 if sid in self.model_stations:
                     continue  # its model plans against the forecast every cycle
+                self._withdraw_stale_holds(sid, now)  # whatever the forecast: an hour gone by is gone
                 fc, check = self._checked_forecast(st, now)
                 if fc is None or check is None:
                     continue
@@ -379,6 +380,23 @@ class ControlLoop:
             coldest = min((v for t, v in fc if t >= now), default=None)
             why = ("the newest forecast no longer shows the cold snap"
                    + (f" (coldest {coldest:.1f} °C ahead)" if coldest is not None else ""))
+            w = self.setpoints.withdraw(p.proposal_id, why)
+            if w is not None:
+                out.append(w)
+        return out
+
+    def _withdraw_stale_holds(self, station_id: str, now: datetime) -> list[Proposal]:
+        """A step held for an operator (its forecast jumped) that nobody decided by a ramp interval past its hour:
+        withdrawn as out of date — the forecast of now plans again. Left undecided it blocked every later release
+        (a release waits for undecided setpoints) while new ramps still raised the station: on issue 15's 30-day
+        season two releases held on day 1 kept both stations climbing to a 28 °C mean."""
+        out = []
+        stale = now - timedelta(hours=self.cfg.control.ramp_interval_h)
+        for p in self.proposals.find(statuses=["proposed"], station_id=station_id, kinds=sorted(SETPOINT_KINDS)):
+            if p.origin != "cold_snap" or not p.evidence.get("hold_for_operator") or p.effective_at > stale:
+                continue
+            why = (f"held for an operator (forecast jump) and not decided by {rfc3339(stale, self.cfg.general.tz)}, "
+                   f"{self.cfg.control.ramp_interval_h:g} h after its hour: out of date, the newest forecast plans again")
             w = self.setpoints.withdraw(p.proposal_id, why)
             if w is not None:
                 out.append(w)

@@ -183,3 +183,29 @@ def test_a_step_is_checked_against_the_newest_forecast_just_before_it_goes_out(t
     finally:
         loop.shutdown()
         store.close()
+
+
+def test_a_held_step_nobody_decided_goes_out_of_date_and_the_newest_forecast_plans_again(tmp_path: Path) -> None:
+    """Undecided, a held step blocked every later release while new ramps still raised the station (issue 15's
+    season: both stations climbed to a 28 °C mean); a ramp interval past its hour it is withdrawn."""
+    c, store, clock, rec, loop = loop_for(tmp_path, {"S1": ST1})
+    try:
+        store_forecast(store, "北京", T0, MILD)
+        loop.run_coldsnap()
+        clock.advance(hours=1)
+        jumped = [0.0] * 27 + [-5.0, -10.0, -15.0, -18.0] + [-19.0] * 23
+        store_forecast(store, "北京", T0 + H, jumped)
+        held = loop.run_coldsnap()
+        assert held and all(s.evidence["hold_for_operator"] for s in held) and rec.sent == []
+        first = min(held, key=lambda s: s.effective_at)
+        # before its hour + a ramp interval: still waiting for the operator
+        clock.set(first.effective_at + timedelta(hours=c.control.ramp_interval_h) - timedelta(minutes=1))
+        loop.run_coldsnap()
+        assert loop.proposals.get(first.proposal_id).status == "proposed"
+        clock.advance(minutes=2)
+        loop.run_coldsnap()
+        assert loop.proposals.get(first.proposal_id).status == "withdrawn"
+        assert rec.sent == [] or all(b["proposal_id"] not in {s.proposal_id for s in held} for b in rec.sent)
+    finally:
+        loop.shutdown()
+        store.close()
