@@ -16,6 +16,7 @@ from heatwatch.app.score import (
     comfort,
     heat_delivered_kwh,
     heat_for_indoor_shortfall,
+    ideal_heat_kwh,
     on_the_curve,
     run_scores,
     score_config,
@@ -55,6 +56,13 @@ def test_heat_changes_and_share_by_hand() -> None:
     cool = Score("x", "curve", 1, 1, 1.0, 100.0, 0.0, 0.0, 200.0, None, 0.0, 0, 18.0, stored_kwh=-10.0)
     by = {x.strategy: x for x in with_curve_share([cool, warm])}
     assert by["model"].heat_pct_of_curve == 115.0 and by["model"].net_heat_pct_of_curve == 100.0
+
+
+def test_the_per_home_ideal_holds_each_home_exactly_at_its_standard() -> None:
+    ua, gains = np.array([100.0, 200.0]), np.array([300.0, 300.0])  # W/K, W
+    # 18 °C at 0 °C outdoors for one hour: 100·18 − 300 + 200·18 − 300 = 4,800 W·h; a home its gains keep warm: 0
+    assert ideal_heat_kwh(ua, gains, np.array([18.0, 18.0]), np.array([0.0, 0.0]), 1.0) == pytest.approx(4.8)
+    assert ideal_heat_kwh(ua, gains, np.array([16.0, 16.0]), np.array([15.0, 15.0]), 0.5) == pytest.approx(0.0)
 
 
 def test_stored_heat_is_the_homes_capacity_times_their_warming() -> None:
@@ -103,6 +111,7 @@ def test_both_strategies_on_the_same_weather(tmp_path: Path) -> None:
     assert (curve.strategy, hw.strategy) == ("curve", "feedback")
     assert curve.homes == hw.homes > 0 and curve.days == hw.days == 1.0
     assert curve.heat_pct_of_curve == 100.0
+    assert curve.ideal_pct_of_curve is not None and 50.0 < curve.ideal_pct_of_curve < 100.0 and hw.ideal_pct_of_curve is None
     assert curve.setpoint_changes_per_station_day == 0.0  # the curve alone sends no setpoint
     assert curve.imbalance_answered_with_heat == 0
     assert 0.0 <= curve.pct_at_standard <= 100.0 and curve.heat_kwh > 0

@@ -70,6 +70,8 @@ class Score:
     peak_home_mean_c: float  # the warmest hourly mean over all homes: how far over the target the network ran
     stored_kwh: float = 0.0  # heat left in the homes' mass at the end against the start (a short run's warm-up)
     pct_at_standard_after_day1: float | None = None  # the same from hour 24 on: past the warm-up from the curve's state
+    ideal_heat_kwh: float | None = None  # the curve run only: every home held exactly at its standard (a bound)
+    ideal_pct_of_curve: float | None = None  # that bound against the curve's heat
     net_heat_pct_of_curve: float | None = None  # (heat − stored) against the curve's (heat − stored)
 
 
@@ -106,6 +108,15 @@ def stored_heat_kwh(cap_j_per_k: np.ndarray, start_c: np.ndarray, end_c: np.ndar
                  / 3.6e6)
 
 
+def ideal_heat_kwh(ua_w_per_k: np.ndarray, q_int_w: np.ndarray, standard_c: np.ndarray, outdoor_c: np.ndarray,
+                   dt_h: float) -> float:
+    """The heat of one step if every home were exactly at its standard: Σ max(0, UA·(standard − To) − gains)·dt.
+    No thermal mass (a 16 °C night costs nothing to reach) and each home on its own valve: a lower bound no
+    supply temperature — one value per station for all its homes — can reach."""
+    need = np.asarray(ua_w_per_k, float) * (np.asarray(standard_c, float) - np.asarray(outdoor_c, float))
+    return float(np.clip(need - np.asarray(q_int_w, float), 0.0, None).sum() * dt_h / 1000.0)
+
+
 def setpoint_changes_per_station_day(changes: int, stations: int, days: float) -> float:
     return changes / (stations * days) if stations and days > 0 else 0.0
 
@@ -119,7 +130,10 @@ def with_curve_share(scores: Sequence[Score]) -> list[Score]:
         pct = round(s.heat_kwh / b.heat_kwh * 100.0, 1) if b is not None and b.heat_kwh else None
         net_b = None if b is None else b.heat_kwh - b.stored_kwh
         net = round((s.heat_kwh - s.stored_kwh) / net_b * 100.0, 1) if net_b else None
-        out.append(Score(**{**asdict(s), "heat_pct_of_curve": pct, "net_heat_pct_of_curve": net}))
+        ideal = (round(s.ideal_heat_kwh / s.heat_kwh * 100.0, 1)
+                 if s.strategy == "curve" and s.ideal_heat_kwh is not None and s.heat_kwh else None)
+        out.append(Score(**{**asdict(s), "heat_pct_of_curve": pct, "net_heat_pct_of_curve": net,
+                            "ideal_pct_of_curve": ideal}))
     return out
 
 
@@ -294,6 +308,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     until = start + timedelta(hours=sc.duration_h)
     control = base in ("feedback", "model")
     jobs: list[Proposal] = []  # balancing advice waiting for the crew (``+crew``)
+    ideal = 0.0
     buffer: list[Message] = []
     runner = ScenarioRunner(sc, None, out_dir=data / "sim", speed=0.0, start=start, until=until,
                             clock=lambda: until + timedelta(days=1), tz=cfg.general.tz,
@@ -336,9 +351,15 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
         next_cycle = runner.start_time + every
         lockstep.begin()
         start_c = sim.home_state.temp_c.copy()
+        step_h = sc.step_s / 3600.0
+        kinds, contracts = [h.kind for h in sim.net.homes], [h.min_temp_c for h in sim.net.homes]
+        home_site = sim.net.station_site_idx[sim.net.station_idx]
         while not lockstep.at_end:
             t = lockstep.advance(1)
             log.record(t, sim.home_state.temp_c, sim.station_state.heat_kw)
+            if strategy == "curve":  # the per-home bound on the same weather (the curve's row carries it)
+                ideal += ideal_heat_kwh(sim.params.ua, sim.params.q_int, standards(cfg, kinds, contracts, [t])[0][0],
+                                        sim.weather.at(t)[home_site], step_h)
             if jobs and loop is not None:
                 jobs = _crew_visits(jobs, t, crew_h, sim, loop, clock)
             if cycle is not None and t >= next_cycle:
@@ -376,6 +397,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
         peak_home_mean_c=round(float(hourly.max()), 2) if len(hourly) else float("nan"),
         stored_kwh=round(stored_heat_kwh(sim.params.cap, start_c, sim.home_state.temp_c), 1),
         pct_at_standard_after_day1=round(comfort(settled, dt_h)["pct_at_standard"], 2) if len(settled) else None,
+        ideal_heat_kwh=round(ideal, 1) if strategy == "curve" else None,
     )
 
 
@@ -419,6 +441,7 @@ COLUMNS = (
     ("setpoint changes /station/day", "setpoint_changes_per_station_day"),
     ("imbalance answered with heat", "imbalance_answered_with_heat"), ("peak mean °C", "peak_home_mean_c"),
     ("stored kWh", "stored_kwh"), ("net heat % of curve", "net_heat_pct_of_curve"),
+    ("per-home ideal % of curve", "ideal_pct_of_curve"),
 )
 
 
