@@ -83,6 +83,14 @@ def test_demo_shows_the_whole_loop_and_writes_the_report(tmp_path: Path) -> None
     assert total and int(total.group(1).replace(",", "")) == stored[-1]  # the last cycle saw every reading
     flagged = re.search(r"cold homes\s+(\d+) flagged", summary)
     assert flagged and int(flagged.group(1)) > 0
+    # the quality line is measured (the scorer on the same scenario): the default model keeps more home-hours at
+    # standard than the curve alone, for more heat than the curve and than every home held exactly at its standard
+    q = re.search(r"quality\s+comfort ([\d.]+) % of home-hours, heat (\d+) % of the fixed curve, (\d+) % net of the "
+                  r"warm-up stored in the homes \(the curve alone: ([\d.]+) %; every home exactly at its standard would "
+                  r"take (\d+) %; heatwatch score, strategy model,", summary)
+    assert q, summary
+    ours, heat, net, alone, ideal = (float(x) for x in q.groups())
+    assert ours > alone and ideal < 100.0 < net <= heat
     report = out / "report.html"
     assert str(report.resolve()) in summary
     page = report.read_text(encoding="utf-8")

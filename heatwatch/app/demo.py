@@ -269,9 +269,12 @@ class Demo:
             curve, ours = run_scores([scenario], ("curve", strategy), every_h=self.args.every, days=days)
         except Exception as exc:  # the demo's own run is done and reported; say why this line is missing
             return f"not measured ({type(exc).__name__}: {exc})"
+        net = "" if ours.net_heat_pct_of_curve is None else f", {ours.net_heat_pct_of_curve:.0f} % net of the warm-up stored in the homes"
+        ideal = ("" if curve.ideal_pct_of_curve is None
+                 else f"; every home exactly at its standard would take {curve.ideal_pct_of_curve:.0f} %")
         return (f"comfort {ours.pct_at_standard:.1f} % of home-hours, heat {ours.heat_pct_of_curve:.0f} % of the "
-                f"fixed curve (the curve alone: {curve.pct_at_standard:.1f} %; heatwatch score, strategy {strategy}, "
-                f"same scenario and {days:g} days in lockstep)")
+                f"fixed curve{net} (the curve alone: {curve.pct_at_standard:.1f} %{ideal}; heatwatch score, strategy "
+                f"{strategy}, same scenario and {days:g} days in lockstep)")
 
     def _summary(self, snap: CollectorSnapshot, report: Path, out: Path, data: Path, quality: str | None = None) -> None:
         t = self.tally
