@@ -114,6 +114,8 @@ class ControlLoop:
         self._checks: dict[str, tuple[Forecast, ForecastCheck]] = {}  # the last forecast checked per site, and its check
         # stations whose supply the fitted model decides (strategy "model"; the cold-snap job leaves them alone)
         self.model_stations: set[str] = set(registry.stations) if cfg.control.strategy == "model" else set()
+        # stations down for announced work at the last cycle (``Quiet.stations``): no setpoint, no cold-snap step
+        self.down: dict[str, str] = {}
 
     @property
     def scheduler(self) -> Any:
@@ -137,6 +139,12 @@ class ControlLoop:
             found = diagnose(result, self.registry, self.cfg, states, pending, now)
             if self.cfg.control.strategy == "model":
                 found = self._with_model(found, readings, now)
+            self.down = dict(quiet.stations) if quiet is not None else {}
+            if self.down:  # a station down for announced work gets no setpoint: its telemetry says nothing of demand
+                for p in found:
+                    if p.is_setpoint and p.station_id in self.down:
+                        log.info("no %s for %s during its %s", p.kind, p.station_id, self.down[p.station_id])
+                found = [p for p in found if not (p.is_setpoint and p.station_id in self.down)]
             made = [replace(p, evidence={**p.evidence, "window_h": window_h}) for p in self.lifecycle.unseen(found)]
             self.lifecycle.add_many(made)
             pl = self.alerting.cycle(result, readings, now, quiet)
@@ -309,8 +317,8 @@ class ControlLoop:
             readings = self.read_stations(now)
             made: list[Proposal] = []
             for sid, st in self.registry.stations.items():
-                if sid in self.model_stations:
-                    continue  # its model plans against the forecast every cycle
+                if sid in self.model_stations or sid in self.down:
+                    continue  # its model plans against the forecast every cycle; or it is down for announced work
                 self._withdraw_stale_holds(sid, now)  # whatever the forecast: an hour gone by is gone
                 fc, check = self._checked_forecast(st, now)
                 if fc is None or check is None:

@@ -138,6 +138,8 @@ def test_an_announced_outage_quiets_its_homes_and_tells_them(rig: Rig) -> None:
     assert {r["home_id"] for r in a["evidence"]["recipients"]} == set(out.outage.homes)
     # after the window the homes count again
     assert rig.state.at(REG, T + 6 * H)[1].homes == {} and "H3a" in rig.state.at(REG, T + 6 * H - timedelta(seconds=1))[1].homes
+    # and control hears which station is down for the work (no setpoint for it meanwhile: test_control_outage_quiet)
+    assert set(rig.state.at(REG, T)[1].stations) == {"S1"} and rig.state.at(REG, T + 6 * H)[1].stations == {}
 
 
 def test_a_planned_outage_is_announced_24_h_ahead(rig: Rig) -> None:

@@ -299,10 +299,11 @@ class Quiet:
 
     season_off: bool = False
     homes: Mapping[str, str] = field(default_factory=dict)  # home_id -> why (the outage announced to it)
+    stations: Mapping[str, str] = field(default_factory=dict)  # station_id -> why: down for announced work, no setpoint
 
     @property
     def active(self) -> bool:
-        """Does this quiet anything?"""
+        """Does this quiet any cold alert?"""
         return self.season_off or bool(self.homes)
 
 

@@ -78,10 +78,12 @@ class ServiceState:
         day = at.astimezone(self.cfg.general.tz).date()
         effective = heated_only(registry, status_on(registry, self.db.status_changes(), day))
         homes: dict[str, str] = {}
+        stations: dict[str, str] = {}
         for o in self.db.outages(covering=at):
+            stations.setdefault(o.station_id, f"announced outage {o.outage_id}")
             for hid in o.homes:
                 homes.setdefault(hid, f"outage {o.outage_id} at {o.station_id}")
-        return effective, Quiet(season_off=not season_of(self.cfg).in_season(day), homes=homes)
+        return effective, Quiet(season_off=not season_of(self.cfg).in_season(day), homes=homes, stations=stations)
 
     def tell_unplanned(self, registry: Registry, alerts: AlertRepo, orders: list[WorkOrder], at: datetime) -> list[Announced]:
         """Station faults past the 8 h rule (control's ``notify_users``) told to their homes, once per outage."""
