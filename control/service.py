@@ -161,7 +161,15 @@ class ControlLoop:
         decisions = self.model_decisions(now, readings)
         self.model_stations = {d.station_id for d in decisions if d.basis != "fallback"}
         kept = [p for p in found if not (p.is_setpoint and p.station_id in self.model_stations)]
-        return kept + [d.proposal for d in decisions if d.proposal is not None]
+        return kept + [self._with_before(d.proposal) for d in decisions if d.proposal is not None]
+
+    def _with_before(self, p: Proposal) -> Proposal:
+        """The weighted mean the recheck compares with (as the analytics' own proposals carry it): the coldest of the
+        station's communities this cycle for a raise, the warmest for a cut."""
+        means = [self.last_means[c] for c in p.targets if c in self.last_means]
+        if not means:
+            return p
+        return replace(p, before_c=round(max(means) if p.kind == "lower_supply" else min(means), 2))
 
     def model_decisions(self, now: datetime, readings: Mapping[str, StationReading] | None = None) -> list[ModelDecision]:
         """Each station's model this cycle: refitted on its stored telemetry, and what it would send.

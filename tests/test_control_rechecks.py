@@ -3,6 +3,7 @@ improved / not_improved / confounded (another change at the same station took ef
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,41 @@ def test_a_cold_snap_step_followed_by_the_next_one_is_confounded(tmp_path: Path,
         done = {d.proposal_id: d.outcome for d in loop.run_due_rechecks()}
         assert done[steps[0].proposal_id] == "confounded"  # the second step took effect inside its window
         assert done[steps[1].proposal_id] in ("improved", "not_improved")
+    finally:
+        loop.shutdown()
+        store.close()
+
+
+def test_a_model_step_is_judged_with_the_models_later_steps_but_not_with_an_operators(tmp_path: Path) -> None:
+    """The model re-plans every cycle: its next step is the same plan, so the recheck judges the plan (were the homes
+    at their standard 48 h on?); an operator's change inside the window still confounds it."""
+    _, store, clock, an, loop = rig(tmp_path)
+    try:
+        def step(k: int, value: float, origin: str) -> Proposal:
+            return Proposal(proposal_id=new_proposal_id(), station_id="S1", kind="supply", community="",
+                            current_c=value - 3.0, proposed_c=value, delta_c=3.0, evidence={"curve_offset_c": None},
+                            reason=origin, created_at=T0 + 3 * k * H, effective_at=T0 + 3 * k * H, origin=origin,
+                            targets=(C,), before_c=17.2)
+        first, second = step(0, 51.0, "model"), step(1, 54.0, "model")
+        loop.proposals.add_many([first, second])
+        for s in (first, second):
+            clock.set(s.effective_at)
+            apply(loop, s)
+        clock.set(T0 + 60 * H)
+        an.now = result(clock(), 18.6)
+        done = {d.proposal_id: d for d in loop.run_due_rechecks()}
+        assert done[first.proposal_id].outcome == "improved"  # not "confounded" by the model's own next step
+        assert done[first.proposal_id].after_c == 18.6 and done[first.proposal_id].before_c == 17.2
+        # an operator's setpoint inside the next model step's window: that one cannot be credited
+        third = step(21, 55.0, "model")
+        op = replace(step(22, 56.0, "operator"), reason="operator")
+        loop.proposals.add_many([third, op])
+        for s in (third, op):
+            clock.set(s.effective_at)
+            apply(loop, s)
+        clock.set(T0 + 130 * H)
+        done = {d.proposal_id: d.outcome for d in loop.run_due_rechecks()}
+        assert done[third.proposal_id] == "confounded"
     finally:
         loop.shutdown()
         store.close()

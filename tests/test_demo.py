@@ -78,6 +78,9 @@ def test_demo_shows_the_whole_loop_and_writes_the_report(tmp_path: Path) -> None
     assert any("! alert" in ln for ln in lines)
     assert any("→ proposal" in ln and "[analytics]" in ln for ln in lines)
     assert any(re.search(r"recheck P\w+ .*: (improved|not_improved|confounded)", ln) for ln in lines)
+    # the model's steps are judged as its plan (its own later steps do not confound them), before → after measured
+    assert any(re.search(r"recheck P\w+ \((supply|lower_supply) S0\d\): (improved|not_improved), weighted mean "
+                         r"\d+\.\d → \d+\.\d °C", ln) for ln in lines)
     summary = text[text.index("\nsummary"):]
     total = re.search(r"readings\s+([\d,]+) stored, 0 rejected", summary)
     assert total and int(total.group(1).replace(",", "")) == stored[-1]  # the last cycle saw every reading
