@@ -141,10 +141,7 @@ class ControlLoop:
                 found = self._with_model(found, readings, now)
             self.down = dict(quiet.stations) if quiet is not None else {}
             if self.down:  # a station down for announced work gets no setpoint: its telemetry says nothing of demand
-                for p in found:
-                    if p.is_setpoint and p.station_id in self.down:
-                        log.info("no %s for %s during its %s", p.kind, p.station_id, self.down[p.station_id])
-                found = [p for p in found if not (p.is_setpoint and p.station_id in self.down)]
+                found = [p for p in found if not self._down_for(p)]
             made = [replace(p, evidence={**p.evidence, "window_h": window_h}) for p in self.lifecycle.unseen(found)]
             self.lifecycle.add_many(made)
             pl = self.alerting.cycle(result, readings, now, quiet)
@@ -154,6 +151,13 @@ class ControlLoop:
         self.dispatcher.deliver_due()
         return CycleReport(proposals=made, opened=pl.opened, resolved=pl.resolved, rechecked=rechecked,
                            escalated=pl.escalated)
+
+    def _down_for(self, p: Proposal) -> bool:
+        """A setpoint for a station down for announced work (logged: it is not proposed)."""
+        if not (p.is_setpoint and p.station_id in self.down):
+            return False
+        log.info("no %s for %s during its %s", p.kind, p.station_id, self.down[p.station_id])
+        return True
 
     def _with_model(self, found: list[Proposal], readings: Mapping[str, StationReading], now: datetime) -> list[Proposal]:
         """Where a station's model fits, its plan replaces the curve + feedback setpoints; balancing and
@@ -180,6 +184,7 @@ class ControlLoop:
         (``evidence.cold_snap``): the model's pre-adjustment is the cold-snap job of its stations."""
         readings = self.read_stations(now) if readings is None else readings
         notes: dict[str, str] = {}
+        used: dict[str, Forecast] = {}  # the forecast each plan was made on (read once, named in _annotated)
 
         def forecast_for(st: Station, at: datetime) -> Forecast | None:
             fc, check = self._checked_forecast(st, at)
@@ -193,14 +198,16 @@ class ControlLoop:
                                         f"{rfc3339(check.jump_at, self.cfg.general.tz)} since its previous issue; "
                                         "used once a later issue repeats it")
                 return None
+            used[st.station_id] = fc
             return fc
 
         decisions = decide_all(self.store, self.registry, self.cfg, now, readings, self.proposals.last_published(),
                                forecast_for)
-        return [self._annotated(d, notes.get(d.station_id), now) for d in decisions]
+        return [self._annotated(d, notes.get(d.station_id), used.get(d.station_id), now) for d in decisions]
 
-    def _annotated(self, d: ModelDecision, note: str | None, now: datetime) -> ModelDecision:
-        """The forecast's note and the cold snap the plan answers, on the decision's proposal."""
+    def _annotated(self, d: ModelDecision, note: str | None, fc: Forecast | None, now: datetime) -> ModelDecision:
+        """The forecast's note and the cold snap the plan answers (``fc``: the forecast it was made on), on the
+        decision's proposal."""
         p = d.proposal
         if p is None:
             return d if note is None else replace(d, why=f"{d.why}; {note}")
@@ -208,12 +215,11 @@ class ControlLoop:
         if note is not None:
             evidence["forecast_note"] = note
             reason += f" {note[0].upper()}{note[1:]}."
-        elif p.evidence.get("forecast"):
+        elif fc:
             c = self.cfg.control
             st = self.registry.stations[p.station_id]
-            fc, _ = self._checked_forecast(st, now)
-            snap = None if fc is None else detect(fc, now, self._outdoor_daily_mean(st, now), c.coldsnap_threshold_c,
-                                                  c.coldsnap_drop_c, timedelta(hours=c.model_lookahead_h))
+            snap = detect(fc, now, self._outdoor_daily_mean(st, now), c.coldsnap_threshold_c, c.coldsnap_drop_c,
+                          timedelta(hours=c.model_lookahead_h))
             if snap is not None:
                 evidence["cold_snap"] = {"arrival": rfc3339(snap.arrival), "min_c": snap.min_c,
                                          "min_at": rfc3339(snap.min_at), "trigger": snap.trigger,
