@@ -23,6 +23,7 @@ from typing import Any
 
 from control.alerts.rules import StationReading
 from control.curve import bound_supply, design_for, heating_curve, indoor_feedback, plausible_supply
+from control.outcome import judged_mean
 from control.proposal import Proposal, new_proposal_id
 from heatwatch.core import schema
 from heatwatch.core.config import Config, StationDesign
@@ -426,7 +427,7 @@ def plan_release(
         return None
     value = b.proposed_c
     tz = cfg.general.tz
-    warmest = max((means[n] for n in st.communities if n in means), default=None)
+    warmest = judged_mean((means[n] for n in st.communities if n in means), lowering=True)
     feedback_note = f" {planned_feedback:+.1f} °C indoor feedback as planned" if abs(planned_feedback) >= 0.05 else ""
     reason = (
         f"No cold snap forecast any more: the coldest forecast within the buildings' {design.lead_time_h:g} h thermal lag is "
@@ -477,8 +478,7 @@ def _release_to_curve(
     value = round(aim, 1)
     raise_ = aim > current
     tz = cfg.general.tz
-    chosen = max if not raise_ else min  # a lowering is judged on the warmest community, a raise on the coldest
-    judged = chosen((means[n] for n in st.communities if n in means), default=None)
+    judged = judged_mean((means[n] for n in st.communities if n in means), lowering=not raise_)
     feedback_note = f" {feedback:+.1f} °C indoor feedback as planned" if abs(feedback) >= 0.05 else ""
     reason = (
         f"No cold snap forecast any more: {'raise' if raise_ else 'lower'} {st.name or sid} supply {current:.1f} → "

@@ -15,11 +15,20 @@ A change is judged on what caused it (000 section 五: check the temperature aga
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from analytics.results import AnalysisResult
 from control.proposal import Outcome, Proposal
+
+
+def judged_mean(means: Iterable[float], lowering: bool) -> float | None:
+    """The community mean a station change is judged on: a lowering on the warmest of its communities, a raise on
+    the coldest (None without one). The proposal's ``before_c`` and the recheck's ``after_c`` both follow it."""
+    vals = list(means)
+    if not vals:
+        return None
+    return max(vals) if lowering else min(vals)
 
 
 def measured(p: Proposal, results: Sequence[AnalysisResult]) -> float | None:
@@ -31,9 +40,7 @@ def measured(p: Proposal, results: Sequence[AnalysisResult]) -> float | None:
     means = [
         c.weighted_mean_c for r in results for c in r.communities if c.community in p.targets and c.weighted_mean_c is not None
     ]
-    if not means:
-        return None
-    return max(means) if p.kind == "lower_supply" else min(means)
+    return judged_mean(means, p.kind == "lower_supply")
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from control.db import db_path, open_engine
 from control.diagnosis import diagnose
 from control.lifecycle import Lifecycle
 from control.mpc import ModelDecision, decide_all
+from control.outcome import judged_mean
 from control.points import PointWriter
 from control.proposal import OPEN, SETPOINT_KINDS, Proposal
 from control.rechecks import AnalyzeFn, Jobs, Rechecker
@@ -170,10 +171,8 @@ class ControlLoop:
     def _with_before(self, p: Proposal) -> Proposal:
         """The weighted mean the recheck compares with (as the analytics' own proposals carry it): the coldest of the
         station's communities this cycle for a raise, the warmest for a cut."""
-        means = [self.last_means[c] for c in p.targets if c in self.last_means]
-        if not means:
-            return p
-        return replace(p, before_c=round(max(means) if p.kind == "lower_supply" else min(means), 2))
+        before = judged_mean((self.last_means[c] for c in p.targets if c in self.last_means), p.kind == "lower_supply")
+        return p if before is None else replace(p, before_c=round(before, 2))
 
     def model_decisions(self, now: datetime, readings: Mapping[str, StationReading] | None = None) -> list[ModelDecision]:
         """Each station's model this cycle: refitted on its stored telemetry, and what it would send.
