@@ -110,7 +110,8 @@ def stored_heat_kwh(cap_j_per_k: np.ndarray, start_c: np.ndarray, end_c: np.ndar
 
 def ideal_heat_kwh(ua_w_per_k: np.ndarray, q_int_w: np.ndarray, standard_c: np.ndarray, outdoor_c: np.ndarray,
                    dt_h: float) -> float:
-    """The heat of one step if every home were exactly at its standard: Σ max(0, UA·(standard − To) − gains)·dt.
+    """The heat if every home were exactly at its standard: Σ max(0, UA·(standard − To) − gains)·dt over the homes
+    (and the steps, when ``standard_c``/``outdoor_c`` are steps × homes).
     No thermal mass (a 16 °C night costs nothing to reach) and each home on its own valve: a lower bound no
     supply temperature — one value per station for all its homes — can reach."""
     need = np.asarray(ua_w_per_k, float) * (np.asarray(standard_c, float) - np.asarray(outdoor_c, float))
@@ -308,7 +309,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     until = start + timedelta(hours=sc.duration_h)
     control = base in ("feedback", "model")
     jobs: list[Proposal] = []  # balancing advice waiting for the crew (``+crew``)
-    ideal = 0.0
+    outdoors: list[np.ndarray] = []
     buffer: list[Message] = []
     runner = ScenarioRunner(sc, None, out_dir=data / "sim", speed=0.0, start=start, until=until,
                             clock=lambda: until + timedelta(days=1), tz=cfg.general.tz,
@@ -351,15 +352,12 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
         next_cycle = runner.start_time + every
         lockstep.begin()
         start_c = sim.home_state.temp_c.copy()
-        step_h = sc.step_s / 3600.0
-        kinds, contracts = [h.kind for h in sim.net.homes], [h.min_temp_c for h in sim.net.homes]
         home_site = sim.net.station_site_idx[sim.net.station_idx]
         while not lockstep.at_end:
             t = lockstep.advance(1)
             log.record(t, sim.home_state.temp_c, sim.station_state.heat_kw)
-            if strategy == "curve":  # the per-home bound on the same weather (the curve's row carries it)
-                ideal += ideal_heat_kwh(sim.params.ua, sim.params.q_int, standards(cfg, kinds, contracts, [t])[0][0],
-                                        sim.weather.at(t)[home_site], step_h)
+            if strategy == "curve":  # the weather each home saw: the per-home bound (the curve's row carries it)
+                outdoors.append(sim.weather.at(t)[home_site])
             if jobs and loop is not None:
                 jobs = _crew_visits(jobs, t, crew_h, sim, loop, clock)
             if cycle is not None and t >= next_cycle:
@@ -387,6 +385,10 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
     per_hour = max(1, round(1.0 / dt_h))
     hourly = temps[: len(temps) // per_hour * per_hour].reshape(-1, per_hour, temps.shape[1]).mean(axis=(1, 2))
     settled = homes[homes["step"] >= round(24.0 / dt_h)]
+    ideal = None  # every home at the standard truth_frames applied, step by step, on the weather it saw
+    if outdoors:
+        std = homes["standard_c"].to_numpy(float).reshape(len(outdoors), sim.net.n)
+        ideal = round(ideal_heat_kwh(sim.params.ua, sim.params.q_int, std, np.vstack(outdoors), dt_h), 1)
     return Score(
         scenario=scenario.name, strategy=strategy, homes=sim.net.n, stations=len(sim.station_ids),
         days=round(n_days, 2), **{k: round(v, 2) for k, v in comfort(homes, dt_h).items()},
@@ -397,7 +399,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
         peak_home_mean_c=round(float(hourly.max()), 2) if len(hourly) else float("nan"),
         stored_kwh=round(stored_heat_kwh(sim.params.cap, start_c, sim.home_state.temp_c), 1),
         pct_at_standard_after_day1=round(comfort(settled, dt_h)["pct_at_standard"], 2) if len(settled) else None,
-        ideal_heat_kwh=round(ideal, 1) if strategy == "curve" else None,
+        ideal_heat_kwh=ideal,
     )
 
 
