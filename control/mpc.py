@@ -99,16 +99,21 @@ def prior_model(design: StationDesign, tau_h: float, anchor: tuple[float, float,
 
 def series_from_frames(indoor: pd.DataFrame, supply: pd.DataFrame, outdoor: pd.DataFrame,
                        homes: Mapping[str, str], hours: pd.DatetimeIndex, quantile: float,
-                       gap_hours: int) -> StationSeries:
+                       gap_hours: int, gap_since: datetime | None = None) -> StationSeries:
     """Pure: hourly frames (columns ``hour`` and ``mean``; ``indoor`` also ``home_id``) → the station's series.
 
     ``homes``: home_id → building of the station's residential homes (others are ignored). The cold homes'
     gap is measured per building over the last ``gap_hours``: hour by hour, the mean minus the building's
     ``quantile``; its median over the buildings. It grows with the cold outside (the cold homes are the
     ones that lose most: top floors, gables), so it is also expressed as a share of the indoor-outdoor
-    difference (``cold_share``, least squares through the origin).
+    difference (``cold_share``, least squares through the origin). ``gap_since``: the home valves were set then
+    (inter-home balancing), so the spread before it is not the spread now: the gap is measured from that hour
+    on (at least the last hour).
     """
     idx = pd.Index(hours)
+    if gap_since is not None and len(hours):
+        after = int((hours >= pd.Timestamp(gap_since).floor("h")).sum())
+        gap_hours = max(1, min(gap_hours, after))
 
     def hourly(df: pd.DataFrame) -> np.ndarray:
         if df.empty:
@@ -144,11 +149,20 @@ def series_from_frames(indoor: pd.DataFrame, supply: pd.DataFrame, outdoor: pd.D
     return StationSeries(hours, t_in, hourly(supply), t_out, gap, share)
 
 
-def read_series(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime) -> StationSeries:
-    """The station's last ``model_window_h`` hours from the store (whole hours before ``now``)."""
+def read_series(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime,
+                gap_since: datetime | None = None) -> StationSeries:
+    """The station's last ``model_window_h`` hours from the store (whole hours before ``now``); ``gap_since``: see
+    ``series_from_frames``. Setting the home valves changes how the homes' mean answers the supply, so once
+    ``model_min_hours`` have passed since, the fit reads only the hours after it (mixing both is what made the
+    fit's error cross ``model_max_rmse_c`` and hand a cold snap to the feedback path); until then, the window."""
     c = cfg.control
     end = now.replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(hours=c.model_window_h)
+    if gap_since is not None:
+        since = gap_since.replace(minute=0, second=0, microsecond=0)
+        since += timedelta(hours=1) if since != gap_since else timedelta(0)
+        if since > start and end - since >= timedelta(hours=c.model_min_hours + 1):
+            start = since
     hours = pd.date_range(start, end - timedelta(hours=1), freq="h")
     homes = {h.home_id: h.building for h in registry.homes.values()
              if h.station_id == st.station_id and h.kind == "residential"}
@@ -164,7 +178,7 @@ def read_series(store: Store, registry: Registry, cfg: Config, st: Station, now:
     outdoor = store.hourly(schema.WEATHER, "temp_c", start, end, tz, by="site_id",
                            where={"site_id": [st.weather_site]}, stats=("mean",))
     return series_from_frames(indoor, supply, outdoor, homes, hours, c.model_cold_quantile,
-                              max(1, int(c.model_gap_h)))
+                              max(1, int(c.model_gap_h)), gap_since)
 
 
 def targets_ahead(cfg: Config, now: datetime, hours: int) -> np.ndarray:
@@ -301,14 +315,15 @@ ForecastFn = Callable[[Station, datetime], "list[tuple[datetime, float]] | None"
 
 def decide_all(store: Store, registry: Registry, cfg: Config, now: datetime, readings: Mapping[str, StationReading],
                published: Mapping[str, Proposal], forecast_for: ForecastFn | None = None,
-               hold_recent: bool = True) -> list[ModelDecision]:
+               hold_recent: bool = True, valves_set: Mapping[str, datetime] | None = None) -> list[ModelDecision]:
     """Every station's decision: its series read from the store, its model refitted, its plan.
 
     The step is taken from the setpoint the station was last sent (``published``: the last published proposal
     per station), else its measured supply. ``forecast_for``: the forecast the loop uses for a station (a
     forecast file or the store); default the store's. A model setpoint sent less than ``model_hold_h`` ago is
     held: the plan's blocks are that long, so a loop that runs every 15 minutes does not step every 15 minutes
-    (``hold_recent`` False: plan anyway, as ``heatwatch model`` shows).
+    (``hold_recent`` False: plan anyway, as ``heatwatch model`` shows). ``valves_set``: when each station's home
+    valves were last set (the cold homes' gap is measured from then on).
     """
     look = timedelta(hours=cfg.control.model_lookahead_h + 1)
     hold = timedelta(hours=cfg.control.model_hold_h)
@@ -324,7 +339,7 @@ def decide_all(store: Store, registry: Registry, cfg: Config, now: datetime, rea
         ref = last.proposed_c if last is not None and last.proposed_c is not None else (r.supply_c if r else None)
         offset = last.evidence.get("curve_offset_c") if last is not None else None
         try:
-            series = read_series(store, registry, cfg, st, now)
+            series = read_series(store, registry, cfg, st, now, (valves_set or {}).get(sid))
             fc = (forecast_for(st, now) if forecast_for is not None else forecast_from_store(store, st.weather_site, now, look))
         except (StoreUnavailable, StoreError) as exc:
             out.append(ModelDecision(sid, "fallback", f"store: {exc}", None, None))

@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 from heatwatch.core.timeutil import rfc3339
 
-Kind = Literal["supply", "balancing", "home_visit", "lower_supply"]
+Kind = Literal["supply", "balancing", "home_visit", "lower_supply", "home_valves"]
 Status = Literal["proposed", "approved", "rejected", "applied", "rechecked", "withdrawn"]
 Outcome = Literal["improved", "not_improved", "confounded"]
 OUTCOMES: tuple[str, ...] = ("improved", "not_improved", "confounded")
-KINDS: tuple[str, ...] = ("supply", "balancing", "home_visit", "lower_supply")
+KINDS: tuple[str, ...] = ("supply", "balancing", "home_visit", "lower_supply", "home_valves")
 STATUSES: tuple[str, ...] = ("proposed", "approved", "rejected", "applied", "rechecked", "withdrawn")
 SETPOINT_KINDS = frozenset({"supply", "lower_supply"})  # applying these publishes a setpoint
 OPEN = frozenset({"proposed", "approved"})
@@ -52,7 +52,8 @@ class Proposal:
     station_id: str
     kind: Kind
     community: str  # "" when the proposal covers the whole station
-    current_c: float | None  # supply now (supply kinds); building spread (balancing); home mean (home_visit)
+    current_c: float | None  # supply now (supply kinds); building spread (balancing); home mean (home_visit);
+    # the warmest throttled class's mean (home_valves)
     proposed_c: float | None  # the new supply setpoint; None for on-site work
     delta_c: float | None
     evidence: dict[str, Any]

@@ -225,7 +225,7 @@ class Rechecker:
 
     def confounders(self, p: Proposal, since: datetime, now: datetime) -> list[Proposal]:
         """Other changes that took effect at ``p``'s station between ``p`` and its recheck: a setpoint sent (a
-        cold-snap step, an operator's change), or balancing done in a community ``p`` served. Either could have
+        cold-snap step, an operator's change), or balancing or home valves set in a community ``p`` served. Either could have
         made the difference, so the recheck cannot credit or blame ``p``. A model step is not confounded by the
         model's own later steps: the plan is re-made every cycle, so its recheck judges the plan (were the homes
         at their standard 48 h on?) — every model step was "confounded" before, which said nothing."""
@@ -233,11 +233,12 @@ class Rechecker:
         for q in self.proposals.find(statuses=["applied", "rechecked"], station_id=p.station_id, limit=100_000):
             if q.proposal_id == p.proposal_id:
                 continue
-            if p.origin == q.origin == "model":
-                continue  # the model's later steps are the same plan, re-made every cycle: judged with it
+            if p.origin == q.origin == "model" or (p.kind == "home_valves" and q.origin == "model"):
+                continue  # the model's later steps are the same plan, re-made every cycle: judged with it (a
+                # home-valve job is judged on its throttled homes under that plan: did any of them go cold?)
             if q.is_setpoint:
                 at = q.published_at
-            elif q.kind == "balancing" and p.kind != "home_visit" and q.community in p.targets:
+            elif q.kind in ("balancing", "home_valves") and p.kind != "home_visit" and q.community in p.targets:
                 at = q.applied_at
             else:
                 continue

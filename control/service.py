@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from analytics.results import AnalysisResult
-from control import rechecks
+from control import rechecks, valves
 from control.alerting import Alerting, build_sinks, configured_sinks, jsonl_path
 from control.alerts.model import WorkOrder
 from control.alerts.rules import Quiet, StationReading
@@ -141,6 +141,8 @@ class ControlLoop:
             if self.cfg.control.strategy == "model":
                 found = self._with_model(found, readings, now)
             self.down = dict(quiet.stations) if quiet is not None else {}
+            if self.cfg.control.home_valves:
+                found += self.valve_jobs(now)
             if self.down:  # a station down for announced work gets no setpoint: its telemetry says nothing of demand
                 found = [p for p in found if not self._down_for(p)]
             made = [replace(p, evidence={**p.evidence, "window_h": window_h}) for p in self.lifecycle.unseen(found)]
@@ -152,6 +154,32 @@ class ControlLoop:
         self.dispatcher.deliver_due()
         return CycleReport(proposals=made, opened=pl.opened, resolved=pl.resolved, rechecked=rechecked,
                            escalated=pl.escalated)
+
+    def valve_jobs(self, now: datetime) -> list[Proposal]:
+        """Inter-home balancing (``control.valves``): a home-valve job per community whose warm classes of homes can be
+        throttled, from each station's last ``valve_window_h``. Not for a station down for announced work (its homes
+        say nothing of the valves then), nor while the community's last job waits for its recheck (``unseen``)."""
+        done = self.proposals.find(statuses=["applied", "rechecked"], kinds=["home_valves"], limit=100_000)
+        flows = valves.flows_set(done)
+        out: list[Proposal] = []
+        for sid, st in sorted(self.registry.stations.items()):
+            if sid in self.down:
+                continue
+            try:
+                w = valves.read_window(self.store, self.registry, self.cfg, st, now)
+            except (StoreUnavailable, StoreError) as exc:
+                log.warning("no home-valve advice for %s: store: %s", sid, exc)
+                continue
+            out += valves.proposals(self.cfg, st, w, flows, now)
+        return out
+
+    def valves_set(self) -> dict[str, datetime]:
+        """When each station's home valves were last set (a home-valve job recorded done)."""
+        out: dict[str, datetime] = {}
+        for p in self.proposals.find(statuses=["applied", "rechecked"], kinds=["home_valves"], limit=100_000):
+            if p.applied_at is not None and (p.station_id not in out or p.applied_at > out[p.station_id]):
+                out[p.station_id] = p.applied_at
+        return out
 
     def _down_for(self, p: Proposal) -> bool:
         """A setpoint for a station down for announced work (logged: it is not proposed)."""
@@ -201,7 +229,7 @@ class ControlLoop:
             return fc
 
         decisions = decide_all(self.store, self.registry, self.cfg, now, readings, self.proposals.last_published(),
-                               forecast_for)
+                               forecast_for, valves_set=self.valves_set())
         return [self._annotated(d, notes.get(d.station_id), used.get(d.station_id), now) for d in decisions]
 
     def _annotated(self, d: ModelDecision, note: str | None, fc: Forecast | None, now: datetime) -> ModelDecision:

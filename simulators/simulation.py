@@ -74,6 +74,7 @@ class Simulation:
         )
         self.faults = StationFaults.none(k)
         self.curve_offset = np.zeros(k)  # a setpoint with curve_offset_c: the station's curve shifted
+        self.valve = np.ones(self.net.n)  # each home's valve: share of its design flow it lets through (户间平衡)
         mc = self._home_flow()
         home_out = self._station_outdoor_per_home(outdoor)
         self.home_state = steady_homes(self.params, supply[self.net.station_idx], mc, home_out)
@@ -88,7 +89,8 @@ class Simulation:
         return station_outdoor[self.net.station_idx]
 
     def _home_flow(self) -> np.ndarray:
-        return self.params.mc_design * self.net.flow_factor * self.station_state.flow_share[self.net.station_idx]
+        return (self.params.mc_design * self.net.flow_factor * self.valve
+                * self.station_state.flow_share[self.net.station_idx])
 
     def station_index(self, station_id: str) -> int:
         try:
@@ -105,6 +107,17 @@ class Simulation:
                         if h.community == community and (want is None or h.building in want)], dtype=np.intp)
         if len(idx):
             self.net.flow_factor[idx] = np.maximum(self.net.flow_factor[idx], 1.0)
+        return len(idx)
+
+    def set_valves(self, community: str, building: str, location: str, flow: float) -> int:
+        """A crew set the home valves of one class (a building's homes at one position, ``Home.location``) to ``flow``,
+        a share of design flow. Returns how many homes it reached (sensor or not: the crew sets them all)."""
+        if not 0.0 < flow <= 1.0:
+            raise ValueError(f"valve flow share must be in (0, 1], got {flow}")
+        idx = np.array([i for i, h in enumerate(self.net.homes) if h.community == community and h.building == building
+                        and h.kind == "residential" and h.location == location], dtype=np.intp)
+        if len(idx):
+            self.valve[idx] = flow
         return len(idx)
 
     # --- control -------------------------------------------------------------

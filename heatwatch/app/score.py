@@ -368,7 +368,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
                 hot = _imbalanced_stations(done, community_station, cfg.control.imbalance_spread_c)
                 made = [*done.planned, *(done.report.proposals if done.report else [])]
                 if crew:
-                    jobs += [p for p in made if p.kind == "balancing"]
+                    jobs += [p for p in made if p.kind in ("balancing", "home_valves")]
                 imbalance_raises += sum(1 for p in made if p.station_id in hot and heat_for_indoor_shortfall(p))
                 next_cycle = t + every
         lockstep.finish()
@@ -405,7 +405,7 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
 
 def _crew_visits(jobs: list[Proposal], t: datetime, crew_h: float, sim: Any, loop: Any,
                  clock: Any) -> list[Proposal]:
-    """Carry out the balancing jobs due by ``t``: the community balanced in the simulator, the job
+    """Carry out the on-site jobs due by ``t``: the community balanced, or a home-valve job's classes set, in the simulator; the job
     recorded done in control (approved and applied by the crew: its recheck is scheduled). Returns the rest."""
     from control.service import ApplyError
 
@@ -414,12 +414,18 @@ def _crew_visits(jobs: list[Proposal], t: datetime, crew_h: float, sim: Any, loo
         if t < p.created_at + timedelta(hours=crew_h):
             left.append(p)
             continue
-        sim.balance(p.community)  # open the short buildings, throttle the others: every building at design flow
+        if p.kind == "home_valves":  # every home of each class, with a sensor or not
+            for v in p.evidence["classes"]:
+                sim.set_valves(v["community"], v["building"], v["location"], float(v["flow_pct"]) / 100.0)
+            done = f"home valves set {crew_h:g} h after the advice (scorer's crew)"
+        else:
+            sim.balance(p.community)  # open the short buildings, throttle the others: every building at design flow
+            done = f"balancing valves opened {crew_h:g} h after the advice (scorer's crew)"
         clock.set(t)
         try:
             if loop.proposals.get(p.proposal_id).status == "proposed":
                 loop.approve(p.proposal_id, "crew")
-            loop.apply(p.proposal_id, "crew", f"balancing valves opened {crew_h:g} h after the advice (scorer's crew)")
+            loop.apply(p.proposal_id, "crew", done)
         except (ApplyError, ValueError) as exc:  # withdrawn or decided meanwhile: the valves are open all the same
             _log.warning("crew: %s not recorded done: %s", p.proposal_id, exc)
     return left

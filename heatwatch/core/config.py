@@ -288,6 +288,13 @@ class ControlSettings(_Section):
     model_margin_c: float = Field(1.0, ge=0)  # aimed above the estimated cold homes (the standard + this, not 22 °C)
     model_cold_quantile: float = Field(0.05, gt=0, lt=0.5)  # the cold homes the standard is aimed at
     model_gap_h: float = Field(72.0, ge=1)  # hours over which the cold homes' gap under the mean is measured
+    # --- inter-home balancing: home valve settings per class of homes (control/valves.py; docs/CONTROL.md) --------
+    home_valves: bool = True  # advise the home valves of warm classes (a crew sets them; nothing is sent)
+    valve_window_h: float = Field(24.0, gt=0)  # hours each class's mean is taken over
+    valve_deadband_c: float = Field(0.5, ge=0)  # a class this much over the reference (or under it, throttled) moves
+    valve_min_flow: float = Field(0.2, gt=0, le=1)  # no home valve is advised under this share of design flow
+    valve_max_cut: float = Field(0.5, gt=0, lt=1)  # share of a class's flow one round may take away
+    valve_min_change: float = Field(0.05, gt=0, le=1)  # smaller changes of flow share are not advised
 
 
 class AlertsSettings(_Section):

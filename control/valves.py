@@ -1,0 +1,241 @@
+"""Inter-home balancing (户间平衡; 000 section 五 "调整阀门开度"): the home valve settings that bring the warm
+homes of a station down to its cold ones, so the supply that keeps the cold homes at the standard stops
+overheating the rest.
+
+Why: one supply temperature serves every home of a station, and the edge homes (top floor, ground floor,
+gable end) lose 1.5–3.5 °C more than the middle homes. Heating the edge homes to the standard puts the middle
+homes at 20–21 °C: heat that no family asked for. A valve per home entry (the building's 户用平衡阀) can take
+that heat back; a supply strategy alone cannot (docs/CONTROL.md).
+
+What is advised: one flow setting per class of homes — a building's homes at the same position (``Home.location``:
+top, ground, gable, their combinations, middle). The sensor homes of a class stand for the whole class (about
+half the homes have no sensor, and they sit where their neighbours sit); the crew sets every home of it.
+
+The reading of the store is ``read_window``; the arithmetic (``advise``, pure) is, per class over the last ``valve_window_h``:
+
+- the reference: the station's coldest class, but never under the standard + ``model_margin_c`` (the model
+  keeps its cold homes there; a class is never throttled below what the standard needs);
+- a class over the reference by more than ``valve_deadband_c`` needs less radiator output: the loss to outdoors
+  falls from (T − To) to (T_ref − To), and each unit of conductance gives (Ts − T_ref) instead of (Ts − T) —
+  internal gains are left out, which throttles less than needed (the safe side; the next round corrects);
+- the radiator's output against flow is the design's: G(m) = m·(1 − e^(−NTU/m)), m the share of design flow, NTU
+  from the design supply, return and indoor temperatures; the flow that gives the wanted G is solved for;
+- anchored: of the classes at the reference (within the deadband), the one that needs most is opened fully and
+  every class scaled with it — the rounds never walk a whole station shut while its supply climbs;
+- bounded: never under ``valve_min_flow`` of design flow, never more than ``valve_max_cut`` of a class's flow
+  taken in one round; a class under the reference that was throttled is opened again (opening is never
+  limited); changes under ``valve_min_change`` are not advised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from control.curve import design_for
+from control.proposal import Proposal, new_proposal_id
+from heatwatch.core import schema
+from heatwatch.core.config import Config, ControlSettings, StationDesign
+from heatwatch.core.registry import Registry, Station
+from heatwatch.infra.storage.base import Store
+
+ClassKey = tuple[str, str, str]  # community, building, location
+
+
+@dataclass(frozen=True, slots=True)
+class ValveClass:
+    """One class of homes: what its sensor homes measured and the flow advised for every home of it."""
+
+    community: str
+    building: str
+    location: str  # top, ground, gable, top+gable, ground+gable, middle
+    sensor_homes: tuple[str, ...]
+    mean_c: float  # the sensor homes' mean over the window
+    flow_now: float  # share of design flow it was set to (1.0: never throttled)
+    flow: float  # advised share of design flow
+
+    @property
+    def key(self) -> ClassKey:
+        return (self.community, self.building, self.location)
+
+    @property
+    def changed(self) -> bool:
+        return self.flow != self.flow_now
+
+    def to_json(self) -> dict[str, object]:
+        return {"community": self.community, "building": self.building, "location": self.location,
+                "sensor_homes": list(self.sensor_homes), "mean_c": round(self.mean_c, 2),
+                "flow_now_pct": round(100 * self.flow_now), "flow_pct": round(100 * self.flow)}
+
+
+def design_ntu(design: StationDesign) -> float:
+    """The radiators' NTU at design flow: −ln(1 − (Ts − Tr)/(Ts − Ti)) at the design point (0.44 at 60/45/18)."""
+    eff = (design.supply_design_c - design.return_design_c) / (design.supply_design_c - design.indoor_c)
+    return -math.log1p(-min(max(eff, 1e-6), 1 - 1e-6))
+
+
+def conductance(flow: np.ndarray, ntu: float) -> np.ndarray:
+    """Radiator output per °C of supply over indoor at ``flow`` (share of design flow), in design units."""
+    m = np.maximum(flow, 1e-9)
+    return m * -np.expm1(-ntu / m)
+
+
+def flow_for(ratio: np.ndarray, flow_now: np.ndarray, ntu: float, lo: float, hi: float = 1.0) -> np.ndarray:
+    """The flow whose conductance is ``ratio`` times that at ``flow_now``, within [lo, hi] (bisection: G rises with m)."""
+    want = ratio * conductance(flow_now, ntu)
+    a, b = np.full_like(flow_now, lo), np.full_like(flow_now, hi)
+    for _ in range(40):
+        mid = 0.5 * (a + b)
+        low = conductance(mid, ntu) < want
+        a, b = np.where(low, mid, a), np.where(low, b, mid)
+    return 0.5 * (a + b)
+
+
+def advise(classes: Sequence[tuple[ClassKey, tuple[str, ...], float]], flows_now: Mapping[ClassKey, float],
+           supply_c: float, outdoor_c: float, standard_c: float, c: ControlSettings,
+           design: StationDesign) -> tuple[float, list[ValveClass]]:
+    """Pure: one station's classes (key, sensor homes, mean °C over the window) → the reference and each class's advice.
+
+    ``supply_c``, ``outdoor_c``: the station's means over the same window; ``standard_c``: the standard the homes
+    must reach in it (``standard_over``). Every class is returned, changed or not; ``ValveClass.changed`` tells which to set.
+    """
+    if not classes:
+        return float("nan"), []
+    means = np.array([m for _, _, m in classes], dtype=float)
+    now = np.array([min(max(flows_now.get(k, 1.0), c.valve_min_flow), 1.0) for k, _, _ in classes])
+    ref = max(float(means.min()), standard_c + c.model_margin_c)
+    flow = now.copy()
+    span_ok = (supply_c - means > 1.0) & (means - outdoor_c > 1.0) & (supply_c - ref > 1.0) & (ref - outdoor_c > 1.0)
+    if span_ok.any():
+        ratio = ((ref - outdoor_c) / (means - outdoor_c)) * ((supply_c - means) / (supply_c - ref))
+        want = flow_for(np.where(span_ok, ratio, 1.0), now, design_ntu(design), c.valve_min_flow, hi=4.0)
+        # anchored: of the classes at the reference (within the deadband), the one that needs most opens fully,
+        # so the crews' rounds never walk the whole station shut while its supply climbs; a colder class (short
+        # of flow: a balancing job) does not scale the others down, nor do the warm ones being throttled
+        anchors = span_ok & (np.abs(means - ref) <= c.valve_deadband_c)
+        top = float(want[anchors].max()) if anchors.any() else 1.0
+        want = want / top if top < 1.0 else want
+        over = span_ok & (means > ref + c.valve_deadband_c)
+        want = np.where(over, np.maximum(want, now * (1.0 - c.valve_max_cut)), want)
+        want = np.clip(want, c.valve_min_flow, 1.0)
+        moves = span_ok & (np.abs(want - now) >= c.valve_min_change) & (over | (want > now))
+        flow = np.where(moves, np.round(want, 2), now)
+    out = [ValveClass(k[0], k[1], k[2], homes, float(m), float(n), float(f))
+           for (k, homes, m), n, f in zip(classes, now, flow, strict=True)]
+    return ref, out
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What one station's homes measured over the window: the classes with their sensor homes and means."""
+
+    classes: list[tuple[ClassKey, tuple[str, ...], float]]
+    supply_c: float  # NaN when the station did not report
+    outdoor_c: float
+    standard_c: float  # the highest standard of its hours (the day's)
+
+
+def standard_over(cfg: Config, start: datetime, hours: int) -> float:
+    """The highest residential standard of the hours from ``start`` (by the local clock): the day's, once the
+    window holds a day hour. A class's mean over day and night must not be throttled under it — the homes barely
+    follow the night's lower standard (their time constant is about a day), so their mean is their day."""
+    s = cfg.standard
+    vals = [s.day_min_c if s.day_start_hour <= (start + timedelta(hours=i)).astimezone(cfg.general.tz).hour
+            < s.day_end_hour else s.night_min_c for i in range(hours)]
+    return float(max(vals)) if vals else s.day_min_c
+
+
+def classes_from_frame(indoor: pd.DataFrame, registry: Registry, homes: Iterable[str],
+                       min_hours: int) -> list[tuple[ClassKey, tuple[str, ...], float]]:
+    """Pure: hourly means per home (columns ``home_id``, ``mean``) → each class's sensor homes and mean: the mean of
+    its homes' means, each home counted once it reported ``min_hours`` hours (a home that says little says nothing)."""
+    want = set(homes)
+    if indoor.empty:
+        return []
+    df = indoor[indoor["home_id"].isin(want)]
+    per_home = df.groupby("home_id")["mean"].agg(["mean", "count"])
+    per_home = per_home[per_home["count"] >= min_hours]
+    groups: dict[ClassKey, list[tuple[str, float]]] = {}
+    for hid, row in per_home.iterrows():
+        h = registry.homes[str(hid)]
+        groups.setdefault((h.community, h.building, h.location), []).append((str(hid), float(row["mean"])))
+    return [(k, tuple(h for h, _ in v), float(np.mean([m for _, m in v]))) for k, v in sorted(groups.items())]
+
+
+def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime) -> Window:
+    """The station's last ``valve_window_h`` whole hours from the store: its residential homes by class, its
+    supply and outdoor means (implausible indoor hours left out, as analytics leaves them)."""
+    c = cfg.control
+    end = now.replace(minute=0, second=0, microsecond=0)
+    hours = max(1, int(c.valve_window_h))
+    start = end - timedelta(hours=hours)
+    homes = [h.home_id for h in registry.homes.values() if h.station_id == st.station_id and h.kind == "residential"]
+    comms = sorted({registry.homes[h].community for h in homes})
+    tz = cfg.general.tz
+    indoor = (store.hourly(schema.INDOOR, "temp_c", start, end, tz, by="home_id", where={"community": comms},
+                           stats=("mean",)) if comms else pd.DataFrame())
+    if not indoor.empty:
+        indoor = indoor[(indoor["mean"] >= cfg.analytics.implausible_below_c) & (indoor["mean"] <= cfg.analytics.warm_above_c)]
+    supply = store.hourly(schema.STATION, "supply_c", start, end, tz, by="station_id",
+                          where={"station_id": [st.station_id]}, stats=("mean",))
+    outdoor = store.hourly(schema.WEATHER, "temp_c", start, end, tz, by="site_id",
+                           where={"site_id": [st.weather_site]}, stats=("mean",))
+
+    def mean(df: pd.DataFrame) -> float:
+        return float(df["mean"].mean()) if not df.empty else float("nan")
+
+    return Window(classes_from_frame(indoor, registry, homes, max(1, hours // 2)), mean(supply), mean(outdoor),
+                  standard_over(cfg, start, hours))
+
+
+def flows_set(done: Iterable[Proposal]) -> dict[ClassKey, float]:
+    """Each class's flow share as the crews last set it: from the home-valve jobs recorded done, oldest first."""
+    out: dict[ClassKey, float] = {}
+    for p in sorted(done, key=lambda q: q.applied_at or q.created_at):
+        for v in p.evidence.get("classes", []):
+            out[(str(v["community"]), str(v["building"]), str(v["location"]))] = float(v["flow_pct"]) / 100.0
+    return out
+
+
+def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, float], now: datetime) -> list[Proposal]:
+    """Pure: one home-valve job per community of ``st`` with a class to change (none when the station's supply or
+    outdoor temperature is unknown)."""
+    c = cfg.control
+    if not (math.isfinite(w.supply_c) and math.isfinite(w.outdoor_c)) or len(w.classes) < 2:
+        return []
+    ref, advice = advise(w.classes, flows_now, w.supply_c, w.outdoor_c, w.standard_c, c, design_for(cfg, st.station_id))
+    coldest = min(advice, key=lambda v: v.mean_c)
+    out = []
+    for community in st.communities:
+        changed = [v for v in advice if v.community == community and v.changed]
+        if not changed:
+            continue
+        cut = [v for v in changed if v.flow < v.flow_now]
+        homes = [h for v in cut for h in v.sensor_homes]
+        before = float(np.mean([v.mean_c for v in cut])) if cut else None
+        steps = "; ".join(f"{v.building} {v.location} ({len(v.sensor_homes)} measured, {v.mean_c:.1f} °C): "
+                          f"{100 * v.flow_now:.0f} → {100 * v.flow:.0f} %" for v in changed)
+        reason = (f"{community}: set the home valves of {len(changed)} classes of homes to a share of design flow — "
+                  f"{steps}. The station's coldest class ({coldest.building} {coldest.location}) ran "
+                  f"{coldest.mean_c:.1f} °C, the reference is {ref:.1f} °C (never under the standard + "
+                  f"{c.model_margin_c:g} °C); set every home of a class, with or without a sensor, and keep "
+                  f"{st.name or st.station_id}'s supply temperature.")
+        evidence: dict[str, Any] = {
+            "reference_c": round(ref, 2), "standard_c": round(w.standard_c, 2), "supply_mean_c": round(w.supply_c, 2),
+            "outdoor_mean_c": round(w.outdoor_c, 2), "window_h": c.valve_window_h,
+            "coldest_class": coldest.to_json(), "classes": [v.to_json() for v in changed],
+            "throttled_homes": homes, "deadband_c": c.valve_deadband_c,
+        }
+        out.append(Proposal(
+            proposal_id=new_proposal_id(), station_id=st.station_id, kind="home_valves", community=community,
+            current_c=round(max(v.mean_c for v in changed), 2), proposed_c=None, delta_c=None, evidence=evidence,
+            reason=reason, created_at=now, effective_at=now, targets=(community,),
+            before_c=None if before is None else round(before, 2),
+        ))
+    return out

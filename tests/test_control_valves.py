@@ -1,0 +1,250 @@
+"""Inter-home balancing (control/valves.py): the home valves of the warm classes of homes are throttled toward the
+station's cold ones, never under the standard, bounded and rate-limited; a crew sets them; the recheck asks whether a
+throttled home went cold; the model reads the homes' response from the hours after the valves were set."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.results import AnalysisResult, HomeBelow
+from control import valves
+from control.outcome import judge
+from heatwatch.core.config import Config, ControlSettings, StationDesign, load_config
+from heatwatch.core.registry import Home, Registry, Station
+
+NOW = datetime(2026, 1, 10, 4, 0, tzinfo=UTC)
+ST = Station("S1", "幸福换热站", ("幸福小区", "和平新村"), 35.0, 80.0, "北京")
+
+
+def cfg(**control: object) -> Config:
+    return load_config(environ={}, overrides={"control": control})
+
+
+def test_the_radiator_curve_gives_the_flow_back() -> None:
+    ntu = valves.design_ntu(StationDesign())
+    assert ntu == pytest.approx(-np.log(1 - 15 / 42))  # 60/45 over 18 °C
+    now = np.array([1.0, 0.6, 0.35])
+    ratio = np.array([0.8, 0.9, 1.2])
+    got = valves.flow_for(ratio, now, ntu, 0.05, hi=4.0)
+    assert valves.conductance(got, ntu) == pytest.approx(ratio * valves.conductance(now, ntu), rel=1e-6)
+    # output falls slower than flow (the radiator cools the water more when it flows slower): 80 % output < 60 % flow
+    assert got[0] < 0.65
+
+
+def advise(means: dict[str, float], flows: dict[str, float] | None = None, **c: float) -> dict[str, valves.ValveClass]:
+    classes = [(("幸福小区", "1号楼", loc), (f"h-{loc}",), m) for loc, m in means.items()]
+    ref, out = valves.advise(classes, {("幸福小区", "1号楼", k): v for k, v in (flows or {}).items()}, 55.0, -2.0,
+                             18.0, ControlSettings(**c), StationDesign())
+    advise.ref = ref  # type: ignore[attr-defined]
+    return {v.location: v for v in out}
+
+
+def test_the_warm_middle_homes_are_throttled_and_the_coldest_class_stays_open() -> None:
+    got = advise({"top": 19.2, "gable": 19.9, "middle": 20.8})
+    assert advise.ref == 19.2  # type: ignore[attr-defined]  # the coldest class, over the standard + margin (19)
+    assert got["top"].flow == 1.0 and not got["top"].changed
+    assert got["middle"].flow < got["gable"].flow < 1.0  # the warmer, the more
+
+
+def test_never_throttled_toward_a_class_under_the_standard() -> None:
+    """A class short of flow (a far building: 16.5 °C) is a balancing job; the others go to the standard + margin,
+    not down to it."""
+    got = advise({"top": 16.5, "middle": 20.8})
+    assert advise.ref == 19.0  # type: ignore[attr-defined]
+    assert got["top"].flow == 1.0
+    lone = advise({"middle": 20.8, "top": 19.0})["middle"].flow
+    assert got["middle"].flow == pytest.approx(lone, abs=0.02)  # the cold class did not scale the warm one down
+
+
+def test_bounded_and_rate_limited() -> None:
+    got = advise({"top": 19.0, "middle": 26.0}, {"middle": 0.5}, valve_max_cut=0.3, valve_min_flow=0.2)
+    assert got["middle"].flow == pytest.approx(0.35)  # at most 30 % of its flow in one round
+    got = advise({"top": 19.0, "middle": 26.0}, {"middle": 0.25}, valve_max_cut=0.9, valve_min_flow=0.2,
+                 valve_min_change=0.01)
+    assert got["middle"].flow == 0.2  # never under the minimum
+    small = advise({"top": 19.0, "middle": 19.6}, valve_min_change=0.5)
+    assert not small["middle"].changed  # smaller changes are not advised
+    calm = advise({"top": 19.0, "middle": 19.4})
+    assert not calm["middle"].changed  # inside the deadband
+
+
+def test_a_throttled_class_that_ran_cold_is_opened_and_the_station_is_anchored() -> None:
+    """Every class was throttled and the coldest now runs at the reference: the most-needing class opens fully (the
+    rounds never walk a whole station shut while its supply climbs), and a throttled class under it opens too."""
+    got = advise({"top": 19.0, "gable": 19.1, "middle": 18.2}, {"top": 0.6, "gable": 0.6, "middle": 0.4})
+    assert got["top"].flow == 1.0  # at the reference and needing most: the anchor
+    assert 0.9 < got["gable"].flow < 1.0  # a little warmer: scaled with it, a little less
+    assert got["middle"].flow / got["top"].flow > 0.4 / 0.6  # ran cold: more than its share before
+
+
+def test_the_advice_brings_the_simulated_homes_to_the_reference_and_not_under_it() -> None:
+    """The advice's radiator arithmetic against the simulator's physics (radiator exponent, internal gains): every
+    class of a building advised from all its homes, the valves set, the homes settled again."""
+    from simulators.physics import steady_homes
+    from simulators.scenario import load_scenario
+    from simulators.simulation import Simulation
+
+    sim = Simulation(load_scenario("normal"), NOW)
+    b = sim.net.homes[0]
+    idx = [i for i, h in enumerate(sim.net.homes) if h.community == b.community and h.building == b.building
+           and h.kind == "residential"]
+    supply, outdoor = 58.0, -3.0
+
+    def settle() -> np.ndarray:
+        s = steady_homes(sim.params, np.full(sim.net.n, supply), sim._home_flow(), np.full(sim.net.n, outdoor))
+        return s.temp_c
+
+    before = settle()
+    by_class: dict[str, list[int]] = {}
+    for i in idx:
+        by_class.setdefault(sim.net.homes[i].location, []).append(i)
+    classes = [((b.community, b.building, loc), tuple(sim.net.homes[i].home_id for i in ii), float(before[ii].mean()))
+               for loc, ii in sorted(by_class.items())]
+    c = ControlSettings(valve_max_cut=0.9)
+    ref, advice = valves.advise(classes, {}, supply, outdoor, 18.0, c, StationDesign())
+    assert any(v.changed for v in advice)
+    for v in advice:
+        assert sim.set_valves(v.community, v.building, v.location, v.flow) == len(by_class[v.location])
+    after = settle()
+    spread = {loc: (before[ii].mean(), after[ii].mean()) for loc, ii in by_class.items()}
+    for loc, (was, now) in spread.items():
+        assert now >= ref - 0.3, (loc, was, now)  # not under the reference (the safe side, within the spread)
+        assert now <= was + 1e-9  # a valve advice never warms a class that was at the reference
+    means_before = [w for w, _ in spread.values()]
+    means_after = [n for _, n in spread.values()]
+    assert max(means_after) - min(means_after) < 0.5 * (max(means_before) - min(means_before))
+
+
+def test_classes_count_a_home_once_it_reported_enough_hours() -> None:
+    homes = {
+        "a": Home("a", "幸福小区", "1号楼", "1单元", 6, 6, False, "residential", None, "S1"),
+        "b": Home("b", "幸福小区", "1号楼", "1单元", 6, 6, True, "residential", None, "S1"),
+        "c": Home("c", "幸福小区", "1号楼", "1单元", 3, 6, False, "residential", None, "S1"),
+        "d": Home("d", "幸福小区", "1号楼", "1单元", 3, 6, False, "residential", None, "S1"),
+    }
+    reg = Registry(homes, {"S1": ST})
+    hours = pd.date_range(NOW - timedelta(hours=4), periods=4, freq="h")
+    rows = [("a", h, 19.0) for h in hours] + [("b", h, 18.6) for h in hours] + [("c", h, 21.0) for h in hours]
+    rows += [("d", hours[0], 10.0)]  # one hour: not enough to speak for its class
+    df = pd.DataFrame(rows, columns=["home_id", "hour", "mean"])
+    got = valves.classes_from_frame(df, reg, homes, min_hours=2)
+    assert got == [(("幸福小区", "1号楼", "middle"), ("c",), 21.0), (("幸福小区", "1号楼", "top"), ("a",), 19.0),
+                   (("幸福小区", "1号楼", "top+gable"), ("b",), 18.6)]
+
+
+def window(classes: list[tuple[tuple[str, str, str], tuple[str, ...], float]], supply: float = 55.0) -> valves.Window:
+    return valves.Window(classes, supply, -2.0, 18.0)
+
+
+def test_one_job_per_community_with_the_whole_class_and_its_homes_named() -> None:
+    w = window([(("幸福小区", "1号楼", "top"), ("t1",), 19.1), (("幸福小区", "1号楼", "middle"), ("m1", "m2"), 20.9),
+                (("和平新村", "2号楼", "top"), ("t2",), 19.3)])
+    jobs = valves.proposals(cfg(), ST, w, {}, NOW)
+    assert len(jobs) == 1  # 和平新村 has nothing to change
+    p = jobs[0]
+    assert p.kind == "home_valves" and p.community == "幸福小区" and p.targets == ("幸福小区",)
+    assert p.evidence["throttled_homes"] == ["m1", "m2"] and p.before_c == 20.9
+    [cls] = p.evidence["classes"]
+    assert cls["building"] == "1号楼" and cls["location"] == "middle" and cls["flow_now_pct"] == 100 > cls["flow_pct"]
+    assert "幸福小区" in p.reason and "1号楼 middle" in p.reason and "every home of a class" in p.reason
+    # the flows a crew set are where the next round starts
+    done = replace(p, status="applied", applied_at=NOW)
+    assert valves.flows_set([done]) == {("幸福小区", "1号楼", "middle"): cls["flow_pct"] / 100}
+    # no supply measured, no advice
+    assert valves.proposals(cfg(), ST, window(w.classes, float("nan")), {}, NOW) == []
+
+
+def analysis(home_means: dict[str, float], below: list[str]) -> AnalysisResult:
+    return AnalysisResult(
+        window_from=NOW - timedelta(hours=24), window_to=NOW, timezone="Asia/Shanghai", communities=[], imbalance=[],
+        homes_below_standard=[HomeBelow(h, "幸福小区", "1号楼", "residential", 18.0, 6, 6, 17.0, 16.5, NOW)
+                              for h in below],
+        home_means_c=home_means,
+    )
+
+
+def test_the_recheck_asks_whether_a_throttled_home_went_cold() -> None:
+    w = window([(("幸福小区", "1号楼", "top"), ("t1",), 19.1), (("幸福小区", "1号楼", "middle"), ("m1", "m2"), 20.9)])
+    [p] = valves.proposals(cfg(), ST, w, {}, NOW)
+    ok = judge(p, [analysis({"m1": 19.4, "m2": 19.6, "t1": 19.0}, [])], 18.0, 22.0, 0.3)
+    assert ok.outcome == "improved" and ok.after_c == pytest.approx(19.5) and "20.9 → 19.5" in ok.why
+    cold = judge(p, [analysis({"m1": 17.2, "m2": 19.6}, ["m1"])], 18.0, 22.0, 0.3)
+    assert cold.outcome == "not_improved" and cold.still_below == ("m1",)
+    silent = judge(p, [analysis({"t1": 19.0}, [])], 18.0, 22.0, 0.3)
+    assert silent.outcome == "not_improved"
+
+
+def test_the_models_gap_and_fit_start_when_the_valves_were_set() -> None:
+    from control.mpc import series_from_frames
+
+    hours = pd.date_range(NOW - timedelta(hours=10), periods=10, freq="h")
+    homes = {"w": "1号楼", "c": "1号楼"}
+    rows = []
+    for i, h in enumerate(hours):
+        spread = 3.0 if i < 7 else 0.5  # the valves were set at hour 7: the spread shrank
+        rows += [("w", h, 19.0 + spread), ("c", h, 19.0)]
+    indoor = pd.DataFrame(rows, columns=["home_id", "hour", "mean"])
+    empty = pd.DataFrame(columns=["hour", "mean"])
+    mixed = series_from_frames(indoor, empty, empty, homes, hours, 0.05, 72)
+    since = series_from_frames(indoor, empty, empty, homes, hours, 0.05, 72, gap_since=hours[7].to_pydatetime())
+    assert since.cold_gap_c == pytest.approx(0.5 / 2 - 0.5 * 0.05, abs=0.02)  # mean − 5 % quantile, after the change
+    assert mixed.cold_gap_c > 1.0
+
+
+def test_the_loop_advises_each_round_from_where_the_crew_left_the_valves(tmp_path: Path) -> None:
+    """Stored readings → a home-valve job; while it waits for its crew and recheck nothing more is advised; once done
+    and rechecked, the next round starts from the flows the crew set."""
+    from heatwatch.core import schema
+    from heatwatch.core.model import Point
+    from heatwatch.core.timeutil import SettableClock, to_ns
+    from heatwatch.infra.storage.sqlite import SqliteStore
+    from tests.test_control_invariants import Recorder
+
+    st = Station("S1", "幸福换热站", ("幸福小区",), 35.0, 80.0, "北京")
+    homes = {f"m{i}": Home(f"m{i}", "幸福小区", "1号楼", "1单元", 3, 6, False, "residential", None, "S1")
+             for i in range(3)}
+    homes |= {f"t{i}": Home(f"t{i}", "幸福小区", "1号楼", "1单元", 6, 6, False, "residential", None, "S1")
+              for i in range(2)}
+    c = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "d")}, "alerts": {"mqtt": False},
+                                           "control": {"strategy": "feedback"}})
+    store = SqliteStore(tmp_path / "s.sqlite")
+    clock = SettableClock(NOW)
+    from control.service import ControlLoop
+
+    loop = ControlLoop(c, Registry(homes, {"S1": st}), store, clock, Recorder())
+    loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]
+
+    def day(middle_c: float) -> None:
+        pts = []
+        for k in range(24 * 4):
+            t = to_ns(clock() - timedelta(minutes=15 * k + 1))
+            pts += [Point(schema.INDOOR, {"home_id": h, "community": "幸福小区"}, {"temp_c": middle_c if h[0] == "m"
+                                                                                     else 19.0}, t) for h in homes]
+            pts += [Point(schema.STATION, {"station_id": "S1"}, {"supply_c": 55.0}, t),
+                    Point(schema.WEATHER, {"site_id": "北京"}, {"temp_c": -2.0}, t)]
+        store.write(pts)
+
+    try:
+        day(21.0)
+        [p] = loop.valve_jobs(clock())
+        assert p.evidence["throttled_homes"] == ["m0", "m1", "m2"]
+        loop.lifecycle.add_many([p])
+        assert loop.lifecycle.unseen(loop.valve_jobs(clock())) == []  # one job at a time per community
+        loop.approve(p.proposal_id, "crew")
+        loop.apply(p.proposal_id, "crew", "set")
+        assert loop.valves_set() == {"S1": clock()}
+        first = p.evidence["classes"][0]["flow_pct"]
+        clock.advance(hours=48)
+        day(20.2)  # cooler, still over the reference
+        assert loop.recheck(p.proposal_id) is not None  # rechecked: the key is free again
+        [q] = loop.lifecycle.unseen(loop.valve_jobs(clock()))
+        assert q.evidence["classes"][0]["flow_now_pct"] == first > q.evidence["classes"][0]["flow_pct"]
+    finally:
+        loop.shutdown()
+        store.close()
