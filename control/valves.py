@@ -33,7 +33,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,17 @@ from heatwatch.core.registry import Registry, Station
 from heatwatch.infra.storage.base import Store
 
 ClassKey = tuple[str, str, str]  # community, building, location
+
+
+class Measured(NamedTuple):
+    """One class as its sensor homes measured it. Bungalows and contract homes are classes of their own, each held to
+    its own standard (``floor_c``: its day standard; None: the residential one) and never an anchor for the station."""
+
+    key: ClassKey
+    homes: tuple[str, ...]
+    mean_c: float
+    kind: str = "residential"
+    standard_c: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +108,7 @@ def flow_for(ratio: np.ndarray, flow_now: np.ndarray, ntu: float, lo: float, hi:
     return 0.5 * (a + b)
 
 
-def advise(classes: Sequence[tuple[ClassKey, tuple[str, ...], float]], flows_now: Mapping[ClassKey, float],
+def advise(classes: Sequence[Measured], flows_now: Mapping[ClassKey, float],
            supply_c: float, outdoor_c: float, standard_c: float, c: ControlSettings,
            design: StationDesign) -> tuple[float, list[ValveClass]]:
     """Pure: one station's classes (key, sensor homes, mean °C over the window) → the reference and each class's advice.
@@ -105,29 +116,34 @@ def advise(classes: Sequence[tuple[ClassKey, tuple[str, ...], float]], flows_now
     ``supply_c``, ``outdoor_c``: the station's means over the same window; ``standard_c``: the standard the homes
     must reach in it (``standard_over``). Every class is returned, changed or not; ``ValveClass.changed`` tells which to set.
     """
+    classes = [Measured(*m) for m in classes]
     if not classes:
         return float("nan"), []
-    means = np.array([m for _, _, m in classes], dtype=float)
-    now = np.array([min(max(flows_now.get(k, 1.0), c.valve_min_flow), 1.0) for k, _, _ in classes])
-    ref = max(float(means.min()), standard_c + c.model_margin_c)
+    means = np.array([m.mean_c for m in classes], dtype=float)
+    now = np.array([min(max(flows_now.get(m.key, 1.0), c.valve_min_flow), 1.0) for m in classes])
+    res = np.array([m.kind == "residential" for m in classes])
+    ref = max(float(means[res].min()), standard_c + c.model_margin_c) if res.any() else standard_c + c.model_margin_c
+    # bungalows and contract homes: their own standard + the margin (the supply is set for the residential homes)
+    refs = np.array([ref if m.kind == "residential" else
+                     (standard_c if m.standard_c is None else m.standard_c) + c.model_margin_c for m in classes])
     flow = now.copy()
-    span_ok = (supply_c - means > 1.0) & (means - outdoor_c > 1.0) & (supply_c - ref > 1.0) & (ref - outdoor_c > 1.0)
+    span_ok = (supply_c - means > 1.0) & (means - outdoor_c > 1.0) & (supply_c - refs > 1.0) & (refs - outdoor_c > 1.0)
     if span_ok.any():
-        ratio = ((ref - outdoor_c) / (means - outdoor_c)) * ((supply_c - means) / (supply_c - ref))
+        ratio = ((refs - outdoor_c) / (means - outdoor_c)) * ((supply_c - means) / (supply_c - refs))
         want = flow_for(np.where(span_ok, ratio, 1.0), now, design_ntu(design), c.valve_min_flow, hi=4.0)
         # anchored: of the classes at the reference (within the deadband), the one that needs most opens fully,
         # so the crews' rounds never walk the whole station shut while its supply climbs; a colder class (short
         # of flow: a balancing job) does not scale the others down, nor do the warm ones being throttled
-        anchors = span_ok & (np.abs(means - ref) <= c.valve_deadband_c)
+        anchors = span_ok & res & (np.abs(means - ref) <= c.valve_deadband_c)
         top = float(want[anchors].max()) if anchors.any() else 1.0
-        want = want / top if top < 1.0 else want
-        over = span_ok & (means > ref + c.valve_deadband_c)
+        want = np.where(res, want / top, want) if top < 1.0 else want
+        over = span_ok & (means > refs + c.valve_deadband_c)
         want = np.where(over, np.maximum(want, now * (1.0 - c.valve_max_cut)), want)
         want = np.clip(want, c.valve_min_flow, 1.0)
         moves = span_ok & (np.abs(want - now) >= c.valve_min_change) & (over | (want > now))
         flow = np.where(moves, np.round(want, 2), now)
-    out = [ValveClass(k[0], k[1], k[2], homes, float(m), float(n), float(f))
-           for (k, homes, m), n, f in zip(classes, now, flow, strict=True)]
+    out = [ValveClass(m.key[0], m.key[1], m.key[2], m.homes, m.mean_c, float(n), float(f))
+           for m, n, f in zip(classes, now, flow, strict=True)]
     return ref, out
 
 
@@ -135,7 +151,7 @@ def advise(classes: Sequence[tuple[ClassKey, tuple[str, ...], float]], flows_now
 class Window:
     """What one station's homes measured over the window: the classes with their sensor homes and means."""
 
-    classes: list[tuple[ClassKey, tuple[str, ...], float]]
+    classes: list[Measured]
     supply_c: float  # NaN when the station did not report
     outdoor_c: float
     standard_c: float  # the highest standard of its hours (the day's)
@@ -151,10 +167,11 @@ def standard_over(cfg: Config, start: datetime, hours: int) -> float:
     return float(max(vals)) if vals else s.day_min_c
 
 
-def classes_from_frame(indoor: pd.DataFrame, registry: Registry, homes: Iterable[str],
-                       min_hours: int) -> list[tuple[ClassKey, tuple[str, ...], float]]:
+def classes_from_frame(indoor: pd.DataFrame, registry: Registry, homes: Iterable[str], min_hours: int,
+                       cfg: Config | None = None) -> list[Measured]:
     """Pure: hourly means per home (columns ``home_id``, ``mean``) → each class's sensor homes and mean: the mean of
-    its homes' means, each home counted once it reported ``min_hours`` hours (a home that says little says nothing)."""
+    its homes' means, each home counted once it reported ``min_hours`` hours (a home that says little says nothing).
+    Bungalows and contract homes carry their day standard (``cfg``'s bungalow standard, the contract's)."""
     want = set(homes)
     if indoor.empty:
         return []
@@ -165,7 +182,18 @@ def classes_from_frame(indoor: pd.DataFrame, registry: Registry, homes: Iterable
     for hid, row in per_home.iterrows():
         h = registry.homes[str(hid)]
         groups.setdefault((h.community, h.building, h.location), []).append((str(hid), float(row["mean"])))
-    return [(k, tuple(h for h, _ in v), float(np.mean([m for _, m in v]))) for k, v in sorted(groups.items())]
+    out = []
+    for k, v in sorted(groups.items()):
+        kinds = [registry.homes[h] for h, _ in v]
+        kind = kinds[0].kind if len({x.kind for x in kinds}) == 1 else "residential"
+        std: float | None = None
+        if kind == "bungalow" and cfg is not None:
+            std = cfg.standard.bungalow_min_c
+        elif kind == "non_residential":
+            contracts = [x.min_temp_c for x in kinds if x.min_temp_c is not None]
+            std = max(contracts) if contracts else None
+        out.append(Measured(k, tuple(h for h, _ in v), float(np.mean([m for _, m in v])), kind, std))
+    return out
 
 
 def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime) -> Window:
@@ -175,7 +203,7 @@ def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now:
     end = now.replace(minute=0, second=0, microsecond=0)
     hours = max(1, int(c.valve_window_h))
     start = end - timedelta(hours=hours)
-    homes = [h.home_id for h in registry.homes.values() if h.station_id == st.station_id and h.kind == "residential"]
+    homes = [h.home_id for h in registry.homes.values() if h.station_id == st.station_id]
     comms = sorted({registry.homes[h].community for h in homes})
     tz = cfg.general.tz
     indoor = (store.hourly(schema.INDOOR, "temp_c", start, end, tz, by="home_id", where={"community": comms},
@@ -190,7 +218,7 @@ def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now:
     def mean(df: pd.DataFrame) -> float:
         return float(df["mean"].mean()) if not df.empty else float("nan")
 
-    return Window(classes_from_frame(indoor, registry, homes, max(1, hours // 2)), mean(supply), mean(outdoor),
+    return Window(classes_from_frame(indoor, registry, homes, max(1, hours // 2), cfg), mean(supply), mean(outdoor),
                   standard_over(cfg, start, hours))
 
 
@@ -207,10 +235,11 @@ def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, 
     """Pure: one home-valve job per community of ``st`` with a class to change (none when the station's supply or
     outdoor temperature is unknown)."""
     c = cfg.control
-    if not (math.isfinite(w.supply_c) and math.isfinite(w.outdoor_c)) or len(w.classes) < 2:
+    if not (math.isfinite(w.supply_c) and math.isfinite(w.outdoor_c)) or not w.classes:
         return []
     ref, advice = advise(w.classes, flows_now, w.supply_c, w.outdoor_c, w.standard_c, c, design_for(cfg, st.station_id))
-    coldest = min(advice, key=lambda v: v.mean_c)
+    kinds = {m.key: m.kind for m in (Measured(*x) for x in w.classes)}
+    coldest = min(advice, key=lambda v: (kinds[v.key] != "residential", v.mean_c))
     out = []
     for community in st.communities:
         changed = [v for v in advice if v.community == community and v.changed]

@@ -115,7 +115,7 @@ class Simulation:
         if not 0.0 < flow <= 1.0:
             raise ValueError(f"valve flow share must be in (0, 1], got {flow}")
         idx = np.array([i for i, h in enumerate(self.net.homes) if h.community == community and h.building == building
-                        and h.kind == "residential" and h.location == location], dtype=np.intp)
+                        and h.location == location], dtype=np.intp)
         if len(idx):
             self.valve[idx] = flow
         return len(idx)

@@ -134,8 +134,10 @@ def test_classes_count_a_home_once_it_reported_enough_hours() -> None:
     rows += [("d", hours[0], 10.0)]  # one hour: not enough to speak for its class
     df = pd.DataFrame(rows, columns=["home_id", "hour", "mean"])
     got = valves.classes_from_frame(df, reg, homes, min_hours=2)
-    assert got == [(("幸福小区", "1号楼", "middle"), ("c",), 21.0), (("幸福小区", "1号楼", "top"), ("a",), 19.0),
-                   (("幸福小区", "1号楼", "top+gable"), ("b",), 18.6)]
+    assert [tuple(m)[:3] for m in got] == [
+        (("幸福小区", "1号楼", "middle"), ("c",), 21.0), (("幸福小区", "1号楼", "top"), ("a",), 19.0),
+        (("幸福小区", "1号楼", "top+gable"), ("b",), 18.6)]
+    assert {m.kind for m in got} == {"residential"}
 
 
 def window(classes: list[tuple[tuple[str, str, str], tuple[str, ...], float]], supply: float = 55.0) -> valves.Window:
@@ -248,3 +250,23 @@ def test_the_loop_advises_each_round_from_where_the_crew_left_the_valves(tmp_pat
     finally:
         loop.shutdown()
         store.close()
+
+
+def test_bungalows_and_contract_homes_are_held_to_their_own_standard() -> None:
+    """A bungalow (16 °C) warmed by the supply the flats need is throttled toward 16 + margin, not toward the flats'
+    reference; a contract home toward its contract; neither anchors the station (its flats stay as they are)."""
+    c = ControlSettings(valve_max_cut=0.9)
+    classes = [valves.Measured(("幸福小区", "1号楼", "top"), ("t",), 19.1),
+               valves.Measured(("幸福小区", "平房区", "top+ground+gable"), ("p",), 19.9, "bungalow", 16.0),
+               valves.Measured(("幸福小区", "配套用房", "top+ground"), ("n",), 19.9, "non_residential", 12.0)]
+    ref, got = valves.advise(classes, {}, 55.0, -2.0, 18.0, c, StationDesign())
+    by = {v.building: v for v in got}
+    assert ref == 19.1 and by["1号楼"].flow == 1.0
+    assert by["平房区"].flow < 1.0 and by["配套用房"].flow < by["平房区"].flow  # 12 °C contract: throttled more
+    assert by["平房区"].flow >= c.valve_min_flow
+    # from the store's frame: the kinds and standards come from the registry and the settings
+    homes = {"p": Home("p", "幸福小区", "平房区", "", 1, 1, True, "bungalow", None, "S1"),
+             "n": Home("n", "幸福小区", "配套用房", "", 1, 1, False, "non_residential", 12.0, "S1")}
+    df = pd.DataFrame([("p", NOW, 19.9), ("n", NOW, 19.9)], columns=["home_id", "hour", "mean"])
+    got_m = valves.classes_from_frame(df, Registry(homes, {"S1": ST}), homes, 1, cfg())
+    assert [(m.kind, m.standard_c) for m in got_m] == [("bungalow", 16.0), ("non_residential", 12.0)]
