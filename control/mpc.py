@@ -14,7 +14,7 @@ The reading of the store is here; the arithmetic is in ``series_from_frames`` an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -227,9 +227,18 @@ def choose_model(cfg: Config, design: StationDesign, series: StationSeries) -> t
     return "fit", f"fitted on {fit.hours} h", fit, fit.model
 
 
+def margin_for(cfg: Config, settled: bool) -> float:
+    """How far over the standard the model aims its cold homes: ``model_margin_c``, or ``valve_margin_c`` at a station
+    whose home valves are set and held (its last home-valve job rechecked improved) — the margin covers the homes no
+    sensor sees (often the coldest top-floor gable homes); a class's valve is set for all its homes, so once they
+    settled they sit with their measured neighbours. Not before the recheck: while the throttled homes are still
+    cooling, the spread the sensors measure is not yet the spread that will be."""
+    return cfg.control.valve_margin_c if settled else cfg.control.model_margin_c
+
+
 def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list[tuple[datetime, float]],
                  reference_c: float | None, now: datetime, reference_offset_c: float | None = None,
-                 outdoor_now_c: float | None = None) -> ModelDecision:
+                 outdoor_now_c: float | None = None, margin_c: float | None = None) -> ModelDecision:
     """Pure: the model's decision for one station — a proposal, no change, or fallback.
 
     ``reference_c``: the supply the station was last sent, else its measured supply; ``reference_offset_c``: the
@@ -238,6 +247,7 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
     else a fixed supply.
     """
     c = cfg.control
+    margin = c.model_margin_c if margin_c is None else margin_c
     design = design_for(cfg, st.station_id)
     basis, why, fit, model = choose_model(cfg, design, series)
     if model is None:
@@ -253,7 +263,7 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
     outs = series.outdoor_c[np.isfinite(series.outdoor_c)]
     fallback_out = outdoor_now_c if outdoor_now_c is not None else float(outs[-1]) if len(outs) else design.outdoor_design_c
     to = outdoor_ahead(forecast, now, look, fallback_out)
-    standard = targets_ahead(cfg, now, look) + c.model_margin_c
+    standard = targets_ahead(cfg, now, look) + margin
     share = series.cold_share if math.isfinite(series.cold_share) else 0.0
     # the cold homes' gap grows with the cold ahead: T_cold = T − k(T − To) ≥ standard
     target = (standard - share * to) / (1.0 - share) if share > 0.0 else standard + gap
@@ -289,7 +299,7 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
     evidence: dict[str, Any] = {
         "model": MODEL_NAME, "basis": basis, **params, "setpoint": c.model_setpoint,
         "curve_offset_c": offset, "curve_now_c": round(curve_now, 2) if shifted else None,
-        "indoor_now_c": round(indoor_now, 2), "cold_gap_c": round(gap, 2), "cold_share": round(share, 4), "margin_c": c.model_margin_c,
+        "indoor_now_c": round(indoor_now, 2), "cold_gap_c": round(gap, 2), "cold_share": round(share, 4), "margin_c": margin,
         "target_now_c": round(float(target[0]), 2), "plan_c": [round(float(v), 1) for v in plan.blocks_c],
         "short_hours": list(plan.short_h), "outdoor_ahead_c": [round(float(v), 1) for v in to],
         "forecast": bool(forecast), "predicted_min_margin_c": round(float(np.min(plan.predicted_c[1:] - target)), 2),
@@ -298,7 +308,7 @@ def plan_station(cfg: Config, st: Station, series: StationSeries, forecast: list
     }
     reason = (f"Model ({basis}, τ {model.tau_h:.0f} h, {model.supply_gain:.2f} °C indoor per supply °C"
               + (f", fit error {fit.rmse_sim_c:.2f} °C" if fit is not None else "")
-              + f"): {what} keeps the coldest homes at the standard + {c.model_margin_c:g} °C over the next "
+              + f"): {what} keeps the coldest homes at the standard + {margin:g} °C over the next "
               f"{look} h of the forecast (they run {gap:.1f} °C under the mean; target for the mean now "
               f"{target[0]:.1f} °C, measured {indoor_now:.1f} °C).")
     p = Proposal(
@@ -315,7 +325,8 @@ ForecastFn = Callable[[Station, datetime], "list[tuple[datetime, float]] | None"
 
 def decide_all(store: Store, registry: Registry, cfg: Config, now: datetime, readings: Mapping[str, StationReading],
                published: Mapping[str, Proposal], forecast_for: ForecastFn | None = None,
-               hold_recent: bool = True, valves_set: Mapping[str, datetime] | None = None) -> list[ModelDecision]:
+               hold_recent: bool = True, valves_set: Mapping[str, datetime] | None = None,
+               valves_settled: Collection[str] = ()) -> list[ModelDecision]:
     """Every station's decision: its series read from the store, its model refitted, its plan.
 
     The step is taken from the setpoint the station was last sent (``published``: the last published proposal
@@ -323,7 +334,8 @@ def decide_all(store: Store, registry: Registry, cfg: Config, now: datetime, rea
     forecast file or the store); default the store's. A model setpoint sent less than ``model_hold_h`` ago is
     held: the plan's blocks are that long, so a loop that runs every 15 minutes does not step every 15 minutes
     (``hold_recent`` False: plan anyway, as ``heatwatch model`` shows). ``valves_set``: when each station's home
-    valves were last set (the cold homes' gap is measured from then on).
+    valves were last set (the cold homes' gap is measured from then on); ``valves_settled``: the stations whose
+    last home-valve job was rechecked improved (``margin_for`` aims closer there).
     """
     look = timedelta(hours=cfg.control.model_lookahead_h + 1)
     hold = timedelta(hours=cfg.control.model_hold_h)
@@ -345,5 +357,5 @@ def decide_all(store: Store, registry: Registry, cfg: Config, now: datetime, rea
             out.append(ModelDecision(sid, "fallback", f"store: {exc}", None, None))
             continue
         out.append(plan_station(cfg, st, series, fc or [], ref, now, None if offset is None else float(offset),
-                                r.outdoor_c if r is not None else None))
+                                r.outdoor_c if r is not None else None, margin_for(cfg, sid in valves_settled)))
     return out

@@ -45,7 +45,7 @@ from control.coldsnap import (
 from control.db import db_path, open_engine
 from control.diagnosis import diagnose
 from control.lifecycle import Lifecycle
-from control.mpc import ModelDecision, decide_all
+from control.mpc import ModelDecision, decide_all, margin_for
 from control.outcome import judged_mean
 from control.points import PointWriter
 from control.proposal import OPEN, SETPOINT_KINDS, Proposal
@@ -161,6 +161,7 @@ class ControlLoop:
         say nothing of the valves then), nor while the community's last job waits for its recheck (``unseen``)."""
         done = self.proposals.find(statuses=["applied", "rechecked"], kinds=["home_valves"], limit=100_000)
         flows = valves.flows_set(done)
+        settled = self.valves_settled()
         out: list[Proposal] = []
         for sid, st in sorted(self.registry.stations.items()):
             if sid in self.down:
@@ -170,8 +171,18 @@ class ControlLoop:
             except (StoreUnavailable, StoreError) as exc:
                 log.warning("no home-valve advice for %s: store: %s", sid, exc)
                 continue
-            out += valves.proposals(self.cfg, st, w, flows, now)
+            out += valves.proposals(self.cfg, st, w, flows, now, margin_for(self.cfg, sid in settled))
         return out
+
+    def valves_settled(self) -> set[str]:
+        """Stations whose last rechecked home-valve job was judged improved: their throttled homes held the standard
+        48 h on, so the model may aim closer (``valve_margin_c``). A job judged not improved takes that back."""
+        last: dict[str, Proposal] = {}
+        for p in self.proposals.find(statuses=["rechecked"], kinds=["home_valves"], limit=100_000):
+            at = p.applied_at or p.created_at
+            if p.station_id not in last or at > (last[p.station_id].applied_at or last[p.station_id].created_at):
+                last[p.station_id] = p
+        return {sid for sid, p in last.items() if p.outcome == "improved"}
 
     def valves_set(self) -> dict[str, datetime]:
         """When each station's home valves were last set (a home-valve job recorded done)."""
@@ -229,7 +240,7 @@ class ControlLoop:
             return fc
 
         decisions = decide_all(self.store, self.registry, self.cfg, now, readings, self.proposals.last_published(),
-                               forecast_for, valves_set=self.valves_set())
+                               forecast_for, valves_set=self.valves_set(), valves_settled=self.valves_settled())
         return [self._annotated(d, notes.get(d.station_id), used.get(d.station_id), now) for d in decisions]
 
     def _annotated(self, d: ModelDecision, note: str | None, fc: Forecast | None, now: datetime) -> ModelDecision:

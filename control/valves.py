@@ -13,8 +13,10 @@ half the homes have no sensor, and they sit where their neighbours sit); the cre
 
 The reading of the store is ``read_window``; the arithmetic (``advise``, pure) is, per class over the last ``valve_window_h``:
 
-- the reference: the station's coldest class, but never under the standard + ``model_margin_c`` (the model
-  keeps its cold homes there; a class is never throttled below what the standard needs);
+- the reference: the station's coldest class, but never under the standard + the model's margin (the model
+  keeps its cold homes there; a class is never throttled below what the standard needs); bungalows and contract
+  homes: their own standard + the margin, as it must be now to still hold at the design outdoor temperature
+  (``own_reference``);
 - a class over the reference by more than ``valve_deadband_c`` needs less radiator output: the loss to outdoors
   falls from (T − To) to (T_ref − To), and each unit of conductance gives (Ts − T_ref) instead of (Ts − T) —
   internal gains are left out, which throttles less than needed (the safe side; the next round corrects);
@@ -108,24 +110,37 @@ def flow_for(ratio: np.ndarray, flow_now: np.ndarray, ntu: float, lo: float, hi:
     return 0.5 * (a + b)
 
 
+def own_reference(floor_c: float, ref_c: float, outdoor_c: float, design_outdoor_c: float) -> float:
+    """Where a class held to a lower standard than the flats (a bungalow at 16 °C) is set now, so that it still holds
+    ``floor_c`` at the design outdoor temperature. A home's excess over outdoors is a fixed share of the flats' once its
+    valve is set (T − To = a·(Ts − To) at a given flow), so a class set to its floor in mild weather would fall under it
+    as the cold comes (16.5 °C at −2 °C is 15 °C at −15 °C); the share that holds the floor at the design point is
+    kept instead (17.1 °C at −2 °C for a 16.5 °C floor beside flats at 19 °C, with −9 °C design)."""
+    if floor_c >= ref_c or ref_c - design_outdoor_c <= 0:
+        return floor_c
+    share = (floor_c - design_outdoor_c) / (ref_c - design_outdoor_c)
+    return max(floor_c, outdoor_c + share * (ref_c - outdoor_c))
+
+
 def advise(classes: Sequence[Measured], flows_now: Mapping[ClassKey, float],
            supply_c: float, outdoor_c: float, standard_c: float, c: ControlSettings,
-           design: StationDesign) -> tuple[float, list[ValveClass]]:
+           design: StationDesign, margin_c: float | None = None) -> tuple[float, list[ValveClass]]:
     """Pure: one station's classes (key, sensor homes, mean °C over the window) → the reference and each class's advice.
 
     ``supply_c``, ``outdoor_c``: the station's means over the same window; ``standard_c``: the standard the homes
     must reach in it (``standard_over``). Every class is returned, changed or not; ``ValveClass.changed`` tells which to set.
     """
     classes = [Measured(*m) for m in classes]
+    margin = c.model_margin_c if margin_c is None else margin_c
     if not classes:
         return float("nan"), []
     means = np.array([m.mean_c for m in classes], dtype=float)
     now = np.array([min(max(flows_now.get(m.key, 1.0), c.valve_min_flow), 1.0) for m in classes])
     res = np.array([m.kind == "residential" for m in classes])
-    ref = max(float(means[res].min()), standard_c + c.model_margin_c) if res.any() else standard_c + c.model_margin_c
-    # bungalows and contract homes: their own standard + the margin (the supply is set for the residential homes)
+    ref = max(float(means[res].min()), standard_c + margin) if res.any() else standard_c + margin
     refs = np.array([ref if m.kind == "residential" else
-                     (standard_c if m.standard_c is None else m.standard_c) + c.model_margin_c for m in classes])
+                     own_reference((standard_c if m.standard_c is None else m.standard_c) + margin, ref,
+                                   outdoor_c, design.outdoor_design_c) for m in classes])
     flow = now.copy()
     span_ok = (supply_c - means > 1.0) & (means - outdoor_c > 1.0) & (supply_c - refs > 1.0) & (refs - outdoor_c > 1.0)
     if span_ok.any():
@@ -231,13 +246,17 @@ def flows_set(done: Iterable[Proposal]) -> dict[ClassKey, float]:
     return out
 
 
-def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, float], now: datetime) -> list[Proposal]:
+def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, float], now: datetime,
+              margin_c: float | None = None) -> list[Proposal]:
     """Pure: one home-valve job per community of ``st`` with a class to change (none when the station's supply or
-    outdoor temperature is unknown)."""
+    outdoor temperature is unknown). ``margin_c``: the margin the station's model aims with (default
+    ``model_margin_c``)."""
     c = cfg.control
+    margin = c.model_margin_c if margin_c is None else margin_c
     if not (math.isfinite(w.supply_c) and math.isfinite(w.outdoor_c)) or not w.classes:
         return []
-    ref, advice = advise(w.classes, flows_now, w.supply_c, w.outdoor_c, w.standard_c, c, design_for(cfg, st.station_id))
+    ref, advice = advise(w.classes, flows_now, w.supply_c, w.outdoor_c, w.standard_c, c, design_for(cfg, st.station_id),
+                         margin)
     kinds = {m.key: m.kind for m in (Measured(*x) for x in w.classes)}
     coldest = min(advice, key=lambda v: (kinds[v.key] != "residential", v.mean_c))
     out = []
@@ -253,7 +272,7 @@ def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, 
         reason = (f"{community}: set the home valves of {len(changed)} classes of homes to a share of design flow — "
                   f"{steps}. The station's coldest class ({coldest.building} {coldest.location}) ran "
                   f"{coldest.mean_c:.1f} °C, the reference is {ref:.1f} °C (never under the standard + "
-                  f"{c.model_margin_c:g} °C); set every home of a class, with or without a sensor, and keep "
+                  f"{margin:g} °C); set every home of a class, with or without a sensor, and keep "
                   f"{st.name or st.station_id}'s supply temperature.")
         evidence: dict[str, Any] = {
             "reference_c": round(ref, 2), "standard_c": round(w.standard_c, 2), "supply_mean_c": round(w.supply_c, 2),

@@ -140,6 +140,20 @@ def test_plan_station_names_its_model_and_keeps_the_step() -> None:
     assert q is not None and q.proposed_c == pytest.approx(53.0) and q.evidence["curve_offset_c"] is None
 
 
+def test_a_settled_valve_station_is_aimed_with_the_smaller_margin() -> None:
+    """``margin_c`` (``valve_margin_c`` where the home valves held): the same plan aims its target that much lower."""
+    cfg = Config()
+    st_ = Station("S01", "幸福里换热站", ("幸福里小区",), 35.0, 75.0)
+    series = _series()
+    now = series.hours[-1].to_pydatetime() + timedelta(hours=1)
+    full = plan_station(cfg, st_, series, [], 50.0, now).proposal
+    near = plan_station(cfg, st_, series, [], 50.0, now, margin_c=0.5).proposal
+    assert full is not None and near is not None
+    assert full.evidence["margin_c"] == 1.0 and near.evidence["margin_c"] == 0.5
+    assert near.evidence["target_now_c"] == pytest.approx(full.evidence["target_now_c"] - 0.5, abs=0.02)
+    assert "standard + 0.5 °C" in near.reason
+
+
 def test_plan_station_uses_the_design_prior_before_a_day_of_telemetry() -> None:
     cfg = Config()
     st_ = Station("S01", "幸福里换热站", ("幸福里小区",), 35.0, 75.0)

@@ -217,6 +217,7 @@ def test_the_loop_advises_each_round_from_where_the_crew_left_the_valves(tmp_pat
                                            "control": {"strategy": "feedback"}})
     store = SqliteStore(tmp_path / "s.sqlite")
     clock = SettableClock(NOW)
+    from control.mpc import margin_for
     from control.service import ControlLoop
 
     loop = ControlLoop(c, Registry(homes, {"S1": st}), store, clock, Recorder())
@@ -244,7 +245,11 @@ def test_the_loop_advises_each_round_from_where_the_crew_left_the_valves(tmp_pat
         first = p.evidence["classes"][0]["flow_pct"]
         clock.advance(hours=48)
         day(20.2)  # cooler, still over the reference
-        assert loop.recheck(p.proposal_id) is not None  # rechecked: the key is free again
+        assert loop.valves_settled() == set()  # set, not yet rechecked: the model keeps its full margin
+        done = loop.recheck(p.proposal_id)  # rechecked: the key is free again
+        assert done is not None and done.outcome == "improved"
+        assert loop.valves_settled() == {"S1"}  # held 48 h on: the model may aim closer there
+        assert margin_for(c, True) == c.control.valve_margin_c < margin_for(c, False) == c.control.model_margin_c
         [q] = loop.lifecycle.unseen(loop.valve_jobs(clock()))
         assert q.evidence["classes"][0]["flow_now_pct"] == first > q.evidence["classes"][0]["flow_pct"]
     finally:
@@ -270,3 +275,29 @@ def test_bungalows_and_contract_homes_are_held_to_their_own_standard() -> None:
     df = pd.DataFrame([("p", NOW, 19.9), ("n", NOW, 19.9)], columns=["home_id", "hour", "mean"])
     got_m = valves.classes_from_frame(df, Registry(homes, {"S1": ST}), homes, 1, cfg())
     assert [(m.kind, m.standard_c) for m in got_m] == [("bungalow", 16.0), ("non_residential", 12.0)]
+
+
+def test_a_crew_sets_every_home_of_the_class_with_or_without_a_sensor() -> None:
+    from simulators.scenario import load_scenario
+    from simulators.simulation import Simulation
+
+    sim = Simulation(load_scenario("normal"), NOW)
+    h = next(h for h in sim.net.homes if h.location == "middle")
+    mine = np.array([x.community == h.community and x.building == h.building and x.location == "middle"
+                     for x in sim.net.homes])
+    assert (~sim.net.has_sensor[mine]).any()  # some of them carry no sensor
+    assert sim.set_valves(h.community, h.building, "middle", 0.55) == int(mine.sum())
+    assert (sim.valve[mine] == 0.55).all() and (sim.valve[~mine] == 1.0).all()
+    with pytest.raises(ValueError, match="valve flow share"):
+        sim.set_valves(h.community, h.building, "middle", 0.0)
+
+
+def test_a_class_held_to_a_lower_standard_still_holds_it_at_the_design_outdoor_temperature() -> None:
+    """Once its valve is set a home's excess over outdoors is a fixed share of the flats': a bungalow set to 16.5 °C
+    at −2 °C beside flats at 19 °C would be at 15 °C by −15 °C. It is set to the share that holds at −9 °C design."""
+    now = valves.own_reference(16.5, 19.0, -2.0, -9.0)
+    assert now == pytest.approx(-2.0 + (25.5 / 28.0) * 21.0)  # 17.1 °C
+    share = (now - -2.0) / (19.0 - -2.0)
+    assert -9.0 + share * (19.0 - -9.0) == pytest.approx(16.5)  # the same share at the design point: the floor
+    assert valves.own_reference(16.5, 19.0, -12.0, -9.0) == 16.5  # colder than design: never under the floor
+    assert valves.own_reference(19.5, 19.0, -2.0, -9.0) == 19.5  # a contract over the flats: its own floor

@@ -186,6 +186,10 @@ def test_with_a_crew_the_balancing_advice_is_carried_out_and_recorded(tmp_path: 
         done = con.execute("SELECT p.status, h.actor FROM proposals p JOIN proposal_history h USING (proposal_id) "
                            "WHERE p.kind = 'balancing' AND h.to_status = 'applied'").fetchall()
     assert done and all(status in ("applied", "rechecked") and actor == "crew" for status, actor in done)
+    with sqlite3.connect(tmp_path / "imbalanced" / "model+crew" / "control.sqlite") as con:
+        valves = con.execute("SELECT h.actor FROM proposals p JOIN proposal_history h USING (proposal_id) "
+                             "WHERE p.kind = 'home_valves' AND h.to_status = 'applied'").fetchall()
+    assert valves and {a for (a,) in valves} == {"crew"}  # the home-valve jobs are carried out too
     # the far buildings get their flow: fewer degree-hours under the standard than with nobody acting on advice
     assert crewed.degree_hours_below < alone.degree_hours_below
     with pytest.raises(ValueError, match="unknown strategy"):
