@@ -9,8 +9,9 @@ A change is judged on what caused it (000 section 五: check the temperature aga
   cold-snap step): improved when the community mean reached its target or rose by ``improve_min_c``;
 - a lowering: improved when the warmest mean is back between its target and the ceiling and no home
   of the communities it served fell below standard;
-- a home-valve job (inter-home balancing): improved when no home of the classes it throttled fell below its
-  standard (the valves took only heat nobody needed); not improved when one did, or none of them reports;
+- a home-valve job (inter-home balancing): improved when no home of the classes it set is below its standard
+  (the valves took only heat nobody needed, or gave back what a cold class lacked); not improved when one is, or
+  none of them reports;
 - confounded (decided by the caller): another change took effect at the same station inside the window,
   so nobody can say which one did it.
 """
@@ -47,9 +48,17 @@ def measured(p: Proposal, results: Sequence[AnalysisResult]) -> float | None:
     return judged_mean(means, p.kind == "lower_supply")
 
 
+def valve_homes(p: Proposal) -> tuple[list[str], list[str]]:
+    """A home-valve job's sensor homes: (those it is measured on — the throttled ones, or the opened ones when it only
+    opens —, every home of the classes it set)."""
+    throttled = [str(h) for h in p.evidence.get("throttled_homes", [])]
+    every = [str(h) for h in p.evidence.get("homes_set", throttled)]
+    return (throttled or every), every
+
+
 def throttled_mean(p: Proposal, results: Sequence[AnalysisResult]) -> float | None:
-    """A home-valve job's measure: the mean of the throttled classes' sensor homes that report."""
-    homes = [str(h) for h in p.evidence.get("throttled_homes", [])]
+    """A home-valve job's measure: the mean of its measured homes (``valve_homes``) that report."""
+    homes = valve_homes(p)[0]
     vals = [r.home_means_c[h] for r in results for h in homes if h in r.home_means_c]
     return sum(vals) / len(vals) if vals else None
 
@@ -83,15 +92,17 @@ def judge(p: Proposal, results: Sequence[AnalysisResult], target_c: float, ceili
             "no data" if after is None else f"homes below standard after the cut: {', '.join(cold)}" if cold
             else "not between target and ceiling")
         return Verdict("improved" if ok else "not_improved", after, tuple(cold), (), why)
-    if p.kind == "home_valves" and p.evidence.get("throttled_homes"):
-        throttled = [str(h) for h in p.evidence["throttled_homes"]]
-        chilled = tuple(h for h in throttled if h in below)
+    if p.kind == "home_valves":
+        measured_on, every = valve_homes(p)
+        chilled = tuple(h for h in every if h in below)
         if chilled:
-            return Verdict("not_improved", after, chilled, (), f"throttled homes below standard: {', '.join(chilled)}")
+            return Verdict("not_improved", after, chilled, (), f"homes of the classes set below standard: {', '.join(chilled)}")
         if after is None:
-            return Verdict("not_improved", None, (), tuple(throttled), "no reading from the throttled homes")
+            return Verdict("not_improved", None, (), tuple(measured_on), "no reading from the homes of the classes set")
         was = "" if p.before_c is None else f"{p.before_c:.1f} → "
-        return Verdict("improved", after, why=f"no throttled home below its standard (their mean {was}{after:.1f} °C)")
+        what = "throttled" if p.evidence.get("throttled_homes") else "opened"
+        return Verdict("improved", after, why=f"no home of the classes set below its standard (the {what} homes' "
+                                                f"mean {was}{after:.1f} °C)")
     homes = caused_by(p)
     if homes:
         still = tuple(h for h in homes if h in below)

@@ -266,7 +266,8 @@ def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, 
             continue
         cut = [v for v in changed if v.flow < v.flow_now]
         homes = [h for v in cut for h in v.sensor_homes]
-        before = float(np.mean([v.mean_c for v in cut])) if cut else None
+        judged = cut or changed  # a job that only opens classes is judged on the homes it opened
+        before = float(np.mean([v.mean_c for v in judged]))
         steps = "; ".join(f"{v.building} {v.location} ({len(v.sensor_homes)} measured, {v.mean_c:.1f} °C): "
                           f"{100 * v.flow_now:.0f} → {100 * v.flow:.0f} %" for v in changed)
         reason = (f"{community}: set the home valves of {len(changed)} classes of homes to a share of design flow — "
@@ -278,12 +279,13 @@ def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, 
             "reference_c": round(ref, 2), "standard_c": round(w.standard_c, 2), "supply_mean_c": round(w.supply_c, 2),
             "outdoor_mean_c": round(w.outdoor_c, 2), "window_h": c.valve_window_h,
             "coldest_class": coldest.to_json(), "classes": [v.to_json() for v in changed],
-            "throttled_homes": homes, "deadband_c": c.valve_deadband_c,
+            "throttled_homes": homes, "homes_set": [h for v in changed for h in v.sensor_homes],
+            "deadband_c": c.valve_deadband_c,
         }
         out.append(Proposal(
             proposal_id=new_proposal_id(), station_id=st.station_id, kind="home_valves", community=community,
             current_c=round(max(v.mean_c for v in changed), 2), proposed_c=None, delta_c=None, evidence=evidence,
             reason=reason, created_at=now, effective_at=now, targets=(community,),
-            before_c=None if before is None else round(before, 2),
+            before_c=round(before, 2),
         ))
     return out

@@ -180,6 +180,13 @@ def test_the_recheck_asks_whether_a_throttled_home_went_cold() -> None:
     assert cold.outcome == "not_improved" and cold.still_below == ("m1",)
     silent = judge(p, [analysis({"t1": 19.0}, [])], 18.0, 22.0, 0.3)
     assert silent.outcome == "not_improved"
+    # a job that only opens a class that ran cold is judged on the homes it opened
+    w = window([(("幸福小区", "1号楼", "top"), ("t1",), 19.1), (("幸福小区", "1号楼", "middle"), ("m1",), 18.0)])
+    [o] = valves.proposals(cfg(), ST, w, {("幸福小区", "1号楼", "middle"): 0.4}, NOW)
+    assert o.evidence["throttled_homes"] == [] and o.evidence["homes_set"] == ["m1"] and o.before_c == 18.0
+    opened = judge(o, [analysis({"m1": 19.0, "t1": 19.0}, [])], 18.0, 22.0, 0.3)
+    assert opened.outcome == "improved" and "opened homes' mean 18.0 → 19.0" in opened.why
+    assert judge(o, [analysis({"m1": 17.0}, ["m1"])], 18.0, 22.0, 0.3).outcome == "not_improved"
 
 
 def test_the_models_gap_and_fit_start_when_the_valves_were_set() -> None:
