@@ -289,7 +289,7 @@ class Demo:
         self.say(f"  proposals    {len(t.proposals)} ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items())) or '–'})")
         on_site = sum(1 for p in t.proposals if not p.is_setpoint)
         if on_site:
-            self.say(f"               {on_site} visit/balancing proposals wait for a crew to record them done "
+            self.say(f"               {on_site} visit/balancing/home-valve proposals wait for a crew to record them done "
                      "(auto-apply applies setpoints only)")
         self.say(f"  rechecks     {len(t.rechecked)} ({', '.join(f'{k} {v}' for k, v in sorted(outcomes.items())) or 'none due yet'})")
         if quality is not None:
