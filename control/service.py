@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,7 +142,7 @@ class ControlLoop:
                 found = self._with_model(found, readings, now)
             self.down = dict(quiet.stations) if quiet is not None else {}
             if self.cfg.control.home_valves:
-                found += self.valve_jobs(now)
+                found += self.valve_jobs(now, {f.home_id for f in result.sensors})
             if self.down:  # a station down for announced work gets no setpoint: its telemetry says nothing of demand
                 found = [p for p in found if not self._down_for(p)]
             made = [replace(p, evidence={**p.evidence, "window_h": window_h}) for p in self.lifecycle.unseen(found)]
@@ -155,10 +155,12 @@ class ControlLoop:
         return CycleReport(proposals=made, opened=pl.opened, resolved=pl.resolved, rechecked=rechecked,
                            escalated=pl.escalated)
 
-    def valve_jobs(self, now: datetime) -> list[Proposal]:
+    def valve_jobs(self, now: datetime, distrusted: Collection[str] = ()) -> list[Proposal]:
         """Inter-home balancing (``control.valves``): a home-valve job per community whose warm classes of homes can be
         throttled, from each station's last ``valve_window_h``. Not for a station down for announced work (its homes
-        say nothing of the valves then), nor while the community's last job waits for its recheck (``unseen``)."""
+        say nothing of the valves then), nor while the community's last job waits for its recheck (``unseen``).
+        ``distrusted``: homes whose sensor analytics flagged (stuck, jumping, implausible…) — they do not speak for
+        their class."""
         done = self.proposals.find(statuses=["applied", "rechecked"], kinds=["home_valves"], limit=100_000)
         flows = valves.flows_set(done)
         settled = self.valves_settled()
@@ -167,7 +169,7 @@ class ControlLoop:
             if sid in self.down:
                 continue
             try:
-                w = valves.read_window(self.store, self.registry, self.cfg, st, now)
+                w = valves.read_window(self.store, self.registry, self.cfg, st, now, distrusted)
             except (StoreUnavailable, StoreError) as exc:
                 log.warning("no home-valve advice for %s: store: %s", sid, exc)
                 continue

@@ -25,7 +25,8 @@ The reading of the store is ``read_window``; the arithmetic (``advise``, pure) i
 - anchored: of the classes at the reference (within the deadband), the one that needs most is opened fully and
   every class scaled with it — the rounds never walk a whole station shut while its supply climbs;
 - bounded: never under ``valve_min_flow`` of design flow, never more than ``valve_max_cut`` of a class's flow
-  taken in one round; a class under the reference that was throttled is opened again (opening is never
+  taken in one round, never throttled on fewer than ``valve_min_homes`` sensor homes (one wrong sensor must not
+  chill a class; a flagged sensor does not count at all); a class under the reference that was throttled is opened again (opening is never
   limited); changes under ``valve_min_change`` are not advised.
 """
 
@@ -144,7 +145,8 @@ def advise(classes: Sequence[Measured], flows_now: Mapping[ClassKey, float],
     flow = now.copy()
     span_ok = (supply_c - means > 1.0) & (means - outdoor_c > 1.0) & (supply_c - refs > 1.0) & (refs - outdoor_c > 1.0)
     if span_ok.any():
-        ratio = ((refs - outdoor_c) / (means - outdoor_c)) * ((supply_c - means) / (supply_c - refs))
+        with np.errstate(divide="ignore", invalid="ignore"):  # only the span_ok classes' ratios are used
+            ratio = ((refs - outdoor_c) / (means - outdoor_c)) * ((supply_c - means) / (supply_c - refs))
         want = flow_for(np.where(span_ok, ratio, 1.0), now, design_ntu(design), c.valve_min_flow, hi=4.0)
         # anchored: of the classes at the reference (within the deadband), the one that needs most opens fully,
         # so the crews' rounds never walk the whole station shut while its supply climbs; a colder class (short
@@ -152,11 +154,12 @@ def advise(classes: Sequence[Measured], flows_now: Mapping[ClassKey, float],
         anchors = span_ok & res & (np.abs(means - ref) <= c.valve_deadband_c)
         top = float(want[anchors].max()) if anchors.any() else 1.0
         want = np.where(res, want / top, want) if top < 1.0 else want
-        over = span_ok & (means > refs + c.valve_deadband_c)
+        enough = np.array([len(m.homes) >= c.valve_min_homes for m in classes])
+        over = span_ok & enough & (means > refs + c.valve_deadband_c)
         want = np.where(over, np.maximum(want, now * (1.0 - c.valve_max_cut)), want)
         want = np.clip(want, c.valve_min_flow, 1.0)
         moves = span_ok & (np.abs(want - now) >= c.valve_min_change) & (over | (want > now))
-        flow = np.where(moves, np.round(want, 2), now)
+        flow = np.where(moves, np.clip(np.round(want, 2), c.valve_min_flow, 1.0), now)
     out = [ValveClass(m.key[0], m.key[1], m.key[2], m.homes, m.mean_c, float(n), float(f))
            for m, n, f in zip(classes, now, flow, strict=True)]
     return ref, out
@@ -211,14 +214,17 @@ def classes_from_frame(indoor: pd.DataFrame, registry: Registry, homes: Iterable
     return out
 
 
-def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime) -> Window:
-    """The station's last ``valve_window_h`` whole hours from the store: its residential homes by class, its
-    supply and outdoor means (implausible indoor hours left out, as analytics leaves them)."""
+def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime,
+                distrusted: Iterable[str] = ()) -> Window:
+    """The station's last ``valve_window_h`` whole hours from the store: its homes by class (not the ``distrusted``
+    ones: sensors analytics flagged), its supply and outdoor means (implausible indoor hours left out, as analytics
+    leaves them)."""
     c = cfg.control
     end = now.replace(minute=0, second=0, microsecond=0)
     hours = max(1, int(c.valve_window_h))
     start = end - timedelta(hours=hours)
-    homes = [h.home_id for h in registry.homes.values() if h.station_id == st.station_id]
+    skip = set(distrusted)
+    homes = [h.home_id for h in registry.homes.values() if h.station_id == st.station_id and h.home_id not in skip]
     comms = sorted({registry.homes[h].community for h in homes})
     tz = cfg.general.tz
     indoor = (store.hourly(schema.INDOOR, "temp_c", start, end, tz, by="home_id", where={"community": comms},

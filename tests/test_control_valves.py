@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analytics.results import AnalysisResult, HomeBelow
 from control import valves
@@ -38,7 +40,7 @@ def test_the_radiator_curve_gives_the_flow_back() -> None:
 
 
 def advise(means: dict[str, float], flows: dict[str, float] | None = None, **c: float) -> dict[str, valves.ValveClass]:
-    classes = [(("幸福小区", "1号楼", loc), (f"h-{loc}",), m) for loc, m in means.items()]
+    classes = [(("幸福小区", "1号楼", loc), (f"h-{loc}-1", f"h-{loc}-2"), m) for loc, m in means.items()]
     ref, out = valves.advise(classes, {("幸福小区", "1号楼", k): v for k, v in (flows or {}).items()}, 55.0, -2.0,
                              18.0, ControlSettings(**c), StationDesign())
     advise.ref = ref  # type: ignore[attr-defined]
@@ -242,6 +244,7 @@ def test_the_loop_advises_each_round_from_where_the_crew_left_the_valves(tmp_pat
 
     try:
         day(21.0)
+        assert loop.valve_jobs(clock(), {"m0", "m1"}) == []  # two of three flagged by sensor health: one is too few
         [p] = loop.valve_jobs(clock())
         assert p.evidence["throttled_homes"] == ["m0", "m1", "m2"]
         loop.lifecycle.add_many([p])
@@ -269,8 +272,8 @@ def test_bungalows_and_contract_homes_are_held_to_their_own_standard() -> None:
     reference; a contract home toward its contract; neither anchors the station (its flats stay as they are)."""
     c = ControlSettings(valve_max_cut=0.9)
     classes = [valves.Measured(("幸福小区", "1号楼", "top"), ("t",), 19.1),
-               valves.Measured(("幸福小区", "平房区", "top+ground+gable"), ("p",), 19.9, "bungalow", 16.0),
-               valves.Measured(("幸福小区", "配套用房", "top+ground"), ("n",), 19.9, "non_residential", 12.0)]
+               valves.Measured(("幸福小区", "平房区", "top+ground+gable"), ("p", "q"), 19.9, "bungalow", 16.0),
+               valves.Measured(("幸福小区", "配套用房", "top+ground"), ("n", "o"), 19.9, "non_residential", 12.0)]
     ref, got = valves.advise(classes, {}, 55.0, -2.0, 18.0, c, StationDesign())
     by = {v.building: v for v in got}
     assert ref == 19.1 and by["1号楼"].flow == 1.0
@@ -308,3 +311,42 @@ def test_a_class_held_to_a_lower_standard_still_holds_it_at_the_design_outdoor_t
     assert -9.0 + share * (19.0 - -9.0) == pytest.approx(16.5)  # the same share at the design point: the floor
     assert valves.own_reference(16.5, 19.0, -12.0, -9.0) == 16.5  # colder than design: never under the floor
     assert valves.own_reference(19.5, 19.0, -2.0, -9.0) == 19.5  # a contract over the flats: its own floor
+
+
+def test_one_sensor_home_does_not_throttle_its_class_but_may_open_it() -> None:
+    lone = [valves.Measured(("幸福小区", "1号楼", "top"), ("t1", "t2"), 19.0),
+            valves.Measured(("幸福小区", "1号楼", "middle"), ("m1",), 21.5)]
+    _, got = valves.advise(lone, {}, 55.0, -2.0, 18.0, ControlSettings(), StationDesign())
+    assert not got[1].changed  # one sensor (perhaps on a radiator) must not chill a whole class
+    _, got = valves.advise(lone, {}, 55.0, -2.0, 18.0, ControlSettings(valve_min_homes=1), StationDesign())
+    assert got[1].flow < 1.0
+    cold = [lone[0], valves.Measured(("幸福小区", "1号楼", "middle"), ("m1",), 17.8)]
+    _, got = valves.advise(cold, {("幸福小区", "1号楼", "middle"): 0.5}, 55.0, -2.0, 18.0, ControlSettings(),
+                           StationDesign())
+    assert got[1].flow > 0.5  # opening a class that ran cold needs only one home
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    means=st.lists(st.floats(-60.0, 90.0), min_size=1, max_size=8),
+    flows=st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8),
+    sizes=st.lists(st.integers(1, 4), min_size=8, max_size=8),
+    supply=st.floats(-20.0, 120.0), outdoor=st.floats(-45.0, 30.0), standard=st.floats(10.0, 22.0),
+    cut=st.floats(0.05, 0.95), lo=st.floats(0.05, 0.9),
+)
+def test_whatever_the_sensors_say_the_advice_is_bounded(means: list[float], flows: list[float], sizes: list[int],
+                                                        supply: float, outdoor: float, standard: float, cut: float,
+                                                        lo: float) -> None:
+    c = ControlSettings(valve_max_cut=cut, valve_min_flow=lo)
+    classes = [valves.Measured(("幸福小区", "1号楼", f"c{i}"), tuple(f"h{i}-{k}" for k in range(sizes[i])), m)
+               for i, m in enumerate(means)]
+    now = {m.key: flows[i] for i, m in enumerate(classes)}
+    _, got = valves.advise(classes, now, supply, outdoor, standard, c, StationDesign())
+    for m, v in zip(classes, got, strict=True):
+        start = min(max(now[m.key], lo), 1.0)
+        assert v.flow_now == start
+        assert lo - 1e-9 <= v.flow <= 1.0 + 1e-9  # inside the valve's range, whatever was measured
+        if v.flow < start:
+            assert len(m.homes) >= c.valve_min_homes  # never cut on one home
+            assert v.flow >= start * (1.0 - cut) - 0.005  # one round takes at most valve_max_cut (to 0.01)
+            assert m.mean_c > standard + c.model_margin_c  # never cut a class that is not over the standard + margin
