@@ -177,22 +177,12 @@ class ControlLoop:
         return out
 
     def valves_settled(self) -> set[str]:
-        """Stations whose last rechecked home-valve job was judged improved: their throttled homes held the standard
-        48 h on, so the model may aim closer (``valve_margin_c``). A job judged not improved takes that back."""
-        last: dict[str, Proposal] = {}
-        for p in self.proposals.find(statuses=["rechecked"], kinds=["home_valves"], limit=100_000):
-            at = p.applied_at or p.created_at
-            if p.station_id not in last or at > (last[p.station_id].applied_at or last[p.station_id].created_at):
-                last[p.station_id] = p
-        return {sid for sid, p in last.items() if p.outcome == "improved"}
+        """``control.valves.settled`` over this loop's proposals."""
+        return valves.settled(self.proposals)
 
     def valves_set(self) -> dict[str, datetime]:
-        """When each station's home valves were last set (a home-valve job recorded done)."""
-        out: dict[str, datetime] = {}
-        for p in self.proposals.find(statuses=["applied", "rechecked"], kinds=["home_valves"], limit=100_000):
-            if p.applied_at is not None and (p.station_id not in out or p.applied_at > out[p.station_id]):
-                out[p.station_id] = p.applied_at
-        return out
+        """``control.valves.set_times`` over this loop's proposals."""
+        return valves.set_times(self.proposals)
 
     def _down_for(self, p: Proposal) -> bool:
         """A setpoint for a station down for announced work (logged: it is not proposed)."""

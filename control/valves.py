@@ -36,7 +36,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -295,3 +295,29 @@ def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, 
             before_c=round(before, 2),
         ))
     return out
+
+
+class _Finds(Protocol):
+    def find(self, statuses: Iterable[str] | None = None, station_id: str | None = None,
+             kinds: Iterable[str] | None = None, limit: int = 1000) -> list[Proposal]: ...
+
+
+def set_times(proposals: _Finds) -> dict[str, datetime]:
+    """When each station's home valves were last set (a home-valve job recorded done): the model reads its homes'
+    response from then on (``control.mpc.read_series``)."""
+    out: dict[str, datetime] = {}
+    for p in proposals.find(statuses=["applied", "rechecked"], kinds=["home_valves"], limit=100_000):
+        if p.applied_at is not None and (p.station_id not in out or p.applied_at > out[p.station_id]):
+            out[p.station_id] = p.applied_at
+    return out
+
+
+def settled(proposals: _Finds) -> set[str]:
+    """Stations whose last rechecked home-valve job was judged improved: their throttled homes held the standard 48 h
+    on, so the model may aim closer (``control.mpc.margin_for``). A job judged not improved takes that back."""
+    last: dict[str, Proposal] = {}
+    for p in proposals.find(statuses=["rechecked"], kinds=["home_valves"], limit=100_000):
+        at = p.applied_at or p.created_at
+        if p.station_id not in last or at > (last[p.station_id].applied_at or last[p.station_id].created_at):
+            last[p.station_id] = p
+    return {sid for sid, p in last.items() if p.outcome == "improved"}

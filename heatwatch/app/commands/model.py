@@ -15,6 +15,7 @@ from heatwatch.core.errors import UsageError
 
 
 def cmd_model(args: argparse.Namespace) -> int:
+    from control import valves
     from control.db import db_path, open_engine
     from control.mpc import decide_all
     from control.repo import ProposalRepo
@@ -32,9 +33,11 @@ def cmd_model(args: argparse.Namespace) -> int:
         if unknown:
             raise UsageError(f"--station {', '.join(unknown)}: not in the registry ({', '.join(sorted(reg.stations))})")
         reg = Registry(reg.homes, {s: reg.stations[s] for s in args.station})
-    published = ProposalRepo(open_engine(db_path(cfg))).last_published()
-    with app.open_store() as store:
-        decisions = decide_all(store, reg, cfg, now, read_stations(store, reg, now, cfg), published, hold_recent=False)
+    repo = ProposalRepo(open_engine(db_path(cfg)))
+    published = repo.last_published()
+    with app.open_store() as store:  # as the loop plans: from when the home valves were set, closer once they held
+        decisions = decide_all(store, reg, cfg, now, read_stations(store, reg, now, cfg), published, hold_recent=False,
+                               valves_set=valves.set_times(repo), valves_settled=valves.settled(repo))
     if args.json:
         body = {"at": rfc3339(now), "strategy": cfg.control.strategy, "stations": [d.to_json() for d in decisions]}
         sys.stdout.write(json.dumps(body, ensure_ascii=False, indent=2, default=str) + "\n")
