@@ -11,7 +11,8 @@ What is advised: one flow setting per class of homes — a building's homes at t
 top, ground, gable, their combinations, middle). The sensor homes of a class stand for the whole class (about
 half the homes have no sensor, and they sit where their neighbours sit); the crew sets every home of it.
 
-The reading of the store is ``read_window``; the arithmetic (``advise``, pure) is, per class over the last ``valve_window_h``:
+The reading of the store is ``read_window``; the arithmetic (``advise``, pure) is, per class over the last
+``valve_window_h``:
 
 - the reference: the station's coldest class, but never under the standard + the model's margin (the model
   keeps its cold homes there; a class is never throttled below what the standard needs); bungalows and contract
@@ -26,8 +27,8 @@ The reading of the store is ``read_window``; the arithmetic (``advise``, pure) i
   every class scaled with it — the rounds never walk a whole station shut while its supply climbs;
 - bounded: never under ``valve_min_flow`` of design flow, never more than ``valve_max_cut`` of a class's flow
   taken in one round, never throttled on fewer than ``valve_min_homes`` sensor homes (one wrong sensor must not
-  chill a class; a flagged sensor does not count at all); a class under the reference that was throttled is opened again (opening is never
-  limited); changes under ``valve_min_change`` are not advised.
+  chill a class; a flagged sensor does not count at all); a class under the reference that was throttled is
+  opened again (opening is never limited); changes under ``valve_min_change`` are not advised.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ ClassKey = tuple[str, str, str]  # community, building, location
 
 class Measured(NamedTuple):
     """One class as its sensor homes measured it. Bungalows and contract homes are classes of their own, each held to
-    its own standard (``floor_c``: its day standard; None: the residential one) and never an anchor for the station."""
+    its own standard (``standard_c``: its day standard; None: the residential one), never an anchor for the station."""
 
     key: ClassKey
     homes: tuple[str, ...]
@@ -145,7 +146,7 @@ def advise(classes: Sequence[Measured], flows_now: Mapping[ClassKey, float],
     flow = now.copy()
     span_ok = (supply_c - means > 1.0) & (means - outdoor_c > 1.0) & (supply_c - refs > 1.0) & (refs - outdoor_c > 1.0)
     if span_ok.any():
-        with np.errstate(divide="ignore", invalid="ignore"):  # only the span_ok classes' ratios are used
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # only the span_ok classes' ratios are used
             ratio = ((refs - outdoor_c) / (means - outdoor_c)) * ((supply_c - means) / (supply_c - refs))
         want = flow_for(np.where(span_ok, ratio, 1.0), now, design_ntu(design), c.valve_min_flow, hi=4.0)
         # anchored: of the classes at the reference (within the deadband), the one that needs most opens fully,
