@@ -164,10 +164,11 @@ class ControlLoop:
         done = self.proposals.find(statuses=["applied", "rechecked"], kinds=["home_valves"], limit=100_000)
         flows = valves.flows_set(done)
         settled = self.valves_settled()
+        live = self.lifecycle.live_keys()
         out: list[Proposal] = []
         for sid, st in sorted(self.registry.stations.items()):
-            if sid in self.down:
-                continue
+            if sid in self.down or all(("home_valves", sid, c) in live for c in st.communities):
+                continue  # every community's last job still waits for its crew or recheck: nothing to read
             try:
                 w = valves.read_window(self.store, self.registry, self.cfg, st, now, distrusted)
             except (StoreUnavailable, StoreError) as exc:

@@ -249,6 +249,15 @@ def test_the_loop_advises_each_round_from_where_the_crew_left_the_valves(tmp_pat
         assert p.evidence["throttled_homes"] == ["m0", "m1", "m2"]
         loop.lifecycle.add_many([p])
         assert loop.lifecycle.unseen(loop.valve_jobs(clock())) == []  # one job at a time per community
+
+        def unread(*a: object, **k: object) -> None:
+            raise AssertionError("read the store for a community whose job is still open")
+
+        real, valves.read_window = valves.read_window, unread  # type: ignore[assignment]
+        try:
+            assert loop.valve_jobs(clock()) == []  # nor is the store read for it, every cycle
+        finally:
+            valves.read_window = real
         loop.approve(p.proposal_id, "crew")
         loop.apply(p.proposal_id, "crew", "set")
         assert loop.valves_set() == {"S1": clock()}
