@@ -27,7 +27,7 @@ from control.coldsnap import forecast_from_store
 from control.curve import bound_supply, design_for, heating_curve, plausible_supply
 from control.model import Fit, FitError, StationModel, fit_station_model, plan_supply
 from control.proposal import Proposal, new_proposal_id
-from heatwatch.core import schema
+from control.telemetry import read_frames
 from heatwatch.core.config import Config, StationDesign
 from heatwatch.core.registry import Registry, Station
 from heatwatch.infra.storage.base import Store, StoreError, StoreUnavailable
@@ -166,17 +166,7 @@ def read_series(store: Store, registry: Registry, cfg: Config, st: Station, now:
     hours = pd.date_range(start, end - timedelta(hours=1), freq="h")
     homes = {h.home_id: h.building for h in registry.homes.values()
              if h.station_id == st.station_id and h.kind == "residential"}
-    tz = cfg.general.tz
-    comms = sorted({registry.homes[h].community for h in homes})
-    indoor = (store.hourly(schema.INDOOR, "temp_c", start, end, tz, by="home_id", where={"community": comms},
-                           stats=("mean",)) if comms else pd.DataFrame())
-    if not indoor.empty:
-        lo, hi = cfg.analytics.implausible_below_c, cfg.analytics.warm_above_c
-        indoor = indoor[(indoor["mean"] >= lo) & (indoor["mean"] <= hi)]
-    supply = store.hourly(schema.STATION, "supply_c", start, end, tz, by="station_id",
-                          where={"station_id": [st.station_id]}, stats=("mean",))
-    outdoor = store.hourly(schema.WEATHER, "temp_c", start, end, tz, by="site_id",
-                           where={"site_id": [st.weather_site]}, stats=("mean",))
+    indoor, supply, outdoor = read_frames(store, registry, cfg, st, homes, start, end)
     return series_from_frames(indoor, supply, outdoor, homes, hours, c.model_cold_quantile,
                               max(1, int(c.model_gap_h)), gap_since)
 
