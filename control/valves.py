@@ -44,7 +44,7 @@ import pandas as pd
 
 from control.curve import design_for
 from control.proposal import Proposal, new_proposal_id
-from heatwatch.core import schema
+from control.telemetry import read_frames
 from heatwatch.core.config import Config, ControlSettings, StationDesign
 from heatwatch.core.registry import Registry, Station
 from heatwatch.infra.storage.base import Store
@@ -132,7 +132,6 @@ def advise(classes: Sequence[Measured], flows_now: Mapping[ClassKey, float],
     ``supply_c``, ``outdoor_c``: the station's means over the same window; ``standard_c``: the standard the homes
     must reach in it (``standard_over``). Every class is returned, changed or not; ``ValveClass.changed`` tells which to set.
     """
-    classes = [Measured(*m) for m in classes]
     margin = c.model_margin_c if margin_c is None else margin_c
     if not classes:
         return float("nan"), []
@@ -226,16 +225,7 @@ def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now:
     start = end - timedelta(hours=hours)
     skip = set(distrusted)
     homes = [h.home_id for h in registry.homes.values() if h.station_id == st.station_id and h.home_id not in skip]
-    comms = sorted({registry.homes[h].community for h in homes})
-    tz = cfg.general.tz
-    indoor = (store.hourly(schema.INDOOR, "temp_c", start, end, tz, by="home_id", where={"community": comms},
-                           stats=("mean",)) if comms else pd.DataFrame())
-    if not indoor.empty:
-        indoor = indoor[(indoor["mean"] >= cfg.analytics.implausible_below_c) & (indoor["mean"] <= cfg.analytics.warm_above_c)]
-    supply = store.hourly(schema.STATION, "supply_c", start, end, tz, by="station_id",
-                          where={"station_id": [st.station_id]}, stats=("mean",))
-    outdoor = store.hourly(schema.WEATHER, "temp_c", start, end, tz, by="site_id",
-                           where={"site_id": [st.weather_site]}, stats=("mean",))
+    indoor, supply, outdoor = read_frames(store, registry, cfg, st, homes, start, end)
 
     def mean(df: pd.DataFrame) -> float:
         return float(df["mean"].mean()) if not df.empty else float("nan")
@@ -264,7 +254,7 @@ def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, 
         return []
     ref, advice = advise(w.classes, flows_now, w.supply_c, w.outdoor_c, w.standard_c, c, design_for(cfg, st.station_id),
                          margin)
-    kinds = {m.key: m.kind for m in (Measured(*x) for x in w.classes)}
+    kinds = {m.key: m.kind for m in w.classes}
     coldest = min(advice, key=lambda v: (kinds[v.key] != "residential", v.mean_c))
     out = []
     for community in st.communities:

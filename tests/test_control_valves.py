@@ -40,7 +40,7 @@ def test_the_radiator_curve_gives_the_flow_back() -> None:
 
 
 def advise(means: dict[str, float], flows: dict[str, float] | None = None, **c: float) -> dict[str, valves.ValveClass]:
-    classes = [(("幸福小区", "1号楼", loc), (f"h-{loc}-1", f"h-{loc}-2"), m) for loc, m in means.items()]
+    classes = [valves.Measured(("幸福小区", "1号楼", loc), (f"h-{loc}-1", f"h-{loc}-2"), m) for loc, m in means.items()]
     ref, out = valves.advise(classes, {("幸福小区", "1号楼", k): v for k, v in (flows or {}).items()}, 55.0, -2.0,
                              18.0, ControlSettings(**c), StationDesign())
     advise.ref = ref  # type: ignore[attr-defined]
@@ -106,7 +106,8 @@ def test_the_advice_brings_the_simulated_homes_to_the_reference_and_not_under_it
     by_class: dict[str, list[int]] = {}
     for i in idx:
         by_class.setdefault(sim.net.homes[i].location, []).append(i)
-    classes = [((b.community, b.building, loc), tuple(sim.net.homes[i].home_id for i in ii), float(before[ii].mean()))
+    classes = [valves.Measured((b.community, b.building, loc), tuple(sim.net.homes[i].home_id for i in ii),
+                               float(before[ii].mean()))
                for loc, ii in sorted(by_class.items())]
     c = ControlSettings(valve_max_cut=0.9)
     ref, advice = valves.advise(classes, {}, supply, outdoor, 18.0, c, StationDesign())
@@ -143,7 +144,7 @@ def test_classes_count_a_home_once_it_reported_enough_hours() -> None:
 
 
 def window(classes: list[tuple[tuple[str, str, str], tuple[str, ...], float]], supply: float = 55.0) -> valves.Window:
-    return valves.Window(classes, supply, -2.0, 18.0)
+    return valves.Window([valves.Measured(*c) for c in classes], supply, -2.0, 18.0)
 
 
 def test_one_job_per_community_with_the_whole_class_and_its_homes_named() -> None:
@@ -211,11 +212,12 @@ def test_the_models_gap_and_fit_start_when_the_valves_were_set() -> None:
 def test_the_loop_advises_each_round_from_where_the_crew_left_the_valves(tmp_path: Path) -> None:
     """Stored readings → a home-valve job; while it waits for its crew and recheck nothing more is advised; once done
     and rechecked, the next round starts from the flows the crew set."""
+    from control.mpc import margin_for
     from heatwatch.core import schema
     from heatwatch.core.model import Point
-    from heatwatch.core.timeutil import SettableClock, to_ns
+    from heatwatch.core.timeutil import to_ns
     from heatwatch.infra.storage.sqlite import SqliteStore
-    from tests.test_control_invariants import Recorder
+    from tests.test_control_invariants import offline_loop
 
     st = Station("S1", "幸福换热站", ("幸福小区",), 35.0, 80.0, "北京")
     homes = {f"m{i}": Home(f"m{i}", "幸福小区", "1号楼", "1单元", 3, 6, False, "residential", None, "S1")
@@ -225,12 +227,7 @@ def test_the_loop_advises_each_round_from_where_the_crew_left_the_valves(tmp_pat
     c = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "d")}, "alerts": {"mqtt": False},
                                            "control": {"strategy": "feedback"}})
     store = SqliteStore(tmp_path / "s.sqlite")
-    clock = SettableClock(NOW)
-    from control.mpc import margin_for
-    from control.service import ControlLoop
-
-    loop = ControlLoop(c, Registry(homes, {"S1": st}), store, clock, Recorder())
-    loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]
+    loop, clock, _ = offline_loop(c, Registry(homes, {"S1": st}), store, real_analytics=True)
 
     def day(middle_c: float) -> None:
         pts = []
