@@ -154,6 +154,19 @@ class Recorder:
         self.sent.append((self.clock(), orjson.loads(payload)))
 
 
+def offline_loop(c: Config, reg: Registry, store: SqliteStore,
+                 real_analytics: bool = False) -> tuple[ControlLoop, SettableClock, Recorder]:
+    """A loop on a settable clock at NOW whose setpoints land in a ``Recorder``, without a scheduler (the cycle's sweeps
+    publish and recheck); its rechecks see no community (``result(None)``) unless ``real_analytics``."""
+    clock = SettableClock(NOW)
+    rec = Recorder()
+    rec.clock = clock
+    loop = (ControlLoop(c, reg, store, clock, rec) if real_analytics
+            else ControlLoop(c, reg, store, clock, rec, analyze=lambda *a, **k: result(None)))
+    loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]
+    return loop, clock, rec
+
+
 HOMES = {
     f"H{i}": Home(f"H{i}", "幸福小区", "1号楼", "1", i % 6 + 1, 6, False, "residential", None, "S1", f"H{i}", "")
     for i in range(12)
@@ -227,11 +240,7 @@ def _whole_path_is_safe(tmp_path_factory: pytest.TempPathFactory, strategy: str,
         "alerts": {"mqtt": False},
     })
     store = SqliteStore(tmp / "s.sqlite")
-    clock = SettableClock(NOW)
-    rec = Recorder()
-    rec.clock = clock
-    loop = ControlLoop(c, reg, store, clock, rec, analyze=lambda *a, **k: result(None))
-    loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]  # the sweeps publish and recheck
+    loop, clock, rec = offline_loop(c, reg, store)
     measured: list[tuple[int, datetime, float | None]] = []  # (messages sent before it was stored, time, °C)
     outdoors: list[tuple[int, datetime, float]] = []  # (messages sent before it was stored, time, °C)
     try:
@@ -317,11 +326,7 @@ def test_a_step_that_is_unsafe_when_it_falls_due_is_withdrawn_not_sent(tmp_path:
     c = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "data")}, "alerts": {"mqtt": False}})
     store = SqliteStore(tmp_path / "s.sqlite")
     store.write([Point(schema.STATION, {"station_id": "S1"}, {"supply_c": 50.0}, to_ns(NOW - timedelta(minutes=5)))])
-    clock = SettableClock(NOW)
-    rec = Recorder()
-    rec.clock = clock
-    loop = ControlLoop(c, Registry(HOMES, {"S1": ST}), store, clock, rec, analyze=lambda *a, **k: result(None))
-    loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]
+    loop, clock, rec = offline_loop(c, Registry(HOMES, {"S1": ST}), store)
     try:
         def step(value: float, at: datetime, current: float) -> Proposal:
             return Proposal(proposal_id=new_proposal_id(), station_id="S1", kind="supply", community="", current_c=current,
@@ -369,11 +374,7 @@ def test_one_emergency_per_pending_recheck(tmp_path: Path) -> None:
     c = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "data")}, "alerts": {"mqtt": False},
                                            "control": {"auto_apply": True}})
     store = SqliteStore(tmp_path / "s.sqlite")
-    clock = SettableClock(NOW)
-    rec = Recorder()
-    rec.clock = clock
-    loop = ControlLoop(c, Registry(HOMES, {"S1": ST}), store, clock, rec, analyze=lambda *a, **k: result(None))
-    loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]
+    loop, clock, rec = offline_loop(c, Registry(HOMES, {"S1": ST}), store)
     try:
         made = []
         for k, mean in enumerate([17.0, 16.8, 15.5, 14.0, 12.5, 11.0]):

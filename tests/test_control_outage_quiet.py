@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from control.alerts.rules import Quiet
-from control.service import ControlLoop
 from heatwatch.core import schema
 from heatwatch.core.config import load_config
 from heatwatch.core.model import Point
 from heatwatch.core.registry import Registry
-from heatwatch.core.timeutil import SettableClock, to_ns
+from heatwatch.core.timeutil import to_ns
 from heatwatch.infra.storage.sqlite import SqliteStore
-from tests.test_control_invariants import HOMES, NOW, ST, Recorder, result
+from tests.test_control_invariants import HOMES, ST, offline_loop, result
 
 
 @pytest.mark.parametrize("strategy", ["feedback", "model"])
@@ -26,11 +25,7 @@ def test_no_setpoint_for_a_station_in_an_announced_outage(tmp_path: Path, strate
     c = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "data")}, "alerts": {"mqtt": False},
                                            "control": {"auto_apply": True, "strategy": strategy}})
     store = SqliteStore(tmp_path / "s.sqlite")
-    clock = SettableClock(NOW)
-    rec = Recorder()
-    rec.clock = clock
-    loop = ControlLoop(c, Registry(HOMES, {"S1": ST}), store, clock, rec, analyze=lambda *a, **k: result(None))
-    loop.jobs.schedule = lambda *a, **k: None  # type: ignore[method-assign]
+    loop, clock, rec = offline_loop(c, Registry(HOMES, {"S1": ST}), store)
     down = Quiet(homes={h: "outage O1 at S1" for h in HOMES}, stations={"S1": "announced outage O1"})
     try:
         store.write([Point(schema.STATION, {"station_id": "S1"}, {"supply_c": 50.0, "flow_m3h": 80.0},
