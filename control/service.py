@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,6 +64,8 @@ __all__ = ["ApplyError", "ControlLoop", "CycleReport", "build_sinks", "configure
 
 log = logging.getLogger("heatwatch.control")
 
+SpotFn = Callable[[datetime, datetime], Iterable[valves.Spot]]  # in-home measurements in [start, end)
+
 
 @dataclass(frozen=True, kw_only=True)
 class CycleReport:
@@ -88,12 +90,14 @@ class ControlLoop:
         analyze: AnalyzeFn | None = None,
         time_scale: float = 1.0,
         sinks: Mapping[str, Sink] | None = None,
+        spots: SpotFn | None = None,
     ) -> None:
         self.cfg = cfg
         self.registry = registry
         self.store = store
         self.clock = clock
         self.publisher = publisher
+        self.spots = spots  # in-home measurements (入户测温) in [start, end): the measurement book, from the app layer
         self.engine = open_engine(db_path(cfg))
         self.proposals = ProposalRepo(self.engine)
         self.points = PointWriter(store)
@@ -161,21 +165,37 @@ class ControlLoop:
         say nothing of the valves then), nor while the community's last job waits for its recheck (``unseen``).
         ``distrusted``: homes whose sensor analytics flagged (stuck, jumping, implausible…) — they do not speak for
         their class."""
+        c = self.cfg.control
         done = self.proposals.find(statuses=["applied", "rechecked"], kinds=["home_valves"], limit=100_000)
         flows = valves.flows_set(done)
+        settled_at = valves.settled_times(done, timedelta(hours=c.valve_window_h))
         settled = self.valves_settled()
+        spots: list[valves.Spot] | None = None
         live = self.lifecycle.live_keys()
         out: list[Proposal] = []
         for sid, st in sorted(self.registry.stations.items()):
-            if sid in self.down or all(("home_valves", sid, c) in live for c in st.communities):
+            if sid in self.down or all(("home_valves", sid, cm) in live for cm in st.communities):
                 continue  # every community's last job still waits for its crew or recheck: nothing to read
+            if spots is None:
+                spots = self._spots(now - timedelta(days=c.valve_spot_days), now)
             try:
-                w = valves.read_window(self.store, self.registry, self.cfg, st, now, distrusted)
+                w = valves.read_window(self.store, self.registry, self.cfg, st, now, distrusted, spots, settled_at)
             except (StoreUnavailable, StoreError) as exc:
                 log.warning("no home-valve advice for %s: store: %s", sid, exc)
                 continue
-            out += valves.proposals(self.cfg, st, w, flows, now, margin_for(self.cfg, sid in settled))
+            out += valves.proposals(self.cfg, st, w, flows, now, margin_for(self.cfg, sid in settled), self.registry)
         return out
+
+    def _spots(self, start: datetime, end: datetime) -> list[valves.Spot]:
+        """The in-home measurements of [start, end), or none (logged) when they cannot be read: without them a class
+        that one sensor home measures is not throttled — the safe side."""
+        if self.spots is None:
+            return []
+        try:
+            return list(self.spots(start, end))
+        except Exception as exc:  # the measurement book is another database: its failure must not stop the cycle
+            log.warning("in-home measurements not read (classes one sensor home measures stay as they are): %s", exc)
+            return []
 
     def valves_settled(self) -> set[str]:
         """``control.valves.settled`` over this loop's proposals."""

@@ -26,9 +26,17 @@ The reading of the store is ``read_window``; the arithmetic (``advise``, pure) i
 - anchored: of the classes at the reference (within the deadband), the one that needs most is opened fully and
   every class scaled with it — the rounds never walk a whole station shut while its supply climbs;
 - bounded: never under ``valve_min_flow`` of design flow, never more than ``valve_max_cut`` of a class's flow
-  taken in one round, never throttled on fewer than ``valve_min_homes`` sensor homes (one wrong sensor must not
+  taken in one round, never throttled on fewer than ``valve_min_homes`` measured homes (one wrong sensor must not
   chill a class; a flagged sensor does not count at all); a class under the reference that was throttled is
   opened again (opening is never limited); changes under ``valve_min_change`` are not advised.
+
+In-home measurements (入户测温, the measurement book's records, handed in as ``Spot``) count as measurements: a
+class that one sensor home measures is throttled once a crew's calibrated thermometer, read in one of its homes after
+the class's valves last settled, confirms it is warm too — in another home (the neighbours run as warm) or in the
+sensor home itself (the sensor is not on a radiator or in the sun: the wrong sensor ``valve_min_homes`` guards
+against). Any such reading under the reference keeps the class from being throttled, however many sensors say
+otherwise. A job asks for the readings it lacks (``measure_homes``): one home of each warm class one sensor home
+measures — a home without a sensor where the registry knows one — to be measured while the crew is there.
 """
 
 from __future__ import annotations
@@ -61,6 +69,15 @@ class Measured(NamedTuple):
     mean_c: float
     kind: str = "residential"
     standard_c: float | None = None
+    spots: tuple[float, ...] = ()  # in-home measurements (°C) of its homes since its valves last settled
+
+
+class Spot(NamedTuple):
+    """An in-home measurement (入户测温): a home's room mean as a crew measured it."""
+
+    home_id: str
+    measured_at: datetime
+    temp_c: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +171,7 @@ def advise(classes: Sequence[Measured], flows_now: Mapping[ClassKey, float],
         anchors = span_ok & res & (np.abs(means - ref) <= c.valve_deadband_c)
         top = float(want[anchors].max()) if anchors.any() else 1.0
         want = np.where(res, want / top, want) if top < 1.0 else want
-        enough = np.array([len(m.homes) >= c.valve_min_homes for m in classes])
+        enough = np.array([confirmed(m, float(r), c) for m, r in zip(classes, refs, strict=True)])
         over = span_ok & enough & (means > refs + c.valve_deadband_c)
         want = np.where(over, np.maximum(want, now * (1.0 - c.valve_max_cut)), want)
         want = np.clip(want, c.valve_min_flow, 1.0)
@@ -163,6 +180,54 @@ def advise(classes: Sequence[Measured], flows_now: Mapping[ClassKey, float],
     out = [ValveClass(m.key[0], m.key[1], m.key[2], m.homes, m.mean_c, float(n), float(f))
            for m, n, f in zip(classes, now, flow, strict=True)]
     return ref, out
+
+
+def confirmed(m: Measured, ref_c: float, c: ControlSettings) -> bool:
+    """Enough measurements to throttle ``m``: its sensor homes and the in-home measurements that find its homes warm
+    (over the reference + the deadband) make ``valve_min_homes``, and no in-home measurement is under the reference."""
+    if any(t < ref_c for t in m.spots):
+        return False
+    return len(m.homes) + sum(t > ref_c + c.valve_deadband_c for t in m.spots) >= c.valve_min_homes
+
+
+def with_spots(classes: Sequence[Measured], spots: Iterable[Spot], registry: Registry,
+               settled_at: Mapping[ClassKey, datetime]) -> list[Measured]:
+    """Pure: each class with the in-home measurements of its homes (a sensor home's too: a calibrated thermometer
+    checks its sensor) taken at or after ``settled_at`` of the class (when its valves last settled; none: any), the
+    latest per home."""
+    latest: dict[str, Spot] = {}
+    for sp in spots:
+        if sp.home_id in registry.homes and (sp.home_id not in latest or sp.measured_at > latest[sp.home_id].measured_at):
+            latest[sp.home_id] = sp
+    by_class: dict[ClassKey, list[Spot]] = {}
+    for sp in latest.values():
+        h = registry.homes[sp.home_id]
+        by_class.setdefault((h.community, h.building, h.location), []).append(sp)
+    out = []
+    for m in classes:
+        since = settled_at.get(m.key)
+        temps = tuple(sp.temp_c for sp in sorted(by_class.get(m.key, []), key=lambda x: x.home_id)
+                      if since is None or sp.measured_at >= since)
+        out.append(m._replace(spots=temps))
+    return out
+
+
+def measure_requests(w: Window, ref_c: float, registry: Registry, c: ControlSettings, community: str) -> list[dict[str, Any]]:
+    """Pure: the in-home measurements a job asks its crew for — one home of each warm residential class of ``community``
+    that is not yet confirmed (``confirmed``) and has no reading under the reference (a home the registry knows without
+    a sensor reading in the window, else its sensor home): measured warm, it may be throttled next round."""
+    out = []
+    for m in w.classes:
+        if (m.key[0] != community or m.kind != "residential" or m.mean_c <= ref_c + c.valve_deadband_c
+                or confirmed(m, ref_c, c) or any(t < ref_c for t in m.spots)):
+            continue
+        others = sorted(h.home_id for h in registry.homes.values()
+                        if (h.community, h.building, h.location) == m.key and h.home_id not in m.homes)
+        if others or m.homes:
+            out.append({"home_id": others[0] if others else sorted(m.homes)[0], "community": m.key[0],
+                        "building": m.key[1], "location": m.key[2], "sensor_homes": list(m.homes),
+                        "mean_c": round(m.mean_c, 2)})
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +280,12 @@ def classes_from_frame(indoor: pd.DataFrame, registry: Registry, homes: Iterable
 
 
 def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now: datetime,
-                distrusted: Iterable[str] = ()) -> Window:
+                distrusted: Iterable[str] = (), spots: Iterable[Spot] = (),
+                settled_at: Mapping[ClassKey, datetime] | None = None) -> Window:
     """The station's last ``valve_window_h`` whole hours from the store: its homes by class (not the ``distrusted``
     ones: sensors analytics flagged), its supply and outdoor means (implausible indoor hours left out, as analytics
-    leaves them)."""
+    leaves them); each class with the in-home measurements ``spots`` of its other homes since ``settled_at``
+    (``with_spots``)."""
     c = cfg.control
     end = now.replace(minute=0, second=0, microsecond=0)
     hours = max(1, int(c.valve_window_h))
@@ -230,8 +297,9 @@ def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now:
     def mean(df: pd.DataFrame) -> float:
         return float(df["mean"].mean()) if not df.empty else float("nan")
 
-    return Window(classes_from_frame(indoor, registry, homes, max(1, hours // 2), cfg), mean(supply), mean(outdoor),
-                  standard_over(cfg, start, hours))
+    classes = with_spots(classes_from_frame(indoor, registry, homes, max(1, hours // 2), cfg), spots, registry,
+                         settled_at or {})
+    return Window(classes, mean(supply), mean(outdoor), standard_over(cfg, start, hours))
 
 
 def flows_set(done: Iterable[Proposal]) -> dict[ClassKey, float]:
@@ -243,11 +311,25 @@ def flows_set(done: Iterable[Proposal]) -> dict[ClassKey, float]:
     return out
 
 
+def settled_times(done: Iterable[Proposal], settle: timedelta) -> dict[ClassKey, datetime]:
+    """When each class's valves, as the crews last set them, had settled (recorded done + ``settle``): an in-home
+    measurement from before says nothing of the flow it has now."""
+    out: dict[ClassKey, datetime] = {}
+    for p in done:
+        at = p.applied_at or p.created_at
+        for v in p.evidence.get("classes", []):
+            k = (str(v["community"]), str(v["building"]), str(v["location"]))
+            if k not in out or at + settle > out[k]:
+                out[k] = at + settle
+    return out
+
+
 def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, float], now: datetime,
-              margin_c: float | None = None) -> list[Proposal]:
+              margin_c: float | None = None, registry: Registry | None = None) -> list[Proposal]:
     """Pure: one home-valve job per community of ``st`` with a class to change (none when the station's supply or
     outdoor temperature is unknown). ``margin_c``: the margin the station's model aims with (default
-    ``model_margin_c``)."""
+    ``model_margin_c``). With ``registry``, a job also asks its crew for the in-home measurements that would let
+    the next round throttle the warm classes one sensor home measures (``measure_requests``)."""
     c = cfg.control
     margin = c.model_margin_c if margin_c is None else margin_c
     if not (math.isfinite(w.supply_c) and math.isfinite(w.outdoor_c)) or not w.classes:
@@ -265,19 +347,27 @@ def proposals(cfg: Config, st: Station, w: Window, flows_now: Mapping[ClassKey, 
         homes = [h for v in cut for h in v.sensor_homes]
         judged = cut or changed  # a job that only opens classes is judged on the homes it opened
         before = float(np.mean([v.mean_c for v in judged]))
-        steps = "; ".join(f"{v.building} {v.location} ({len(v.sensor_homes)} measured, {v.mean_c:.1f} °C): "
-                          f"{100 * v.flow_now:.0f} → {100 * v.flow:.0f} %" for v in changed)
+        spots = {m.key: len(m.spots) for m in w.classes}
+        steps = "; ".join(f"{v.building} {v.location} ({len(v.sensor_homes)} measured"
+                          + (f" + {spots[v.key]} in-home" if spots.get(v.key) else "")
+                          + f", {v.mean_c:.1f} °C): {100 * v.flow_now:.0f} → {100 * v.flow:.0f} %" for v in changed)
+        measure = measure_requests(w, ref, registry, c, community) if registry is not None else []
+        asks = ("; measure (入户测温) " + ", ".join(f"{r['home_id']} ({r['building']} {r['location']})" for r in measure)
+                + ": each stands for a warm class one sensor home measures, throttled once a reading confirms it"
+                if measure else "")
         reason = (f"{community}: set the home valves of {len(changed)} classes of homes to a share of design flow — "
                   f"{steps}. The station's coldest class ({coldest.building} {coldest.location}) ran "
                   f"{coldest.mean_c:.1f} °C, the reference is {ref:.1f} °C (never under the standard + "
                   f"{margin:g} °C); set every home of a class, with or without a sensor, and keep "
-                  f"{st.name or st.station_id}'s supply temperature.")
+                  f"{st.name or st.station_id}'s supply temperature{asks}.")
         evidence: dict[str, Any] = {
             "reference_c": round(ref, 2), "standard_c": round(w.standard_c, 2), "supply_mean_c": round(w.supply_c, 2),
             "outdoor_mean_c": round(w.outdoor_c, 2), "window_h": c.valve_window_h,
             "coldest_class": coldest.to_json(), "classes": [v.to_json() for v in changed],
             "throttled_homes": homes, "homes_set": [h for v in changed for h in v.sensor_homes],
-            "deadband_c": c.valve_deadband_c,
+            "deadband_c": c.valve_deadband_c, "measure_homes": measure,
+            "in_home_readings": {f"{v.building} {v.location}": len(next(m.spots for m in w.classes if m.key == v.key))
+                                 for v in changed if spots.get(v.key)},
         }
         out.append(Proposal(
             proposal_id=new_proposal_id(), station_id=st.station_id, kind="home_valves", community=community,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, se
 
 from analytics.core import KIND_BUNGALOW, KIND_CONTRACT, KIND_RESIDENTIAL, thresholds
 from control.alerts.rules import unit_of
+from control.valves import Spot
 from heatwatch.core.config import Config
 from heatwatch.core.errors import UsageError
 from heatwatch.core.registry import Home, Registry
@@ -381,3 +382,22 @@ def import_csv(path: Path, book: MeasurementBook, *, cfg: Config, registry: Regi
         except (ValueError, MeasurementRefused) as exc:
             rep.refused.append((i, str(exc)))
     return rep
+
+
+# --- the way out: to control's home valves ------------------------------------------------------------------
+def in_home_spots(cfg: Config) -> Callable[[datetime, datetime], list[Spot]]:
+    """The records in force measured in [start, end) as control's in-home measurements (``control.valves.Spot``: a
+    home's room mean): what lets a class that one sensor home measures be throttled, and what keeps a class a crew
+    found cold from being throttled. Reads nothing while there is no service database (a cycle creates none)."""
+    from heatwatch.infra.servicedb import db_path
+
+    book: list[MeasurementBook] = []
+
+    def read(start: datetime, end: datetime) -> list[Spot]:
+        if not book:
+            if not db_path(cfg).exists():
+                return []
+            book.append(MeasurementBook.open(cfg))
+        return [Spot(r.m.home_id, r.m.measured_at, r.m.mean_c) for r in book[0].current(start, end)]
+
+    return read

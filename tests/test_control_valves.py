@@ -332,6 +332,114 @@ def test_one_sensor_home_does_not_throttle_its_class_but_may_open_it() -> None:
     assert got[1].flow > 0.5  # opening a class that ran cold needs only one home
 
 
+def test_an_in_home_measurement_confirms_a_class_one_sensor_home_measures_and_a_cold_one_vetoes() -> None:
+    """入户测温 counts as a measured home: one sensor + a crew's warm reading in another home throttle the class; a
+    reading under the reference keeps any class open, however many sensors say it is warm."""
+    top = valves.Measured(("幸福小区", "1号楼", "top"), ("t1", "t2"), 19.0)
+
+    def flow(m: valves.Measured) -> float:
+        _, got = valves.advise([top, m], {}, 55.0, -2.0, 18.0, ControlSettings(), StationDesign())
+        return got[1].flow
+
+    lone = valves.Measured(("幸福小区", "1号楼", "middle"), ("m1",), 21.5)
+    assert flow(lone) == 1.0
+    assert flow(lone._replace(spots=(21.2,))) < 1.0  # confirmed: throttled
+    assert flow(lone._replace(spots=(19.3,))) == 1.0  # inside the deadband of the reference: confirms nothing
+    pair = valves.Measured(("幸福小区", "1号楼", "middle"), ("m1", "m2"), 21.5)
+    assert flow(pair) < 1.0
+    assert flow(pair._replace(spots=(18.7,))) == 1.0  # a home of the class measured under the reference (19.0): vetoed
+    assert flow(pair._replace(spots=(21.0, 18.7))) == 1.0
+
+
+def test_in_home_measurements_count_for_their_class_only_once_its_valves_settled() -> None:
+    homes = {h: Home(h, "幸福小区", "1号楼", "1单元", f, 6, False, "residential", None, "S1")
+             for h, f in (("m1", 3), ("m2", 3), ("m3", 4), ("t1", 6))}
+    reg = Registry(homes, {"S1": ST})
+    key = ("幸福小区", "1号楼", "middle")
+    classes = [valves.Measured(key, ("m1",), 21.5), valves.Measured(("幸福小区", "1号楼", "top"), ("t1",), 19.0)]
+    spots = [valves.Spot("m1", NOW, 21.3),  # the sensor home itself, by a calibrated thermometer: checks its sensor
+             valves.Spot("m2", NOW - timedelta(days=3), 20.0), valves.Spot("m2", NOW - timedelta(days=1), 21.1),
+             valves.Spot("m3", NOW - timedelta(days=5), 21.4), valves.Spot("nobody", NOW, 30.0)]
+    got = valves.with_spots(classes, spots, reg, {})
+    assert got[0].spots == (21.3, 21.1, 21.4) and got[1].spots == ()  # the latest per home, each in its own class
+    got = valves.with_spots(classes, spots, reg, {key: NOW - timedelta(days=2)})
+    assert got[0].spots == (21.3, 21.1)  # measured before the class's valves settled: the flow was another then
+    done = replace(valves.proposals(cfg(), ST, window([(key, ("m1", "m2"), 21.5),
+                                                       (("幸福小区", "1号楼", "top"), ("t1", "t2"), 19.0)]),
+                                    {}, NOW)[0], status="applied", applied_at=NOW)
+    assert valves.settled_times([done], timedelta(hours=24)) == {key: NOW + timedelta(hours=24)}
+
+
+def test_a_job_asks_its_crew_to_measure_the_warm_classes_one_sensor_home_measures() -> None:
+    homes = {h: Home(h, "幸福小区", "1号楼", "1单元", f, 6, g, "residential", None, "S1")
+             for h, f, g in (("m1", 3, False), ("m2", 3, False), ("m3", 4, False), ("m4", 4, False), ("t1", 6, False),
+                             ("t2", 6, False), ("g1", 3, True), ("g2", 3, True))}
+    reg = Registry(homes, {"S1": ST})
+    w = window([(("幸福小区", "1号楼", "middle"), ("m1", "m2"), 21.0), (("幸福小区", "1号楼", "top"), ("t1",), 19.0),
+                (("幸福小区", "1号楼", "gable"), ("g1",), 20.5)])
+    [p] = valves.proposals(cfg(), ST, w, {}, NOW, registry=reg)
+    assert [c["location"] for c in p.evidence["classes"]] == ["middle"]
+    # the gable class is warm and one sensor home measures it: the crew is asked for a reading in its other home
+    assert [(r["home_id"], r["location"]) for r in p.evidence["measure_homes"]] == [("g2", "gable")]
+    assert "入户测温" in p.reason and "g2" in p.reason
+    # a registry that knows only the sensor homes (as the simulator's does): the crew checks the sensor home itself
+    sensor_only = Registry({h: v for h, v in homes.items() if h != "g2"}, {"S1": ST})
+    [p] = valves.proposals(cfg(), ST, w, {}, NOW, registry=sensor_only)
+    assert [r["home_id"] for r in p.evidence["measure_homes"]] == ["g1"]
+    # with the reading in hand (warm), the gable class is throttled next round and nothing more is asked
+    w2 = valves.Window([m._replace(spots=(20.6,)) if m.key[2] == "gable" else m for m in w.classes], 55.0, -2.0, 18.0)
+    [q] = valves.proposals(cfg(), ST, w2, {}, NOW, registry=reg)
+    assert {c["location"] for c in q.evidence["classes"]} == {"middle", "gable"}
+    assert q.evidence["measure_homes"] == [] and q.evidence["in_home_readings"] == {"1号楼 gable": 1}
+    assert "+ 1 in-home" in q.reason
+
+
+def test_the_loop_reads_the_in_home_measurements_and_survives_their_failure(tmp_path: Path) -> None:
+    from heatwatch.core import schema
+    from heatwatch.core.model import Point
+    from heatwatch.core.timeutil import to_ns
+    from heatwatch.infra.storage.sqlite import SqliteStore
+    from tests.test_control_invariants import offline_loop
+
+    st = Station("S1", "幸福换热站", ("幸福小区",), 35.0, 80.0, "北京")
+    homes = {f"m{i}": Home(f"m{i}", "幸福小区", "1号楼", "1单元", 3, 6, False, "residential", None, "S1") for i in range(2)}
+    homes |= {f"t{i}": Home(f"t{i}", "幸福小区", "1号楼", "1单元", 6, 6, False, "residential", None, "S1") for i in range(2)}
+    c = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "d")}, "alerts": {"mqtt": False},
+                                           "control": {"strategy": "feedback"}})
+    store = SqliteStore(tmp_path / "s.sqlite")
+    loop, clock, _ = offline_loop(c, Registry(homes, {"S1": st}), store, real_analytics=True)
+    asked: list[tuple[datetime, datetime]] = []
+    readings = [valves.Spot("m1", clock() - timedelta(days=1), 21.0)]
+
+    def spots(start: datetime, end: datetime) -> list[valves.Spot]:
+        asked.append((start, end))
+        return readings
+
+    try:
+        pts = []
+        for k in range(24 * 4):
+            t = to_ns(clock() - timedelta(minutes=15 * k + 1))
+            pts += [Point(schema.INDOOR, {"home_id": h, "community": "幸福小区"}, {"temp_c": 21.0 if h == "m0" else 19.0}, t)
+                    for h in ("m0", "t0", "t1")]  # m1 carries no sensor
+            pts += [Point(schema.STATION, {"station_id": "S1"}, {"supply_c": 55.0}, t),
+                    Point(schema.WEATHER, {"site_id": "北京"}, {"temp_c": -2.0}, t)]
+        store.write(pts)
+        assert loop.valve_jobs(clock()) == []  # one sensor home, no reading handed in
+        loop.spots = spots
+        [p] = loop.valve_jobs(clock())
+        assert asked == [(clock() - timedelta(days=c.control.valve_spot_days), clock())]
+        assert p.evidence["classes"][0]["location"] == "middle" and p.evidence["in_home_readings"] == {"1号楼 middle": 1}
+
+        def broken(start: datetime, end: datetime) -> list[valves.Spot]:
+            raise OSError("service database locked")
+
+        loop.spots = broken
+        assert loop.valve_jobs(clock()) == []  # no readings: the safe side, and the cycle goes on
+    finally:
+        loop.shutdown()
+        store.close()
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     means=st.lists(st.floats(-60.0, 90.0), min_size=1, max_size=8),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -101,6 +101,25 @@ def test_records_are_append_only_corrections_point_at_the_old(book: MeasurementB
         record(book, m(supersedes="M000"), cfg=CFG, registry=REG, now=NOW, by="赵六")
     with pytest.raises(MeasurementRefused, match="is for home 'H1', not 'B1'"):
         record(book, m(home_id="B1", supersedes=fix.record_id), cfg=CFG, registry=REG, now=NOW, by="赵六")
+
+
+def test_the_records_in_force_reach_control_as_in_home_spots(tmp_path: Path) -> None:
+    """Control's home valves read the book through ``in_home_spots``: the records in force (a correction replaces the
+    record it corrects), each as its rooms' mean; nothing while no service database exists, and none is created."""
+    from control.valves import Spot
+    from dispatch.measurements import in_home_spots
+    from heatwatch.infra.servicedb import db_path
+
+    cfg = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "d")}})
+    read = in_home_spots(cfg)
+    assert read(NOW.replace(year=2025), NOW) == [] and not db_path(cfg).exists()
+    book = MeasurementBook.open(cfg)
+    old = record(book, m(), cfg=CFG, registry=REG, now=NOW, by="赵六").record
+    record(book, m(rooms=(("客厅", 19.0), ("主卧", 18.0)), supersedes=old.record_id), cfg=CFG, registry=REG, now=NOW, by="赵六")
+    record(book, m(home_id="B1", rooms=(("堂屋", 16.5),)), cfg=CFG, registry=REG, now=NOW, by="赵六")
+    at = m().measured_at
+    assert sorted(read(at, NOW)) == [Spot("B1", at, 16.5), Spot("H1", at, 18.5)]
+    assert read(at + timedelta(hours=1), NOW) == []  # measured before the window
 
 
 def test_import_keeps_good_rows_and_names_each_bad_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

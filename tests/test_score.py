@@ -176,6 +176,43 @@ def test_a_crew_balances_a_community_and_nothing_else() -> None:
     assert sim.balance("没有这个小区") == 0
 
 
+def test_the_crew_takes_the_in_home_measurements_a_home_valve_job_asks_for(tmp_path: Path) -> None:
+    """入户测温 on the visit: the home's true temperature, kept in the measurement book (two staff, a calibrated
+    thermometer), which the next round's advice reads; the classes' valves set as before."""
+    from dataclasses import replace
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from dispatch.measurements import in_home_spots
+    from heatwatch.app.score import _crew_visits
+    from heatwatch.core.config import load_config
+    from heatwatch.core.timeutil import SettableClock
+    from simulators.simulation import Simulation
+
+    t = datetime(2026, 1, 10, tzinfo=UTC)
+    sim = Simulation(load_scenario("normal"), t - timedelta(hours=30))
+    home = sim.net.homes[3]
+    cfg = load_config(environ={}, overrides={"general": {"data_dir": str(tmp_path / "d")}})
+    applied: list[str] = []
+    job = Proposal(proposal_id="P1", station_id=home.station_id, kind="home_valves", community=home.community,
+                   current_c=None, proposed_c=None, delta_c=None,
+                   evidence={"classes": [{"community": home.community, "building": home.building, "location": home.location,
+                                          "flow_pct": 60}],
+                             "measure_homes": [{"home_id": home.home_id}]},
+                   reason="r", created_at=t - timedelta(hours=24), effective_at=t - timedelta(hours=24))
+    loop = SimpleNamespace(cfg=cfg, registry=sim.net.registry,
+                           proposals=SimpleNamespace(get=lambda pid: replace(job, status="approved")),
+                           approve=lambda *a: None, apply=lambda pid, by, note: applied.append(by))
+    clock = SettableClock(t - timedelta(hours=24))
+    assert _crew_visits([job], t - timedelta(hours=1), 24.0, sim, loop, clock) == [job]  # not due yet
+    assert _crew_visits([job], t, 24.0, sim, loop, clock) == [] and applied == ["crew"]
+    [spot] = in_home_spots(cfg)(t - timedelta(days=1), t + timedelta(seconds=1))
+    i = sim.net.homes.index(home)
+    assert spot.home_id == home.home_id and spot.measured_at == t
+    assert spot.temp_c == round(float(sim.home_state.temp_c[i]), 1)
+    assert sim.valve[i] == pytest.approx(0.6)
+
+
 def test_with_a_crew_the_balancing_advice_is_carried_out_and_recorded(tmp_path: Path) -> None:
     import sqlite3
 

@@ -149,6 +149,7 @@ class Demo:
         from collector.service import Collector
         from control.publish import MqttPublisher
         from control.service import ControlLoop
+        from dispatch.measurements import in_home_spots
         from heatwatch.app.cycle import Cycle
         from heatwatch.app.lockstep import CountingPublisher, Lockstep
         from heatwatch.core.timeutil import SettableClock, utc_now
@@ -182,7 +183,7 @@ class Demo:
         collector = Collector(cfg, reg, store).start()
         publisher = MqttPublisher(cfg, "heatwatch-demo-control")
         counted = CountingPublisher(publisher, cfg.mqtt.topic_prefix)
-        loop = ControlLoop(cfg, reg, store, clock, counted)
+        loop = ControlLoop(cfg, reg, store, clock, counted, spots=in_home_spots(cfg))
         lockstep = Lockstep(runner, [collector], clock=clock, setpoints=counted, timeout_s=60.0)
         cycle = Cycle(store, reg, cfg, loop, window_h=ANALYSIS_WINDOW_H, coldsnap=True)
 

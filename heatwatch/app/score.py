@@ -329,13 +329,14 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
         codec = None
         if control:
             from control.service import ControlLoop
+            from dispatch.measurements import in_home_spots
             from heatwatch.app.cycle import Cycle
 
             assert store is not None
             reg = runner.registry
             codec = Codec(cfg, reg)
             counted = CountingPublisher(_Inbox(runner.submit_setpoint), cfg.mqtt.topic_prefix)
-            loop = ControlLoop(cfg, reg, store, clock, counted, sinks={})
+            loop = ControlLoop(cfg, reg, store, clock, counted, sinks={}, spots=in_home_spots(cfg))
             cycle = Cycle(store, reg, cfg, loop, window_h=window_h, coldsnap=True)
         lockstep = Lockstep(runner, (), clock=clock, setpoints=counted)
 
@@ -406,8 +407,11 @@ def run_strategy(scenario: Scenario, strategy: str, *, every_h: float = 3.0, win
 def _crew_visits(jobs: list[Proposal], t: datetime, crew_h: float, sim: Any, loop: Any,
                  clock: Any) -> list[Proposal]:
     """Carry out the on-site jobs due by ``t``: the community balanced, or a home-valve job's classes set, in the simulator; the job
-    recorded done in control (approved and applied by the crew: its recheck is scheduled). Returns the rest."""
+    recorded done in control (approved and applied by the crew: its recheck is scheduled). Returns the rest.
+    A home-valve job's in-home measurements (``measure_homes``) are taken first and kept in the measurement book:
+    the home's true temperature to 0.1 °C, two staff, a calibrated thermometer."""
     from control.service import ApplyError
+    from dispatch.measurements import Measurement, MeasurementBook, record
 
     left = []
     for p in jobs:
@@ -415,6 +419,14 @@ def _crew_visits(jobs: list[Proposal], t: datetime, crew_h: float, sim: Any, loo
             left.append(p)
             continue
         if p.kind == "home_valves":  # every home of each class, with a sensor or not
+            if p.evidence.get("measure_homes"):
+                book = MeasurementBook.open(loop.cfg)
+                index = {h.home_id: i for i, h in enumerate(sim.net.homes)}
+                for r in p.evidence["measure_homes"]:
+                    temp = round(float(sim.home_state.temp_c[index[r["home_id"]]]), 1)
+                    record(book, Measurement(r["home_id"], t, (("客厅", temp),), ("张工", "李工"), "scorer-thermometer",
+                                             (t - timedelta(days=30)).date()), cfg=loop.cfg, registry=loop.registry,
+                           now=t, by="crew")
             for v in p.evidence["classes"]:
                 sim.set_valves(v["community"], v["building"], v["location"], float(v["flow_pct"]) / 100.0)
             done = f"home valves set {crew_h:g} h after the advice (scorer's crew)"

@@ -83,9 +83,11 @@ class Service:
         if "control" in self.parts:
             from control.publish import MqttPublisher
             from control.service import ControlLoop
+            from dispatch.measurements import in_home_spots
 
             self.publisher = MqttPublisher(self.cfg, f"{self.cfg.mqtt.client_id}-control"[:64])
-            self.loop = ControlLoop(self.cfg, self.registry, self.store, self.clock, self.publisher).start()
+            self.loop = ControlLoop(self.cfg, self.registry, self.store, self.clock, self.publisher,
+                                    spots=in_home_spots(self.cfg)).start()
             self.scheduler = self.loop.scheduler  # one scheduler: the loop's persistent jobs and ours
         else:
             self.scheduler = BackgroundScheduler(timezone="UTC")

@@ -295,7 +295,8 @@ class ControlSettings(_Section):
     valve_min_flow: float = Field(0.2, gt=0, le=1)  # no home valve is advised under this share of design flow
     valve_max_cut: float = Field(0.5, gt=0, lt=1)  # share of a class's flow one round may take away
     valve_min_change: float = Field(0.05, gt=0, le=1)  # smaller changes of flow share are not advised
-    valve_min_homes: int = Field(2, ge=1)  # sensor homes a class needs before it is throttled (opening needs one)
+    valve_min_homes: int = Field(2, ge=1)  # sensor homes + warm in-home readings a class needs to be throttled (opening: one)
+    valve_spot_days: float = Field(14.0, gt=0)  # in-home readings (入户测温) this recent count (taken after the class settled)
     valve_margin_c: float = Field(0.5, ge=0)  # model_margin_c where the last home-valve job was rechecked improved
 
 
