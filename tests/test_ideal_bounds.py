@@ -1,13 +1,26 @@
-"""tools.ideal_bounds: the least heat with thermal mass, from the start state, against the no-mass bounds."""
+"""tools.ideal_bounds: the least heat with thermal mass, from the start state, against the no-mass bounds; and the
+least heat with one supply per station (valves as found) against the per-home bound and the simulator."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from heatwatch.app.score import ideal_heat_kwh
 from simulators.physics import HomeParams, HomeState, radiator_eps, step_homes
-from tools.ideal_bounds import MASS, MassBound, bounds, least_heat_with_mass
+from tools.ideal_bounds import (
+    MASS,
+    ONE_SUPPLY,
+    MassBound,
+    SupplyBound,
+    bounds,
+    least_heat_one_supply,
+    least_heat_with_mass,
+    one_supply_bound,
+    setup,
+)
 
 DT_S = 900.0
 PER_DAY = 96
@@ -145,6 +158,106 @@ def test_a_standard_beyond_the_radiator_is_held_at_the_warmest_it_allows() -> No
 
 def test_the_scenario_rows() -> None:
     rows = bounds("normal")
-    mass = [rows[f"standard as applied{m}, {MASS}"] for m in ("", " + 0.5 °C on the flats", " + 1 °C on the flats")]
+    margins = ("", " + 0.5 °C on the flats", " + 1 °C on the flats")
+    mass = [rows[f"standard as applied{m}, {MASS}"] for m in margins]
+    one = [rows[f"standard as applied{m}, {ONE_SUPPLY}, {MASS}"] for m in margins]
     assert 0.0 < mass[0] < mass[1] < mass[2]
+    assert one[0] < one[1] < one[2]
+    assert all(o > m for o, m in zip(one, mass, strict=True))  # a valve per home can do all one supply can
     assert "day standard at every hour" in rows and "standard as applied (18 °C day, 16 °C night)" in rows
+
+
+# --- one supply per station ------------------------------------------------------------------------------------------
+MC = 2600.0 / 15.0  # W/K: a middle home's design flow (2.6 kW of radiator heat at 60/45 °C)
+
+
+def station_homes(ua: list[float], exponent: float = 1.3) -> HomeParams:
+    """Homes with the same radiator and flow (eps 0.375 at the design excess of 60/45/20 °C), 40 h for UA 100."""
+    n = len(ua)
+    return HomeParams(np.asarray(ua, float), np.full(n, 40.0 * 3600.0 * 100.0), np.full(n, 300.0), np.full(n, MC),
+                      float(-np.log1p(-0.375) * MC), 32.5, exponent)
+
+
+def both(ua: list[float], stations: list[int], exponent: float = 1.3,
+         start: float = 18.5) -> tuple[HomeParams, np.ndarray, SupplyBound, MassBound]:
+    """(params, standard, one-supply bound, per-home bound at the same G_max and maximum supply), 2 days at −5 °C."""
+    p = station_homes(ua, exponent)
+    n, idx = len(ua), np.asarray(stations, np.intp)
+    std = schedule()[:, :1].repeat(n, axis=1)
+    to = np.full_like(std, -5.0)
+    first = HomeState(np.full(n, start), np.full(n, p.excess_design), np.zeros(n))
+    one = least_heat_one_supply(p, idx, p.mc_design, first, np.full((len(std), idx.max() + 1), TS_MAX), to, std, DT_S)
+    g = radiator_eps(np.full(n, p.excess_design), p.mc_design, p) * p.mc_design
+    return p, std, one, least_heat_with_mass(p.ua, p.cap, p.q_int, g, TS_MAX, first.temp_c, to, std, DT_S)
+
+
+def binding(one: SupplyBound, j: int) -> np.ndarray:
+    """The steps where station j's supply was bisected: neither at 20 °C nor at its maximum."""
+    s = one.supply_c[:, j]
+    return np.flatnonzero((s > 20.0 + 1e-6) & (s < TS_MAX - 1e-6))
+
+
+def test_one_supply_overheats_the_middle_homes_to_hold_the_edge_home() -> None:
+    """An edge home (more UA, the same radiator and flow) needs the hotter supply; its neighbours get it too."""
+    _, std, one, per_home = both([100.0, 100.0, 115.0, 100.0, 120.0], [0, 0, 0, 1, 1])
+    assert one.heat_kwh > 1.03 * per_home.heat_kwh
+    assert one.forced_kwh == 0.0 and one.late_lift_kwh < 0.01 * one.heat_kwh
+    assert np.all(one.temp_c[1:] >= std - 1e-8)
+    above = one.temp_c[1:] - one.floor_c
+    for j, edge, middle in ((0, 2, 0), (1, 4, 3)):
+        k = binding(one, j)
+        assert len(k) > 50
+        assert np.allclose(above[k, edge], 0.0, atol=1e-6)  # the edge home sets the supply …
+        assert np.all(above[k, middle] > 0.2)  # … and the middle home runs warmer than it needs
+    assert one.stored_kwh > per_home.stored_kwh
+
+
+def test_the_bisected_supply_is_the_least_and_is_the_simulators_step() -> None:
+    p, _, one, _ = both([100.0, 100.0, 115.0, 100.0, 120.0], [0, 0, 0, 1, 1])
+    idx = np.array([0, 0, 0, 1, 1])
+    checked = 0
+    for j in (0, 1):
+        for k in binding(one, j)[::5]:
+            state = HomeState(one.temp_c[k].copy(), one.excess_c[k].copy(), np.zeros(5))
+            supply = one.supply_c[k].copy()
+            nxt = step_homes(p, state, supply[idx], p.mc_design, np.full(5, -5.0), DT_S)
+            mine = idx == j  # (a home of the other station may have been lifted beyond its maximum supply)
+            assert np.allclose(nxt.temp_c[mine], one.temp_c[k + 1, mine], rtol=0.0, atol=1e-12)
+            supply[j] -= 0.05
+            less = step_homes(p, state, supply[idx], p.mc_design, np.full(5, -5.0), DT_S)
+            assert np.any((less.temp_c < one.floor_c[k] - 1e-6)[mine])
+            checked += 1
+    assert checked > 20
+
+
+def test_identical_homes_one_supply_is_the_per_home_bound() -> None:
+    """With the radiator exponent at 1 the simulator's step at the maximum supply is exactly the per-home bound's
+    Qmax step, so one supply for identical homes can do what a valve per home does — all but coast at no heat: its
+    least supply, 20 °C, still warms homes a little on the nights (about 0.5 % here)."""
+    _, _, one, per_home = both([100.0, 100.0, 100.0, 130.0, 130.0], [0, 0, 0, 1, 1], exponent=1.0)
+    assert per_home.heat_kwh * 0.999 < one.heat_kwh < per_home.heat_kwh * 1.01
+    assert one.stored_kwh == pytest.approx(per_home.stored_kwh, abs=0.01 * per_home.heat_kwh)
+    assert one.at_least > 0 and len(binding(one, 0)) > 50 and len(binding(one, 1)) > 50
+    assert one.late_lifts == 0
+
+
+@pytest.mark.parametrize("scenario", ["normal", "imbalanced"])
+def test_the_one_supply_bound_is_what_the_simulator_does_with_those_supplies(scenario: str) -> None:
+    """``Simulation.step`` from the bound's state, the stations at the bound's supply (lag 0): the same homes, the
+    same station heat — the flows as found (imbalanced: buildings short of flow), the weather of the same step."""
+    s = setup(scenario)
+    one = one_supply_bound(s)
+    sim = s.sim
+    sim.sp = replace(sim.sp, lag_s=np.full(len(sim.station_ids), 1e-6))
+    eligible = [k for k in range(1, len(one.supply_c))
+                if np.all(one.supply_c[k] >= sim.sp.supply_min_c) and np.all(one.supply_c[k] < s.ts_max[k] - 1e-6)]
+    assert len(eligible) > 50
+    for k in eligible[:: len(eligible) // 8]:
+        sim.step_no = k
+        sim.home_state = HomeState(one.temp_c[k].copy(), one.excess_c[k].copy(), np.zeros(sim.net.n))
+        for j, sid in enumerate(sim.station_ids):
+            sim.set_setpoint(sid, float(one.supply_c[k, j]))
+        truth = sim.step()
+        assert np.allclose(truth.home_temp, one.temp_c[k + 1], rtol=0.0, atol=1e-9)
+        heat = np.bincount(sim.net.station_idx, weights=one.heat_w[k], minlength=len(sim.station_ids))
+        assert np.allclose(truth.stations.heat_kw * 1000.0, heat, rtol=1e-9)
