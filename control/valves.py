@@ -284,7 +284,7 @@ def read_window(store: Store, registry: Registry, cfg: Config, st: Station, now:
                 settled_at: Mapping[ClassKey, datetime] | None = None) -> Window:
     """The station's last ``valve_window_h`` whole hours from the store: its homes by class (not the ``distrusted``
     ones: sensors analytics flagged), its supply and outdoor means (implausible indoor hours left out, as analytics
-    leaves them); each class with the in-home measurements ``spots`` of its other homes since ``settled_at``
+    leaves them); each class with the in-home measurements ``spots`` of its homes since ``settled_at``
     (``with_spots``)."""
     c = cfg.control
     end = now.replace(minute=0, second=0, microsecond=0)
