@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heatwatch.app.score import DEFAULT_START, ideal_heat_kwh, on_the_curve, score_config, standards
+from heatwatch.app.score import DEFAULT_START, ideal_heat_kwh, on_the_curve, score_config, standards, stored_heat_kwh
 from simulators.physics import OUTAGE_SUPPLY_C, HomeParams, HomeState, radiator_eps, station_target, step_homes
 from simulators.scenario import load_scenario
 from simulators.simulation import Simulation
@@ -167,7 +167,7 @@ def least_heat_with_mass(ua: np.ndarray, cap: np.ndarray, q_int: np.ndarray, g_m
         beyond_j += np.where(forced, ua * short / one_b * dt_s, 0.0)
     return MassBound(
         heat_kwh=float(heat.sum() * dt_s / J_PER_KWH),
-        stored_kwh=float(np.sum(cap * (temp[-1] - temp[0])) / J_PER_KWH),
+        stored_kwh=stored_heat_kwh(cap, temp[0], temp[-1]),
         forced_kwh=float(forced_j.sum() / J_PER_KWH),
         beyond_max_kwh=float(beyond_j.sum() / J_PER_KWH),
         forced_homes=int(np.count_nonzero(forced_j)),
@@ -281,7 +281,7 @@ def least_heat_one_supply(p: HomeParams, station_idx: np.ndarray, mc: np.ndarray
         temp[k + 1], excess[k + 1] = state.temp_c, state.excess
     return SupplyBound(
         heat_kwh=float(heat.sum() * dt_s / J_PER_KWH),
-        stored_kwh=float(np.sum(p.cap * (temp[-1] - temp[0])) / J_PER_KWH),
+        stored_kwh=stored_heat_kwh(p.cap, temp[0], temp[-1]),
         forced_kwh=float(forced_j.sum() / J_PER_KWH),
         beyond_max_kwh=float(beyond_j.sum() / J_PER_KWH),
         forced_homes=int(np.count_nonzero(forced_j)),
@@ -319,7 +319,8 @@ class Setup:
 
 def setup(scenario: str) -> Setup:
     """The scenario on heatwatch's curve from ``DEFAULT_START``, as ``heatwatch score`` runs it."""
-    cfg = score_config(Path(tempfile.mkdtemp(prefix="heatwatch-bounds-")))
+    with tempfile.TemporaryDirectory(prefix="heatwatch-bounds-") as tmp:  # score_config writes its defaults file there
+        cfg = score_config(Path(tmp))
     sc = on_the_curve(load_scenario(scenario), cfg)
     sim = Simulation(sc, DEFAULT_START)
     steps = int(sc.duration_h * 3600 / sc.step_s)
